@@ -1,0 +1,15 @@
+import { Command } from 'commander';
+import { version } from './version.js';
+
+/** Each command lives in its own file under commands/ and registers itself here. */
+const commandRegistrations: Array<(program: Command) => void> = [];
+
+export function buildProgram(): Command {
+  const program = new Command('fairprune')
+    .description('Fairness Pruning for large language models: measure and remove demographic bias in MLP neurons.')
+    .version(version)
+    .showHelpAfterError()
+    .exitOverride();
+  for (const register of commandRegistrations) register(program);
+  return program;
+}

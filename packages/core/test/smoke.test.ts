@@ -1,0 +1,3 @@
+import { expect, test } from 'vitest';
+import { packageName } from '@fairprune/core';
+test('imports', () => { expect(packageName).toBe('@fairprune/core'); });

@@ -1,0 +1,3 @@
+import { expect, test } from 'vitest';
+import { packageName } from '@fairprune/eval';
+test('imports', () => { expect(packageName).toBe('@fairprune/eval'); });
