@@ -1,0 +1,137 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+
+/** The config.json fields the pipeline reads. Everything else stays available in `raw`. */
+export interface ModelConfig {
+  modelType: string;
+  architectures: string[];
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  vocabSize: number;
+  bosTokenId: number | undefined;
+  eosTokenIds: number[];
+  padTokenId: number | undefined;
+  tieWordEmbeddings: boolean;
+  /** The parsed config.json as written. */
+  raw: Record<string, unknown>;
+}
+
+export interface ModelFolder {
+  /** Absolute path of the folder. */
+  dir: string;
+  config: ModelConfig;
+  tokenizer: TextTokenizer;
+  /** Absolute path of the chosen ONNX file (may not exist when only safetensors are published). */
+  onnxPath: string | undefined;
+  /** Every `.onnx` file under the folder, relative paths. */
+  onnxFiles: string[];
+  /** Safetensors shards, absolute paths, in name order. */
+  safetensorsFiles: string[];
+}
+
+export interface OpenModelFolderOptions {
+  /** ONNX file relative to the folder (the CLI's `--onnx-file`). Default: `onnx/model.onnx`, else `model.onnx`. */
+  onnxFile?: string;
+}
+
+export class ModelFolderError extends Error {
+  override name = 'ModelFolderError';
+}
+
+/** Opens a Hugging Face-style model folder: reads config.json and the tokenizer, lists the weight files. */
+export function openModelFolder(dir: string, options: OpenModelFolderOptions = {}): ModelFolder {
+  const absDir = resolve(dir);
+  if (!existsSync(absDir) || !statSync(absDir).isDirectory()) {
+    throw new ModelFolderError(`Model folder not found: ${absDir}`);
+  }
+  const config = readModelConfig(join(absDir, 'config.json'));
+  const tokenizer = loadTokenizer(absDir);
+  const onnxFiles = listOnnxFiles(absDir);
+  const onnxPath = chooseOnnxFile(absDir, options.onnxFile);
+  const safetensorsFiles = readdirSync(absDir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort()
+    .map((f) => join(absDir, f));
+  return { dir: absDir, config, tokenizer, onnxPath, onnxFiles, safetensorsFiles };
+}
+
+/** Parses config.json; missing required numbers are an error naming the field and file. */
+export function readModelConfig(path: string): ModelConfig {
+  if (!existsSync(path)) throw new ModelFolderError(`config.json not found: ${path}`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw new ModelFolderError(`${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  // Multimodal configs (Gemma 3) nest the decoder under text_config.
+  const text = (typeof raw['text_config'] === 'object' && raw['text_config'] !== null
+    ? { ...raw, ...(raw['text_config'] as Record<string, unknown>) }
+    : raw) as Record<string, unknown>;
+  const num = (key: string): number => {
+    const value = text[key];
+    if (typeof value !== 'number') throw new ModelFolderError(`${path}: field "${key}" is missing or not a number`);
+    return value;
+  };
+  const optionalNum = (key: string): number | undefined => {
+    const value = text[key];
+    return typeof value === 'number' ? value : undefined;
+  };
+  const hiddenSize = num('hidden_size');
+  const numAttentionHeads = num('num_attention_heads');
+  const eos = text['eos_token_id'];
+  return {
+    modelType: typeof text['model_type'] === 'string' ? (text['model_type'] as string) : 'unknown',
+    architectures: Array.isArray(raw['architectures']) ? (raw['architectures'] as string[]) : [],
+    hiddenSize,
+    intermediateSize: num('intermediate_size'),
+    numHiddenLayers: num('num_hidden_layers'),
+    numAttentionHeads,
+    numKeyValueHeads: optionalNum('num_key_value_heads') ?? numAttentionHeads,
+    headDim: optionalNum('head_dim') ?? hiddenSize / numAttentionHeads,
+    vocabSize: num('vocab_size'),
+    bosTokenId: optionalNum('bos_token_id'),
+    eosTokenIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
+    padTokenId: optionalNum('pad_token_id'),
+    tieWordEmbeddings: text['tie_word_embeddings'] === true,
+    raw,
+  };
+}
+
+function listOnnxFiles(dir: string): string[] {
+  const found: string[] = [];
+  for (const sub of ['.', 'onnx']) {
+    const full = join(dir, sub);
+    if (!existsSync(full) || !statSync(full).isDirectory()) continue;
+    for (const f of readdirSync(full)) if (f.endsWith('.onnx')) found.push(sub === '.' ? f : `${sub}/${f}`);
+  }
+  return found.sort();
+}
+
+function chooseOnnxFile(dir: string, onnxFile: string | undefined): string | undefined {
+  if (onnxFile !== undefined) {
+    const path = isAbsolute(onnxFile) ? onnxFile : join(dir, onnxFile);
+    if (relative(dir, path).startsWith('..')) {
+      throw new ModelFolderError(`--onnx-file must lie inside the model folder ${dir}: ${onnxFile}`);
+    }
+    if (!existsSync(path)) throw new ModelFolderError(`ONNX file not found: ${path}`);
+    return path;
+  }
+  for (const candidate of ['onnx/model.onnx', 'model.onnx']) {
+    const path = join(dir, candidate);
+    if (existsSync(path)) return path;
+  }
+  return undefined;
+}
+
+/** The ONNX path of a folder, or an error that says which files exist. */
+export function requireOnnxPath(folder: ModelFolder): string {
+  if (folder.onnxPath !== undefined) return folder.onnxPath;
+  const found = folder.onnxFiles.length > 0 ? `found: ${folder.onnxFiles.join(', ')}; pass --onnx-file` : 'no .onnx file found';
+  throw new ModelFolderError(`No onnx/model.onnx or model.onnx in ${folder.dir} (${found})`);
+}

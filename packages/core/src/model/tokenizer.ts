@@ -1,0 +1,62 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+
+/** Text ↔ token ids for one model folder, with the special ids the runtime needs. */
+export interface TextTokenizer {
+  /** With `addSpecialTokens` (default true) the post-processor adds BOS as the model was trained. */
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  tokenToId(token: string): number | undefined;
+  bosTokenId: number | undefined;
+  eosTokenId: number | undefined;
+  padTokenId: number | undefined;
+}
+
+export class TokenizerLoadError extends Error {
+  override name = 'TokenizerLoadError';
+}
+
+/** Loads `tokenizer.json` + `tokenizer_config.json` from a folder with @huggingface/tokenizers (offline). */
+export function loadTokenizer(dir: string): TextTokenizer {
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  const configPath = join(dir, 'tokenizer_config.json');
+  const tokenizerJson = readJson(tokenizerPath, true);
+  const tokenizerConfig = readJson(configPath, false) ?? {};
+  if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
+    throw new TokenizerLoadError(`${tokenizerPath} is not a Hugging Face tokenizer.json (no "model" section)`);
+  }
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
+  } catch (error) {
+    throw new TokenizerLoadError(`Cannot load tokenizer ${tokenizerPath}: ${(error as Error).message}`);
+  }
+  const specialId = (key: string): number | undefined => {
+    const value = (tokenizerConfig as Record<string, unknown>)[key];
+    const content = typeof value === 'string' ? value : (value as { content?: string } | null | undefined)?.content;
+    return content === undefined ? undefined : tokenizer.token_to_id(content);
+  };
+  return {
+    encode: (text, options = {}) =>
+      tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids,
+    decode: (ids, options = {}) =>
+      tokenizer.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false }),
+    tokenToId: (token) => tokenizer.token_to_id(token),
+    bosTokenId: specialId('bos_token'),
+    eosTokenId: specialId('eos_token'),
+    padTokenId: specialId('pad_token'),
+  };
+}
+
+function readJson(path: string, required: boolean): object | undefined {
+  if (!existsSync(path)) {
+    if (required) throw new TokenizerLoadError(`Tokenizer file not found: ${path}`);
+    return undefined;
+  }
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as object;
+  } catch (error) {
+    throw new TokenizerLoadError(`${path} is not valid JSON: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,220 @@
+import * as ort from 'onnxruntime-node';
+import type { ModelConfig } from '../model/folder.js';
+import { f16ToF32 } from '../model/dtype.js';
+
+export type SessionDevice = 'cpu' | 'cuda';
+
+export interface ModelSessionOptions {
+  /** Execution provider. `cuda` falls back to CPU (with `onFallback` called) when the provider libraries are missing. */
+  device?: SessionDevice;
+  /** intra-op threads; default: ORT's choice. */
+  threads?: number;
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** KV head count / head dim when the graph leaves them symbolic. */
+  config?: Pick<ModelConfig, 'numKeyValueHeads' | 'headDim'>;
+  /** Called with a one-line explanation when `cuda` was asked for but CPU is used. Default: print to stderr. */
+  onFallback?: (message: string) => void;
+  /** For models given as bytes whose external data ORT must be handed explicitly. */
+  externalData?: { path: string; data: Uint8Array }[];
+}
+
+/** The KV-cache interface of a model in the optimum / transformers.js layout. */
+export interface KvLayout {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: 'float32' | 'float16';
+  /** Per layer i: `past_key_values.i.key` / `.value` inputs and `present.i.key` / `.value` outputs. */
+  pastKeyNames: string[];
+  pastValueNames: string[];
+  presentKeyNames: string[];
+  presentValueNames: string[];
+}
+
+export interface ForwardResult {
+  /** Row-major [B, T, V] float32 logits. */
+  logits: Float32Array;
+  dims: [number, number, number];
+}
+
+let logLevelSet = false;
+
+/** One onnxruntime-node session over a decoder model, plain or KV-cache form. */
+export class ModelSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Present when the graph has past_key_values.* inputs. */
+  readonly kv: KvLayout | undefined;
+  readonly needsPositionIds: boolean;
+  readonly needsAttentionMask: boolean;
+  readonly logitsName: string;
+
+  private constructor(
+    readonly ort: ort.InferenceSession,
+    /** The execution provider actually used. */
+    readonly device: SessionDevice,
+    /** Why CPU is used although `cuda` was asked for. */
+    readonly fallbackReason: string | undefined,
+    config: ModelSessionOptions['config'],
+  ) {
+    this.inputNames = ort.inputNames;
+    this.outputNames = ort.outputNames;
+    this.needsPositionIds = this.inputNames.includes('position_ids');
+    this.needsAttentionMask = this.inputNames.includes('attention_mask');
+    this.logitsName = this.outputNames.includes('logits') ? 'logits' : this.outputNames[0]!;
+    this.kv = detectKvLayout(ort, config);
+    const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? [])]);
+    const unknown = this.inputNames.filter((name) => !known.has(name));
+    if (!this.inputNames.includes('input_ids') || unknown.length > 0) {
+      throw new Error(
+        `Unsupported model inputs: ${this.inputNames.join(', ')} (expected input_ids, attention_mask, optional position_ids and past_key_values.{i}.key/value)`,
+      );
+    }
+  }
+
+  /** Opens a model from a path (ORT reads external data itself) or from bytes. */
+  static async create(model: string | Uint8Array, options: ModelSessionOptions = {}): Promise<ModelSession> {
+    if (!logLevelSet) {
+      // ORT prints a line on failed provider loads even when we handle the error; we report it ourselves.
+      ort.env.logLevel = 'fatal';
+      logLevelSet = true;
+    }
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+      ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
+      ...(options.externalData !== undefined ? { externalData: options.externalData } : {}),
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    };
+    const open = (providers: ort.InferenceSession.ExecutionProviderConfig[]) =>
+      typeof model === 'string'
+        ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
+        : ort.InferenceSession.create(model, { ...base, executionProviders: providers });
+    const where = typeof model === 'string' ? model : 'model bytes';
+    if (options.device === 'cuda') {
+      try {
+        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options.config);
+      } catch (error) {
+        const message = (error as Error).message;
+        if (!/cuda|provider|shared library/i.test(message)) throw wrapOpenError(error, where);
+        const reason =
+          `CUDA execution provider unavailable (${message.split('\n')[0]}); running on CPU. ` +
+          'Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node, and CUDA 12 + cuDNN 9 on LD_LIBRARY_PATH.';
+        (options.onFallback ?? ((m: string) => process.stderr.write(`fairprune: ${m}\n`)))(reason);
+        try {
+          return new ModelSession(await open(['cpu']), 'cpu', reason, options.config);
+        } catch (cpuError) {
+          throw wrapOpenError(cpuError, where);
+        }
+      }
+    }
+    try {
+      return new ModelSession(await open(['cpu']), 'cpu', undefined, options.config);
+    } catch (error) {
+      throw wrapOpenError(error, where);
+    }
+  }
+
+  /** Raw run: feeds by input name; `fetches` limits the outputs returned. */
+  async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    const result = fetches ? await this.ort.run(feeds, [...fetches]) : await this.ort.run(feeds);
+    return result as Record<string, ort.Tensor>;
+  }
+
+  /**
+   * The feeds for a full forward of equal-length sequences from position 0: input_ids, attention_mask of ones,
+   * position_ids 0..T-1 when the graph takes them, and an empty past for the KV form.
+   */
+  initialFeeds(batch: readonly (readonly number[])[]): Record<string, ort.Tensor> {
+    const b = batch.length;
+    const t = batch[0]?.length ?? 0;
+    if (b === 0 || t === 0) throw new Error('forward needs at least one non-empty sequence');
+    if (batch.some((seq) => seq.length !== t)) {
+      throw new Error(`forward batches need equal lengths, got ${batch.map((s) => s.length).join(', ')}`);
+    }
+    const ids = new BigInt64Array(b * t);
+    const positions = new BigInt64Array(b * t);
+    batch.forEach((seq, i) =>
+      seq.forEach((id, j) => {
+        ids[i * t + j] = BigInt(id);
+        positions[i * t + j] = BigInt(j);
+      }),
+    );
+    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [b, t]) };
+    if (this.needsAttentionMask) feeds['attention_mask'] = new ort.Tensor('int64', new BigInt64Array(b * t).fill(1n), [b, t]);
+    if (this.needsPositionIds) feeds['position_ids'] = new ort.Tensor('int64', positions, [b, t]);
+    if (this.kv) Object.assign(feeds, this.emptyPast(b));
+    return feeds;
+  }
+
+  /** Zero-length past tensors [B, kvHeads, 0, headDim] for the first KV step. */
+  emptyPast(batchSize: number): Record<string, ort.Tensor> {
+    const kv = this.kv;
+    if (!kv) return {};
+    const feeds: Record<string, ort.Tensor> = {};
+    const dims = [batchSize, kv.numKvHeads, 0, kv.headDim];
+    for (const name of [...kv.pastKeyNames, ...kv.pastValueNames]) {
+      feeds[name] = kv.dtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+    }
+    return feeds;
+  }
+
+  /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]. */
+  async forward(batch: readonly (readonly number[])[]): Promise<ForwardResult> {
+    const out = await this.run(this.initialFeeds(batch), [this.logitsName]);
+    const logits = out[this.logitsName]!;
+    const dims = logits.dims as number[];
+    if (dims.length !== 3) throw new Error(`logits output "${this.logitsName}" has shape [${dims.join(', ')}], expected [B, T, V]`);
+    return { logits: tensorToFloat32(logits), dims: [dims[0]!, dims[1]!, dims[2]!] };
+  }
+
+  async release(): Promise<void> {
+    await this.ort.release();
+  }
+}
+
+/** float32 view (or converted copy for float16) of an ORT tensor's data. */
+export function tensorToFloat32(tensor: ort.Tensor): Float32Array {
+  if (tensor.type === 'float32') return tensor.data as Float32Array;
+  if (tensor.type === 'float16') {
+    const bits = tensor.data as Uint16Array;
+    const out = new Float32Array(bits.length);
+    for (let i = 0; i < bits.length; i++) out[i] = f16ToF32(bits[i]!);
+    return out;
+  }
+  throw new Error(`Expected a float32 or float16 tensor, got ${tensor.type}`);
+}
+
+function wrapOpenError(error: unknown, where: string): Error {
+  return new Error(`onnxruntime could not load ${where}: ${(error as Error).message}`, { cause: error });
+}
+
+function detectKvLayout(session: ort.InferenceSession, config: ModelSessionOptions['config']): KvLayout | undefined {
+  const pastKeyNames: string[] = [];
+  const pastValueNames: string[] = [];
+  for (const name of session.inputNames) {
+    const match = /^past_key_values\.(\d+)\.(key|value)$/.exec(name);
+    if (match) (match[2] === 'key' ? pastKeyNames : pastValueNames)[Number(match[1])] = name;
+  }
+  if (pastKeyNames.length === 0) return undefined;
+  const numLayers = pastKeyNames.length;
+  const presentKeyNames: string[] = [];
+  const presentValueNames: string[] = [];
+  for (let i = 0; i < numLayers; i++) {
+    for (const [kind, list, past] of [['key', presentKeyNames, pastKeyNames], ['value', presentValueNames, pastValueNames]] as const) {
+      const present = `present.${i}.${kind}`;
+      if (!past[i]) throw new Error(`KV-cache model lacks input past_key_values.${i}.${kind}`);
+      if (!session.outputNames.includes(present)) throw new Error(`KV-cache model lacks output ${present}`);
+      list.push(present);
+    }
+  }
+  const meta = session.inputMetadata.find((m) => m.name === pastKeyNames[0]);
+  const shape = meta && meta.isTensor ? meta.shape : [];
+  const type = meta && meta.isTensor ? meta.type : 'float32';
+  const numKvHeads = typeof shape[1] === 'number' ? shape[1] : config?.numKeyValueHeads;
+  const headDim = typeof shape[3] === 'number' ? shape[3] : config?.headDim;
+  if (numKvHeads === undefined || headDim === undefined) {
+    throw new Error(`KV-cache input ${pastKeyNames[0]} has symbolic kv heads/head dim and no config was given`);
+  }
+  if (type !== 'float32' && type !== 'float16') throw new Error(`KV-cache input ${pastKeyNames[0]} has unsupported type ${type}`);
+  return { numLayers, numKvHeads, headDim, dtype: type, pastKeyNames, pastValueNames, presentKeyNames, presentValueNames };
+}

@@ -1,0 +1,59 @@
+import { expect, test, describe } from 'vitest';
+import { mkdtempSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openModelFolder } from '../../src/model/folder.js';
+import { ARCHS, EXTRA_ARCHS, fixtureDir, loadRefs } from './fixtures.js';
+
+describe.each([...ARCHS, ...EXTRA_ARCHS])('%s folder', (arch) => {
+  const folder = openModelFolder(fixtureDir(arch));
+  test('config, weight files and default ONNX file', () => {
+    expect(folder.config.numHiddenLayers).toBe(4);
+    expect(folder.config.hiddenSize).toBe(64);
+    expect(folder.onnxPath).toBe(join(fixtureDir(arch), 'onnx/model.onnx'));
+    expect(folder.onnxFiles).toContain('onnx/model_kv.onnx');
+    expect(folder.safetensorsFiles).toEqual([join(fixtureDir(arch), 'model.safetensors')]);
+  });
+  test('tokenizer ids equal the HF reference input_ids (BOS included)', () => {
+    for (const prompt of loadRefs(arch).prompts) {
+      expect(folder.tokenizer.encode(prompt.text)).toEqual(prompt.input_ids);
+    }
+    expect(folder.tokenizer.bosTokenId).toBe(folder.config.bosTokenId);
+    const ids = folder.tokenizer.encode('The police officer thought he', { addSpecialTokens: false });
+    expect(ids[0]).not.toBe(folder.tokenizer.bosTokenId);
+    expect(folder.tokenizer.decode(ids)).toBe('The police officer thought he');
+  });
+});
+
+test('--onnx-file picks a file relative to the folder', () => {
+  const folder = openModelFolder(fixtureDir('llama'), { onnxFile: 'onnx/model_kv.onnx' });
+  expect(folder.onnxPath).toBe(join(fixtureDir('llama'), 'onnx/model_kv.onnx'));
+  expect(() => openModelFolder(fixtureDir('llama'), { onnxFile: 'onnx/nope.onnx' })).toThrow(/ONNX file not found: .*nope\.onnx/);
+});
+
+test('real Llama 3 tokenizer adds BOS 128000', async () => {
+  const { loadTokenizer } = await import('../../src/model/tokenizer.js');
+  const tok = loadTokenizer(join(fixtureDir('llama3-tokenizer')));
+  expect(tok.encode('A Black man walked at night through the neighborhood. The police officer thought he')).toEqual([
+    128000, 32, 5348, 893, 15203, 520, 3814, 1555, 279, 12818, 13, 578, 4379, 9640, 3463, 568,
+  ]);
+});
+
+describe('bad folders', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fp-folder-'));
+  test('missing config.json names the file', () => {
+    expect(() => openModelFolder(dir)).toThrow(/config\.json not found: .*fp-folder-/);
+  });
+  test('wrong tokenizer file names the file', () => {
+    copyFileSync(join(fixtureDir('llama'), 'config.json'), join(dir, 'config.json'));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ vocab: { a: 1 } }));
+    expect(() => openModelFolder(dir)).toThrow(/tokenizer\.json is not a Hugging Face tokenizer\.json/);
+    writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
+    expect(() => openModelFolder(dir)).toThrow(/tokenizer\.json is not valid JSON/);
+  });
+  test('config missing a field names the field', () => {
+    mkdirSync(join(dir, 'b'));
+    writeFileSync(join(dir, 'b/config.json'), JSON.stringify({ model_type: 'llama', hidden_size: 8 }));
+    expect(() => openModelFolder(join(dir, 'b'))).toThrow(/config\.json: field "num_attention_heads" is missing/);
+  });
+});
