@@ -1,0 +1,9 @@
+export { pca, type PcaResult, type RowMatrix } from './pca.js';
+export {
+  matchTokens,
+  projectPair,
+  type PairProjection,
+  type PromptActivations,
+  type ProjectedToken,
+  type TokenLink,
+} from './pair-projection.js';

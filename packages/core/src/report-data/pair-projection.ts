@@ -1,0 +1,112 @@
+import { pca } from './pca.js';
+
+/** One prompt's captured activations at one tensor, with one label per row. */
+export interface PromptActivations {
+  /** The prompt text, for captions. */
+  text?: string;
+  /**
+   * One label per activation row, in the same order — including special tokens such as BOS when the model saw them.
+   * (optiPfair labels with `tokenizer.tokenize()`, which drops BOS, so its labels sit one token off on Llama.)
+   */
+  tokens: string[];
+  /** `[tokens.length, width]` row-major. */
+  activations: Float32Array;
+}
+
+export interface ProjectedToken {
+  /** Row index in the prompt's activations (0 = BOS when present). */
+  index: number;
+  token: string;
+  x: number;
+  y: number;
+}
+
+/** A token of prompt A matched to a token of prompt B. */
+export interface TokenLink {
+  a: number;
+  b: number;
+  /** The two tokens differ (the demographic word, usually). */
+  differs: boolean;
+}
+
+/** Both prompts of a pair projected onto the first two principal components of their joint activations. */
+export interface PairProjection {
+  layerKey: string;
+  a: { text?: string; points: ProjectedToken[] };
+  b: { text?: string; points: ProjectedToken[] };
+  /**
+   * Matching positions: the common prefix and common suffix of the two token lists, plus the differing middle
+   * position by position when both middles have the same length. Tokens in no link are the differing ones of
+   * unequal-length middles.
+   */
+  links: TokenLink[];
+  /** Share of the joint variance on PC1 and PC2. */
+  explainedVarianceRatio: [number, number];
+}
+
+/**
+ * Projects the token activations of a prompt pair at one tensor (e.g. `mlp_output_layer_3`) onto their joint first
+ * two principal components (one PCA over the rows of both prompts, as optiPfair's `visualize_pca` does) and matches
+ * tokens across the prompts, so a chart can draw an arrow from each A token to its B counterpart.
+ */
+export function projectPair(layerKey: string, a: PromptActivations, b: PromptActivations, width: number): PairProjection {
+  if (!Number.isInteger(width) || width < 1) throw new RangeError(`projectPair: width must be a positive integer, got ${width}`);
+  checkRows('a', a, width, layerKey);
+  checkRows('b', b, width, layerKey);
+  const rowsA = a.tokens.length;
+  const rowsB = b.tokens.length;
+  const joint = new Float32Array((rowsA + rowsB) * width);
+  joint.set(a.activations, 0);
+  joint.set(b.activations, rowsA * width);
+  const fit = pca({ data: joint, rows: rowsA + rowsB, cols: width }, 2);
+  const coordinate = (row: number, component: number): number =>
+    component < fit.componentCount ? fit.projections[row * fit.componentCount + component]! : 0;
+  const points = (prompt: PromptActivations, rowOffset: number): ProjectedToken[] =>
+    prompt.tokens.map((token, index) => ({ index, token, x: coordinate(rowOffset + index, 0), y: coordinate(rowOffset + index, 1) }));
+  return {
+    layerKey,
+    a: { ...(a.text === undefined ? {} : { text: a.text }), points: points(a, 0) },
+    b: { ...(b.text === undefined ? {} : { text: b.text }), points: points(b, rowsA) },
+    links: matchTokens(a.tokens, b.tokens),
+    explainedVarianceRatio: [fit.explainedVarianceRatio[0] ?? 0, fit.explainedVarianceRatio[1] ?? 0],
+  };
+}
+
+/** Links the common prefix and suffix of two token lists, and the differing middles position by position when equal in length. */
+export function matchTokens(tokensA: readonly string[], tokensB: readonly string[]): TokenLink[] {
+  const shorter = Math.min(tokensA.length, tokensB.length);
+  let prefix = 0;
+  while (prefix < shorter && tokensA[prefix] === tokensB[prefix]) prefix++;
+  let suffix = 0;
+  while (
+    suffix < shorter - prefix &&
+    tokensA[tokensA.length - 1 - suffix] === tokensB[tokensB.length - 1 - suffix]
+  ) {
+    suffix++;
+  }
+  const links: TokenLink[] = [];
+  for (let i = 0; i < prefix; i++) links.push({ a: i, b: i, differs: false });
+  const middleA = tokensA.length - prefix - suffix;
+  const middleB = tokensB.length - prefix - suffix;
+  if (middleA === middleB) {
+    for (let i = prefix; i < prefix + middleA; i++) links.push({ a: i, b: i, differs: tokensA[i] !== tokensB[i] });
+  }
+  for (let k = suffix; k >= 1; k--) links.push({ a: tokensA.length - k, b: tokensB.length - k, differs: false });
+  return links;
+}
+
+function checkRows(side: 'a' | 'b', prompt: PromptActivations, width: number, layerKey: string): void {
+  const rows = prompt.activations.length / width;
+  if (!Number.isInteger(rows)) {
+    throw new RangeError(
+      `projectPair: prompt ${side} activations of ${layerKey} have ${prompt.activations.length} values, not a multiple of width ${width}`,
+    );
+  }
+  if (rows !== prompt.tokens.length) {
+    throw new RangeError(
+      `projectPair: prompt ${side} has ${prompt.tokens.length} token labels but ${rows} activation rows at ${layerKey}; ` +
+        'the labels must cover every row, including BOS when the model was given one',
+    );
+  }
+  if (rows < 1) throw new RangeError(`projectPair: prompt ${side} has no tokens`);
+}
