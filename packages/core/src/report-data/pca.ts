@@ -123,7 +123,7 @@ function columnGram(x: Float64Array, rows: number, cols: number): Float64Array {
 function topEigenpairs(matrix: Float64Array, m: number, k: number): { vectors: Float64Array; values: number[] } {
   // Work with a slightly larger block than asked: convergence then goes with λ(k+block)/λ(k), not λ(k+1)/λ(k).
   const block = Math.min(m, k + 2);
-  let basis = new Float64Array(block * m);
+  let basis: Float64Array = new Float64Array(block * m);
   for (let b = 0; b < block; b++) {
     // A fixed, non-symmetric start that is unlikely to be orthogonal to any eigenvector.
     for (let i = 0; i < m; i++) basis[b * m + i] = Math.cos((i + 1) * (b + 1) * 0.7390851) + (i === b ? 1 : 0);
