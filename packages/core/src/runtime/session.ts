@@ -14,8 +14,8 @@ export interface ModelSessionOptions {
   config?: Pick<ModelConfig, 'numKeyValueHeads' | 'headDim'>;
   /** Called with a one-line explanation when `cuda` was asked for but CPU is used. Default: print to stderr. */
   onFallback?: (message: string) => void;
-  /** For models given as bytes whose external data ORT must be handed explicitly. */
-  externalData?: { path: string; data: Uint8Array }[];
+  /** For a model given as bytes: the folder its external data locations are relative to (ORT reads the files). */
+  externalDataDir?: string;
 }
 
 /** The KV-cache interface of a model in the optimum / transformers.js layout. */
@@ -82,8 +82,12 @@ export class ModelSession {
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
       ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
-      ...(options.externalData !== undefined ? { externalData: options.externalData } : {}),
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      extra: {
+        session: {
+          intra_op: { allow_spinning: '0' },
+          ...(options.externalDataDir !== undefined ? { model_external_initializers_file_folder_path: options.externalDataDir } : {}),
+        },
+      },
     };
     const open = (providers: ort.InferenceSession.ExecutionProviderConfig[]) =>
       typeof model === 'string'

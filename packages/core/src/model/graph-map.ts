@@ -1,0 +1,303 @@
+import type { ModelProto, NodeProto, TensorProto } from 'onnx-buf';
+import { tensorDims, tensorDtype } from './onnx-codec.js';
+import { dtypeFromOnnx, type WeightDType } from './dtype.js';
+
+/** 'in_out': MatMul B as stored by ONNX exporters ([in, out], neurons are columns); 'out_in': HF layout (Transpose/Gemm transB). */
+export type WeightLayout = 'in_out' | 'out_in';
+
+export interface WeightInfo {
+  /** Initializer name. */
+  name: string;
+  dtype: WeightDType;
+  /** Stored shape of the initializer. */
+  shape: number[];
+  layout: WeightLayout;
+  /** Fused gate_up weight (Phi-3): which half of the output axis this projection is (0 = first). */
+  fusedHalf?: 0 | 1;
+}
+
+/** Graph tensor names per decoder layer, keyed as the fixtures' reference activations. */
+export interface LayerTensors {
+  input_norm: string;
+  attention_output: string;
+  gate_proj: string;
+  up_proj: string;
+  glu_product: string;
+  down_proj: string;
+  mlp_output: string;
+}
+
+export type ActivationKey = keyof LayerTensors;
+export const ACTIVATION_KEYS: readonly ActivationKey[] = [
+  'input_norm', 'attention_output', 'gate_proj', 'up_proj', 'glu_product', 'down_proj', 'mlp_output',
+];
+
+export interface LayerMap {
+  index: number;
+  tensors: LayerTensors;
+  gate: WeightInfo;
+  up: WeightInfo;
+  down: WeightInfo;
+  /** Node names of the projections (gate and up are the same node when fused). */
+  nodes: { gate: string; up: string; down: string; attentionOutput: string };
+  /** Slice/Split nodes splitting a fused gate_up output (Phi-3), empty otherwise. */
+  fusedSplitNodes: string[];
+  fusedGateUp: boolean;
+  /** 'silu' | 'gelu_tanh' | 'gelu' | … as recognised from the activation ops. */
+  activation: string;
+  intermediateSize: number;
+  hiddenSize: number;
+}
+
+export interface GraphMap {
+  layers: LayerMap[];
+  logits: string;
+  /** Element type of the MLP activations (f16 models give f16 intermediates; a Cast after the weight changes it). */
+  activationDtype: WeightDType;
+  kv: { pastInputs: string[]; presentOutputs: string[] } | undefined;
+}
+
+export class GraphMapError extends Error {
+  override name = 'GraphMapError';
+}
+
+const NONLINEAR_OPS = new Set(['Sigmoid', 'Tanh', 'Erf', 'Gelu', 'FastGelu', 'QuickGelu', 'BiasGelu', 'Relu', 'Softplus', 'Silu', 'Swish', 'HardSigmoid', 'HardSwish', 'Elu', 'Selu', 'Mish']);
+const ELEMENTWISE_OPS = new Set([...NONLINEAR_OPS, 'Mul', 'Add', 'Sub', 'Div', 'Pow', 'Cast', 'Neg', 'Sqrt', 'Identity']);
+
+interface WeightSource {
+  weight: TensorProto;
+  transposed: boolean;
+  /** ONNX type a Cast between initializer and MatMul converts to. */
+  castTo: number | undefined;
+}
+
+interface WeightMatMul {
+  node: NodeProto;
+  index: number;
+  input: string;
+  output: string;
+  weight: TensorProto;
+  layout: WeightLayout;
+  /** Element type of the MatMul's output. */
+  computeDtype: WeightDType;
+}
+
+interface ProjectionSource {
+  matmul: WeightMatMul;
+  /** Slice/Split splitting a fused projection, and which half this tensor is. */
+  split?: { node: NodeProto; half: 0 | 1 };
+}
+
+/** Finds, by graph structure, the GLU MLP and attention tensors of every decoder layer. `where` names the file in errors. */
+export function mapGraph(model: ModelProto, where: string): GraphMap {
+  const graph = model.graph;
+  if (!graph) throw new GraphMapError(`${where}: no graph`);
+  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
+  const producer = new Map<string, { node: NodeProto; index: number; slot: number }>();
+  graph.node.forEach((node, index) => node.output.forEach((name, slot) => producer.set(name, { node, index, slot })));
+
+  const isConstant = (name: string): boolean =>
+    name === '' || initializers.has(name) || producer.get(name)?.node.opType === 'Constant';
+
+  /** The initializer behind a MatMul B input, seen through a Transpose and/or a Cast (weights stored as bf16/f16). */
+  const weightOf = (name: string, transposed = false, castTo?: number): WeightSource | undefined => {
+    const direct = initializers.get(name);
+    if (direct) return { weight: direct, transposed, castTo };
+    const p = producer.get(name);
+    if (p?.node.opType === 'Transpose' && !transposed) return weightOf(p.node.input[0] ?? '', true, castTo);
+    if (p?.node.opType === 'Cast' && castTo === undefined) {
+      const to = p.node.attribute.find((a) => a.name === 'to');
+      return weightOf(p.node.input[0] ?? '', transposed, to ? Number(to.i) : undefined);
+    }
+    return undefined;
+  };
+
+  const weightMatMuls: WeightMatMul[] = [];
+  const weightMatMulByOutput = new Map<string, WeightMatMul>();
+  graph.node.forEach((node, index) => {
+    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') return;
+    const w = weightOf(node.input[1] ?? '');
+    if (!w || w.weight.dims.length !== 2 || !tensorDtype(w.weight)) return;
+    const transB = node.opType === 'Gemm' && node.attribute.some((a) => a.name === 'transB' && a.i === 1n);
+    const entry: WeightMatMul = {
+      node, index, input: node.input[0] ?? '', output: node.output[0] ?? '', weight: w.weight,
+      layout: w.transposed !== transB ? 'out_in' : 'in_out',
+      computeDtype: (w.castTo !== undefined ? dtypeFromOnnx(w.castTo) : undefined) ?? tensorDtype(w.weight)!,
+    };
+    weightMatMuls.push(entry);
+    weightMatMulByOutput.set(entry.output, entry);
+  });
+
+  const constantInt = (name: string): number | undefined => {
+    const tensor = initializers.get(name) ?? producer.get(name)?.node.attribute.find((a) => a.name === 'value')?.t;
+    if (!tensor) return undefined;
+    if (tensor.int64Data.length > 0) return Number(tensor.int64Data[0]);
+    if (tensor.int32Data.length > 0) return tensor.int32Data[0];
+    if (tensor.rawData.byteLength >= 8 && tensor.dataType === 7) {
+      return Number(new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getBigInt64(0, true));
+    }
+    if (tensor.rawData.byteLength >= 4 && tensor.dataType === 6) {
+      return new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getInt32(0, true);
+    }
+    return undefined;
+  };
+
+  const projectionSource = (name: string): ProjectionSource | undefined => {
+    const direct = weightMatMulByOutput.get(name);
+    if (direct) return { matmul: direct };
+    const p = producer.get(name);
+    if (!p || (p.node.opType !== 'Slice' && p.node.opType !== 'Split')) return undefined;
+    const fused = weightMatMulByOutput.get(p.node.input[0] ?? '');
+    if (!fused) return undefined;
+    if (p.node.opType === 'Split') return { matmul: fused, split: { node: p.node, half: p.slot === 0 ? 0 : 1 } };
+    // Slice: a constant start of 0 is the first half; anything else (constant or computed from the shape) the second.
+    const start = constantInt(p.node.input[1] ?? '');
+    return { matmul: fused, split: { node: p.node, half: start === 0 ? 0 : 1 } };
+  };
+
+  /** Walks back from `name` through elementwise ops; returns the single projection feeding it and the ops crossed. */
+  const activationSource = (name: string): { source: ProjectionSource; ops: string[]; tensor: string } | undefined => {
+    const ops: string[] = [];
+    const leaves = new Set<string>();
+    const stack = [name];
+    const seen = new Set<string>();
+    while (stack.length > 0) {
+      const tensor = stack.pop()!;
+      if (seen.has(tensor)) continue;
+      seen.add(tensor);
+      if (projectionSource(tensor)) {
+        leaves.add(tensor);
+        continue;
+      }
+      const p = producer.get(tensor);
+      if (!p || !ELEMENTWISE_OPS.has(p.node.opType) || seen.size > 64) return undefined;
+      ops.push(p.node.opType === 'Gelu' && p.node.attribute.some((a) => a.name === 'approximate' && new TextDecoder().decode(a.s) === 'tanh') ? 'GeluTanh' : p.node.opType);
+      for (const input of p.node.input) if (!isConstant(input)) stack.push(input);
+    }
+    if (leaves.size !== 1 || !ops.some((op) => NONLINEAR_OPS.has(op) || op === 'GeluTanh')) return undefined;
+    const tensor = [...leaves][0]!;
+    return { source: projectionSource(tensor)!, ops, tensor };
+  };
+
+  interface Mlp {
+    gate: ProjectionSource; gateTensor: string; up: ProjectionSource; upTensor: string;
+    down: WeightMatMul; product: string; ops: string[];
+  }
+  const mlps: Mlp[] = [];
+  for (const down of weightMatMuls) {
+    const p = producer.get(down.input);
+    if (p?.node.opType !== 'Mul') continue;
+    const [a, b] = [p.node.input[0] ?? '', p.node.input[1] ?? ''];
+    if (isConstant(a) || isConstant(b)) continue;
+    for (const [upTensor, actTensor] of [[a, b], [b, a]] as const) {
+      const up = projectionSource(upTensor);
+      const act = up ? activationSource(actTensor) : undefined;
+      if (!up || !act || act.tensor === upTensor) continue;
+      mlps.push({ gate: act.source, gateTensor: act.tensor, up, upTensor, down, product: down.input, ops: act.ops });
+      break;
+    }
+  }
+  if (mlps.length === 0) throw new GraphMapError(describeMissingGlu(model, where, weightMatMuls));
+  mlps.sort((x, y) => x.down.index - y.down.index);
+
+  const layers = mlps.map((mlp, index): LayerMap => {
+    const previousDown = index === 0 ? -1 : mlps[index - 1]!.down.index;
+    const gateIndex = Math.min(mlp.gate.matmul.index, mlp.up.matmul.index);
+    const window = weightMatMuls.filter((m) => m.index > previousDown && m.index < gateIndex);
+    const attentionOut = window[window.length - 1];
+    const projections = window.slice(0, -1);
+    if (!attentionOut || projections.length === 0) {
+      throw new GraphMapError(
+        `${where}: layer ${index}: found the MLP (down projection ${describeNode(mlp.down.node)}) but no attention projections before it (${window.length} weight MatMuls between the previous MLP and this one)`,
+      );
+    }
+    // The input norm output is the tensor the q/k/v (or fused qkv) projections read.
+    const counts = new Map<string, number>();
+    for (const m of projections) counts.set(m.input, (counts.get(m.input) ?? 0) + 1);
+    const inputNorm = [...counts.entries()].sort((x, y) => y[1] - x[1])[0]![0];
+
+    const gate = weightInfo(mlp.gate, where);
+    const up = weightInfo(mlp.up, where);
+    const down = weightInfo({ matmul: mlp.down }, where);
+    const fused = mlp.gate.split !== undefined && mlp.gate.matmul === mlp.up.matmul;
+    const [downIn, downOut] = down.layout === 'in_out' ? down.shape : [down.shape[1]!, down.shape[0]!];
+    const gateOut = (gate.layout === 'in_out' ? gate.shape[1]! : gate.shape[0]!) / (fused ? 2 : 1);
+    const upOut = (up.layout === 'in_out' ? up.shape[1]! : up.shape[0]!) / (fused ? 2 : 1);
+    if (gateOut !== downIn || upOut !== downIn) {
+      throw new GraphMapError(
+        `${where}: layer ${index}: gate/up/down widths disagree (gate ${gate.name} [${gate.shape}], up ${up.name} [${up.shape}], down ${down.name} [${down.shape}])`,
+      );
+    }
+    return {
+      index,
+      tensors: {
+        input_norm: inputNorm,
+        attention_output: attentionOut.output,
+        gate_proj: mlp.gateTensor,
+        up_proj: mlp.upTensor,
+        glu_product: mlp.product,
+        down_proj: mlp.down.output,
+        mlp_output: mlp.down.output,
+      },
+      gate, up, down,
+      nodes: { gate: mlp.gate.matmul.node.name, up: mlp.up.matmul.node.name, down: mlp.down.node.name, attentionOutput: attentionOut.node.name },
+      fusedSplitNodes: fused ? [mlp.gate.split!.node.name, mlp.up.split!.node.name].filter((n, i, all) => all.indexOf(n) === i) : [],
+      fusedGateUp: fused,
+      activation: activationName(mlp.ops),
+      intermediateSize: downIn!,
+      hiddenSize: downOut!,
+    };
+  });
+
+  const outputs = graph.output.map((o) => o.name);
+  const logits = outputs.includes('logits') ? 'logits' : outputs[0];
+  if (!logits) throw new GraphMapError(`${where}: graph has no outputs`);
+  const pastInputs = graph.input.map((i) => i.name).filter((n) => /^past_key_values\.\d+\.(key|value)$/.test(n));
+  const presentOutputs = outputs.filter((n) => /^present\.\d+\.(key|value)$/.test(n));
+  return {
+    layers,
+    logits,
+    activationDtype: mlps[0]!.down.computeDtype,
+    kv: pastInputs.length > 0 ? { pastInputs, presentOutputs } : undefined,
+  };
+}
+
+function weightInfo(source: ProjectionSource, where: string): WeightInfo {
+  const tensor = source.matmul.weight;
+  const dtype = tensorDtype(tensor);
+  if (!dtype) throw new GraphMapError(`${where}: weight "${tensor.name}" has unsupported data type ${tensor.dataType}`);
+  return {
+    name: tensor.name,
+    dtype,
+    shape: tensorDims(tensor),
+    layout: source.matmul.layout,
+    ...(source.split ? { fusedHalf: source.split.half } : {}),
+  };
+}
+
+function activationName(ops: string[]): string {
+  if (ops.includes('Sigmoid') || ops.includes('Silu') || ops.includes('Swish')) return 'silu';
+  if (ops.includes('Tanh') || ops.includes('GeluTanh') || ops.includes('FastGelu')) return 'gelu_tanh';
+  if (ops.includes('Gelu') || ops.includes('Erf')) return 'gelu';
+  return ops.filter((op) => op !== 'Mul' && op !== 'Add' && op !== 'Cast').join('+') || 'unknown';
+}
+
+function describeNode(node: NodeProto): string {
+  return node.name ? `"${node.name}"` : `${node.opType} → ${node.output[0]}`;
+}
+
+function describeMissingGlu(model: ModelProto, where: string, weightMatMuls: WeightMatMul[]): string {
+  const counts = new Map<string, number>();
+  for (const node of model.graph?.node ?? []) counts.set(node.opType, (counts.get(node.opType) ?? 0) + 1);
+  const notable = [...counts.entries()]
+    .filter(([op]) => op !== 'Constant')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 12)
+    .map(([op, n]) => `${op}×${n}`)
+    .join(', ');
+  return (
+    `${where}: no GLU MLP found (expected gate MatMul → activation → Mul ← up MatMul → down MatMul per layer). ` +
+    `Found ${weightMatMuls.length} MatMul/Gemm with weight initializers and ops: ${notable}. ` +
+    'GPT-2-style MLPs (one up projection, activation, down projection) and quantized MatMulNBits graphs are not supported.'
+  );
+}

@@ -1,0 +1,118 @@
+import { dirname, resolve } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
+import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
+import { encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
+
+export interface CapturedTensor {
+  /** Row-major [T, width] float32. */
+  data: Float32Array;
+  shape: [number, number];
+}
+
+/** Keyed `${key}_layer_${i}` exactly as the fixtures' reference activations (e.g. `glu_product_layer_2`). */
+export type CapturedActivations = Map<string, CapturedTensor>;
+
+export interface ActivationCaptureOptions extends ModelSessionOptions {
+  /** Which layers (default all). */
+  layers?: readonly number[];
+  /** Which tensors (default all seven keys). */
+  keys?: readonly ActivationKey[];
+}
+
+/**
+ * A session over a copy of the model whose mapped tensors are extra graph outputs (through Cast to float32 for
+ * f16/bf16 models). Create once, capture many prompts.
+ */
+export class ActivationCapture {
+  private constructor(
+    readonly session: ModelSession,
+    readonly map: GraphMap,
+    /** capture key → graph output name. */
+    readonly outputs: ReadonlyMap<string, string>,
+  ) {}
+
+  static async create(onnxPath: string, options: ActivationCaptureOptions = {}): Promise<ActivationCapture> {
+    const model = readOnnxModel(onnxPath);
+    const map = mapGraph(model, onnxPath);
+    const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);
+    // Loaded from bytes, so ORT is told where the original external data lives.
+    const session = await ModelSession.create(encodeOnnxModel(model), { ...options, externalDataDir: dirname(resolve(onnxPath)) });
+    return new ActivationCapture(session, map, outputs);
+  }
+
+  /** Activations of one prompt (token ids, BOS included if the model expects it). */
+  async capture(ids: readonly number[]): Promise<CapturedActivations> {
+    return (await this.captureBatch([ids]))[0]!;
+  }
+
+  /** One result per prompt; prompts of equal length run as one batch. */
+  async captureBatch(prompts: readonly (readonly number[])[]): Promise<CapturedActivations[]> {
+    const results: CapturedActivations[] = new Array(prompts.length);
+    const byLength = new Map<number, number[]>();
+    prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
+    const fetches = [...new Set(this.outputs.values())];
+    for (const indices of byLength.values()) {
+      const out = await this.session.run(this.session.initialFeeds(indices.map((i) => prompts[i]!)), fetches);
+      indices.forEach((promptIndex, b) => {
+        const captured: CapturedActivations = new Map();
+        for (const [key, output] of this.outputs) {
+          const tensor = out[output]!;
+          const dims = tensor.dims as number[];
+          const t = dims[1]!;
+          const width = dims.slice(2).reduce((x, y) => x * y, 1);
+          const all = tensorToFloat32(tensor);
+          captured.set(key, { data: all.slice(b * t * width, (b + 1) * t * width), shape: [t, width] });
+        }
+        results[promptIndex] = captured;
+      });
+    }
+    return results;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Adds the mapped tensors as graph outputs; returns capture key → output name. Mutates `model`. */
+export function addCaptureOutputs(
+  model: ModelProto,
+  map: GraphMap,
+  layers: readonly number[] | undefined,
+  keys: readonly ActivationKey[],
+): Map<string, string> {
+  const graph = model.graph!;
+  const existing = new Set(graph.output.map((o) => o.name));
+  const exposed = new Map<string, string>();
+  const outputs = new Map<string, string>();
+  const needsCast = map.activationDtype !== 'f32';
+  for (const layer of map.layers) {
+    if (layers && !layers.includes(layer.index)) continue;
+    for (const key of keys) {
+      const tensor = layer.tensors[key];
+      let output = exposed.get(tensor);
+      if (!output) {
+        output = tensor;
+        if (needsCast) {
+          // ORT cannot return bf16, and f16 would need converting in JS anyway: expose a float32 copy.
+          output = `${tensor}__fairprune_f32`;
+          graph.node.push(
+            create(NodeProtoSchema, {
+              opType: 'Cast',
+              name: `fairprune_capture_cast_${exposed.size}`,
+              input: [tensor],
+              output: [output],
+              attribute: [create(AttributeProtoSchema, { name: 'to', type: AttributeProto_AttributeType.INT, i: 1n })],
+            }),
+          );
+        }
+        if (!existing.has(output)) graph.output.push(create(ValueInfoProtoSchema, { name: output }));
+        exposed.set(tensor, output);
+      }
+      outputs.set(`${key}_layer_${layer.index}`, output);
+    }
+  }
+  return outputs;
+}
