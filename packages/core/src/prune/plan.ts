@@ -1,0 +1,133 @@
+import { readFile } from 'node:fs/promises';
+
+/** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
+export type PruneMode = 'remove' | 'zero';
+export const PRUNE_MODES: readonly PruneMode[] = ['remove', 'zero'];
+
+export const PLAN_FORMAT = 'fairprune.pruning-plan';
+export const PLAN_VERSION = 1;
+
+/** Which model a plan was computed on: the folder, and a hash of the weight bytes that were read. */
+export interface PlanModelIdentity {
+  path: string;
+  /** The weight file the neurons were scored on (relative to `path`). */
+  weightsFile: string;
+  /** sha256 (hex) of the MLP weights read for importance, in layer order (gate, up, down of layer 0, then 1, …). */
+  weightsHash: string;
+  numLayers: number;
+  hiddenSize: number;
+  /** Expansion width per layer before pruning. */
+  intermediateSizes: number[];
+}
+
+/** A manifest that says exactly which neurons go, with every option that led there; `apply` re-applies it. */
+export interface PruningPlan {
+  format: typeof PLAN_FORMAT;
+  version: typeof PLAN_VERSION;
+  createdAt: string;
+  tool: string;
+  model: PlanModelIdentity;
+  /** Every option of the run (pairs, estimator, aggregation, importance, method, w, fractions, …), as given. */
+  options: Record<string, unknown>;
+  mode: PruneMode;
+  /** Pruned neuron indices per layer, ascending; every decoder layer is listed ([] when untouched). */
+  layers: Record<string, number[]>;
+  parameters: {
+    before: number;
+    after: number;
+    /** Parameters removed (remove) or set to zero (zero). */
+    affected: number;
+  };
+  /** Expansion width per layer after pruning (unchanged in zero mode). */
+  intermediateSizes: number[];
+}
+
+export interface BuildPlanInput {
+  model: PlanModelIdentity;
+  options: Record<string, unknown>;
+  mode: PruneMode;
+  layers: readonly (readonly number[])[];
+  parametersBefore: number;
+  /** Parameters tied to one expansion neuron: gate row + up row + down column (+ gate/up biases). */
+  parametersPerNeuron: number;
+  tool: string;
+}
+
+export function buildPlan(input: BuildPlanInput): PruningPlan {
+  const layers: Record<string, number[]> = {};
+  input.layers.forEach((pruned, layer) => (layers[String(layer)] = [...pruned].sort((a, b) => a - b)));
+  const plan: PruningPlan = {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    createdAt: new Date().toISOString(),
+    tool: input.tool,
+    model: input.model,
+    options: input.options,
+    mode: input.mode,
+    layers,
+    parameters: { before: input.parametersBefore, after: 0, affected: 0 },
+    intermediateSizes: [],
+  };
+  const affected = input.layers.reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
+  plan.parameters.affected = affected;
+  plan.parameters.after = input.mode === 'remove' ? input.parametersBefore - affected : input.parametersBefore;
+  plan.intermediateSizes = input.model.intermediateSizes.map((width, layer) =>
+    input.mode === 'remove' ? width - (input.layers[layer]?.length ?? 0) : width,
+  );
+  validatePlan(plan, 'the new plan');
+  return plan;
+}
+
+/** Pruned indices as the model layer's writer takes them: `{ layer: [indices] }`, empty layers left out. */
+export function planLayerMap(plan: PruningPlan): Map<number, number[]> {
+  const map = new Map<number, number[]>();
+  for (const [layer, indices] of Object.entries(plan.layers)) if (indices.length > 0) map.set(Number(layer), indices);
+  return map;
+}
+
+/** Checks a plan's structure and indices; `where` names the file in messages. */
+export function validatePlan(value: unknown, where: string): PruningPlan {
+  const fail = (message: string): never => {
+    throw new Error(`Pruning plan ${where}: ${message}`);
+  };
+  if (typeof value !== 'object' || value === null) fail('not a JSON object');
+  const plan = value as PruningPlan;
+  if (plan.format !== PLAN_FORMAT) fail(`"format" is ${JSON.stringify(plan.format)}, expected "${PLAN_FORMAT}"`);
+  if (plan.version !== PLAN_VERSION) fail(`unsupported version ${JSON.stringify(plan.version)} (this fairprune reads ${PLAN_VERSION})`);
+  if (!PRUNE_MODES.includes(plan.mode)) fail(`"mode" must be remove or zero, got ${JSON.stringify(plan.mode)}`);
+  const model = plan.model;
+  if (typeof model !== 'object' || model === null || typeof model.weightsHash !== 'string' || !Array.isArray(model.intermediateSizes)) {
+    fail('"model" must give weightsHash and intermediateSizes');
+  }
+  if (typeof plan.layers !== 'object' || plan.layers === null) fail('"layers" must map layer indices to neuron lists');
+  for (const [layer, indices] of Object.entries(plan.layers)) {
+    const l = Number(layer);
+    const width = model.intermediateSizes[l];
+    if (!Number.isInteger(l) || width === undefined) fail(`layer "${layer}" is not one of the model's ${model.intermediateSizes.length} layers`);
+    if (!Array.isArray(indices)) fail(`layer ${layer}: expected an array of neuron indices`);
+    const seen = new Set<number>();
+    for (const index of indices) {
+      if (!Number.isInteger(index) || index < 0 || index >= width!) fail(`layer ${layer}: neuron ${JSON.stringify(index)} is outside 0..${width! - 1}`);
+      if (seen.has(index)) fail(`layer ${layer}: neuron ${index} is listed twice`);
+      seen.add(index);
+    }
+    if (indices.length >= width!) fail(`layer ${layer}: would prune all ${width} neurons`);
+  }
+  return plan;
+}
+
+export async function readPlan(file: string): Promise<PruningPlan> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new Error(`Cannot read pruning plan ${file}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`Pruning plan ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  return validatePlan(parsed, file);
+}
