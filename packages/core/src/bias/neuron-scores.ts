@@ -1,0 +1,62 @@
+import type { BiasEstimator } from './pairs.js';
+
+/** How per-pair neuron bias vectors are combined across pairs. */
+export type PairAggregation = 'mean' | 'max';
+export const PAIR_AGGREGATIONS: readonly PairAggregation[] = ['mean', 'max'];
+
+/**
+ * Per-neuron bias of every MLP expansion neuron, one Float32Array per decoder layer (index = layer).
+ * - positionwise: mean_t |G_a − G_b| + mean_t |U_a − U_b| (gate_proj / up_proj outputs, pre-activation)
+ * - pooled:       |mean_t G_a − mean_t G_b| + |mean_t U_a − mean_t U_b| (sides may differ in length)
+ * - glu:          mean_t |H_a − H_b| with H = act(gate)·up, the down_proj input
+ * The per-pair vectors are then averaged (`mean`) or maxed (`max`) over the pairs.
+ */
+export interface NeuronBiasScores {
+  estimator: BiasEstimator;
+  aggregation: PairAggregation;
+  pairs: number;
+  layers: Float32Array[];
+}
+
+/** Accumulates per-pair vectors; sums in float64 so the mean over many pairs does not drift. */
+export class NeuronBiasAggregator {
+  private readonly totals: Float64Array[] = [];
+  private count = 0;
+
+  constructor(
+    readonly estimator: BiasEstimator,
+    readonly aggregation: PairAggregation,
+  ) {}
+
+  /** One pair's per-layer neuron bias vectors (same layer count and widths for every pair). */
+  add(perLayer: readonly Float32Array[]): void {
+    if (this.count === 0) {
+      for (const v of perLayer) this.totals.push(new Float64Array(v.length).fill(this.aggregation === 'max' ? -Infinity : 0));
+    } else if (perLayer.length !== this.totals.length) {
+      throw new Error(`NeuronBiasAggregator: pair has ${perLayer.length} layers, earlier pairs had ${this.totals.length}`);
+    }
+    perLayer.forEach((vector, layer) => {
+      const total = this.totals[layer]!;
+      if (vector.length !== total.length) {
+        throw new Error(`NeuronBiasAggregator: layer ${layer} has width ${vector.length}, earlier pairs had ${total.length}`);
+      }
+      if (this.aggregation === 'max') {
+        for (let i = 0; i < vector.length; i++) if (vector[i]! > total[i]!) total[i] = vector[i]!;
+      } else {
+        for (let i = 0; i < vector.length; i++) total[i] = total[i]! + vector[i]!;
+      }
+    });
+    this.count++;
+  }
+
+  result(): NeuronBiasScores {
+    if (this.count === 0) throw new Error('No pair contributed to the neuron bias scores');
+    const scale = this.aggregation === 'mean' ? 1 / this.count : 1;
+    return {
+      estimator: this.estimator,
+      aggregation: this.aggregation,
+      pairs: this.count,
+      layers: this.totals.map((total) => Float32Array.from(total, (v) => v * scale)),
+    };
+  }
+}

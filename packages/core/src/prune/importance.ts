@@ -1,0 +1,67 @@
+import { scanWeights, type Device, type MatrixView, type WeightStats } from '@fairprune/native-cuda';
+
+/** Weight-magnitude importance of each MLP expansion neuron, from its gate_proj and up_proj weights
+ *  (w_g, w_u: the neuron's row in HF [out, in] layout, its column in ONNX [in, out] layout):
+ *  - maw: max|w_g| + max|w_u|                               (the article's text; fairprune's default)
+ *  - ppm: (max w_g + |min w_g|) + (max w_u + |min w_u|)     (what the article's notebook ran)
+ *  - vow: var(w_g) + var(w_u), unbiased (n − 1) like torch.var
+ *  - pon: ‖w_g‖₁ · ‖w_u‖₁
+ *  - l2:  ‖w_g‖₂ + ‖w_u‖₂
+ *  (vow, pon and l2 follow optiPfair's IMPORTANCE_FUNCTIONS.) */
+export type ImportanceMethod = 'maw' | 'ppm' | 'vow' | 'pon' | 'l2';
+export const IMPORTANCE_METHODS: readonly ImportanceMethod[] = ['maw', 'ppm', 'vow', 'pon', 'l2'];
+
+/** Combines the native scan statistics of the gate and up weights of one layer. */
+export function importanceFromStats(method: ImportanceMethod, gate: WeightStats, up: WeightStats): Float32Array {
+  const width = gate.max.length;
+  if (up.max.length !== width) {
+    throw new Error(`gate_proj has ${width} neurons but up_proj has ${up.max.length}`);
+  }
+  const variance = (s: WeightStats, i: number) => {
+    const n = s.count;
+    if (n < 2) return 0;
+    const sum = s.sum[i]!;
+    // Two float32 sums: clamp the tiny negative values cancellation can produce.
+    return Math.max(0, (s.sumSquares[i]! - (sum * sum) / n) / (n - 1));
+  };
+  const out = new Float32Array(width);
+  for (let i = 0; i < width; i++) {
+    switch (method) {
+      case 'maw':
+        out[i] = gate.maxAbs[i]! + up.maxAbs[i]!;
+        break;
+      case 'ppm':
+        out[i] = gate.max[i]! + Math.abs(gate.min[i]!) + up.max[i]! + Math.abs(up.min[i]!);
+        break;
+      case 'vow':
+        out[i] = variance(gate, i) + variance(up, i);
+        break;
+      case 'pon':
+        out[i] = gate.sumAbs[i]! * up.sumAbs[i]!;
+        break;
+      case 'l2':
+        out[i] = Math.sqrt(gate.sumSquares[i]!) + Math.sqrt(up.sumSquares[i]!);
+        break;
+    }
+  }
+  return out;
+}
+
+/** A layer's gate and up weights as they lie in the file, and which axis holds the neurons. */
+export interface LayerMlpWeights {
+  gate: MatrixView;
+  up: MatrixView;
+  /** 'rows' for HF safetensors [out, in]; 'cols' for ONNX MatMul initializers [in, out]. */
+  neuronAxis: 'rows' | 'cols';
+}
+
+/** Scans one layer's gate and up weights with the native kernels and returns the importance per neuron. */
+export async function layerImportance(
+  method: ImportanceMethod,
+  weights: LayerMlpWeights,
+  device?: Device,
+): Promise<Float32Array> {
+  const options = { axis: weights.neuronAxis, ...(device ? { device } : {}) };
+  const [gate, up] = await Promise.all([scanWeights(weights.gate, options), scanWeights(weights.up, options)]);
+  return importanceFromStats(method, gate, up);
+}

@@ -1,0 +1,64 @@
+import { describe, expect, test } from 'vitest';
+import { IMPORTANCE_METHODS, layerImportance, type ImportanceMethod } from '../../src/prune/importance.js';
+import { ARCHITECTURES, readRefs, readSafetensors, row, type RefTensor } from '../bias/fixtures.js';
+
+/** Plain float64 definitions over one neuron's gate row g and up row u. */
+const plain: Record<ImportanceMethod, (g: Float32Array, u: Float32Array) => number> = {
+  maw: (g, u) => Math.max(...g.map(Math.abs)) + Math.max(...u.map(Math.abs)),
+  ppm: (g, u) => Math.max(...g) + Math.abs(Math.min(...g)) + Math.max(...u) + Math.abs(Math.min(...u)),
+  vow: (g, u) => variance(g) + variance(u),
+  pon: (g, u) => sum(g, Math.abs) * sum(u, Math.abs),
+  l2: (g, u) => Math.sqrt(sum(g, (x) => x * x)) + Math.sqrt(sum(u, (x) => x * x)),
+};
+function sum(v: Float32Array, f: (x: number) => number): number {
+  let s = 0;
+  for (const x of v) s += f(x);
+  return s;
+}
+function variance(v: Float32Array): number {
+  const mean = sum(v, (x) => x) / v.length;
+  return sum(v, (x) => (x - mean) ** 2) / (v.length - 1);
+}
+
+function view(t: RefTensor) {
+  return { data: t.data, rows: t.shape[0]!, cols: t.shape[1]!, dtype: 'f32' as const };
+}
+/** The same matrix transposed, as ONNX stores MatMul weights ([in, out], a neuron is a column). */
+function transposed(t: RefTensor) {
+  const [rows, cols] = t.shape as [number, number];
+  const data = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[c * rows + r] = t.data[r * cols + c]!;
+  return { data, rows: cols, cols: rows, dtype: 'f32' as const };
+}
+
+describe.each(ARCHITECTURES)('importance on %s', (arch) => {
+  const refs = readRefs(arch);
+  const weights = readSafetensors(arch);
+  const layerWeights = (layer: number) => ({
+    gate: weights.get(`model.layers.${layer}.mlp.gate_proj.weight`)!,
+    up: weights.get(`model.layers.${layer}.mlp.up_proj.weight`)!,
+  });
+
+  test('maw equals refs.json maw_importance (rows and columns)', async () => {
+    for (let layer = 0; layer < refs.maw_importance.length; layer++) {
+      const { gate, up } = layerWeights(layer);
+      const fromRows = await layerImportance('maw', { gate: view(gate), up: view(up), neuronAxis: 'rows' });
+      const fromCols = await layerImportance('maw', { gate: transposed(gate), up: transposed(up), neuronAxis: 'cols' });
+      const expected = refs.maw_importance[layer]!;
+      expect(fromRows.length).toBe(expected.length);
+      expected.forEach((value, i) => {
+        expect(fromRows[i]).toBeCloseTo(value, 6);
+        expect(fromCols[i]).toBeCloseTo(value, 6);
+      });
+    }
+  });
+
+  test.each(IMPORTANCE_METHODS)('%s equals its plain definition', async (method) => {
+    const { gate, up } = layerWeights(1);
+    const actual = await layerImportance(method, { gate: view(gate), up: view(up), neuronAxis: 'rows' });
+    for (let i = 0; i < actual.length; i++) {
+      const expected = plain[method](row(gate, i), row(up, i));
+      expect(Math.abs(actual[i]! - expected)).toBeLessThanOrEqual(1e-5 * Math.abs(expected) + 1e-9);
+    }
+  });
+});
