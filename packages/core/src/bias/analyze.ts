@@ -1,0 +1,262 @@
+import type { Device } from '@fairprune/native-cuda';
+import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
+import type { ActivationKey } from '../model/graph-map.js';
+import { ActivationCapture } from '../runtime/capture.js';
+import type { SessionDevice } from '../runtime/session.js';
+import { measureBehaviour, type BehaviourResult } from './behaviour.js';
+import { comparePair, type ActivationSet } from './compare.js';
+import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
+import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
+import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
+
+/** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
+export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product'];
+
+export interface AnalyzeOptions {
+  /** ONNX file relative to the model folder (default onnx/model.onnx, else model.onnx). */
+  onnxFile?: string;
+  /** Pairs the neuron scores (and the main metric) are computed on. Default: the seed pair. */
+  pairs?: readonly PromptPair[];
+  /** Where the pairs came from (`builtin:seed`, a file), for the report. */
+  pairsSource?: string;
+  /** Held-out pairs measured separately (metric and behaviour), never used for scores. */
+  evalPairs?: readonly PromptPair[];
+  evalPairsSource?: string;
+  estimator?: BiasEstimator;
+  aggregation?: PairAggregation;
+  /** Hook types the metric averages over (default the six optiPfair types). */
+  components?: readonly string[];
+  /** Where the native difference kernels run. */
+  kernelDevice?: Device;
+  /** Where ORT runs the model. */
+  sessionDevice?: SessionDevice;
+  threads?: number;
+  /** Keep one pair's token activations at one tensor for a PCA chart (default pair 0, mlp_output of the middle layer). */
+  tokenActivations?: { pair: number; key?: string } | false;
+  /** One line per step, for a progress display. */
+  onProgress?: (message: string) => void;
+}
+
+/** Measurements of one pair set. */
+export interface PairSetMeasurement {
+  source: string;
+  pairs: PairReport[];
+  /** null when no pair has equal token counts (the metric compares position t with t). */
+  metric: BiasMetrics | null;
+  behaviour: BehaviourResult[];
+}
+
+export interface PairReport {
+  a: string;
+  b: string;
+  category?: string;
+  tokensA: number;
+  tokensB: number;
+  skipped: boolean;
+  reason: string | null;
+  inMetric: boolean;
+  hasContinuations: boolean;
+}
+
+/** `bias-report.json`. `metric.overall.mean_difference` is the article's bias number. */
+export interface BiasReport extends PairSetMeasurement {
+  format: 'fairprune.bias-report';
+  version: 1;
+  model: { path: string; onnxFile: string; numLayers: number; intermediateSizes: number[] };
+  estimator: BiasEstimator;
+  aggregation: PairAggregation;
+  components: string[];
+  /** Out-of-sample measurement on `--eval-pairs`. */
+  eval?: PairSetMeasurement;
+  /** Wall time per stage, milliseconds. */
+  timings: Record<string, number>;
+}
+
+/** Token-level activations of one pair at one tensor, with token strings, for a PCA chart. */
+export interface PairTokenActivations {
+  key: string;
+  width: number;
+  a: { text: string; tokens: string[]; activations: number[] };
+  b: { text: string; tokens: string[]; activations: number[] };
+}
+
+export interface BiasAnalysis {
+  report: BiasReport;
+  /** Per-layer neuron bias from the non-skipped pairs. */
+  neuronBias: NeuronBiasScores;
+  tokenActivations?: PairTokenActivations;
+}
+
+/** Checks options that need no model; throws before any file is opened. */
+export function validateAnalyzeOptions(options: AnalyzeOptions): void {
+  const estimator = options.estimator ?? 'positionwise';
+  const aggregation = options.aggregation ?? 'mean';
+  if (!BIAS_ESTIMATORS.includes(estimator)) throw new Error(`Unknown bias estimator "${estimator}" (use ${BIAS_ESTIMATORS.join(', ')})`);
+  if (!PAIR_AGGREGATIONS.includes(aggregation)) throw new Error(`Unknown aggregation "${aggregation}" (use ${PAIR_AGGREGATIONS.join(' or ')})`);
+  if (options.pairs && options.pairs.length === 0) throw new Error(`No prompt pairs in ${options.pairsSource ?? 'the pair list'}`);
+  if (options.evalPairs && options.evalPairs.length === 0) throw new Error(`No prompt pairs in ${options.evalPairsSource ?? 'the eval pair list'}`);
+  const components = options.components ?? HOOK_TYPES;
+  if (components.length === 0) throw new Error('--components is empty');
+  for (const c of components) {
+    if (!METRIC_COMPONENTS.includes(c)) throw new Error(`Unknown component "${c}" in --components (use ${METRIC_COMPONENTS.join(', ')})`);
+  }
+}
+
+/** Everything an analysis of one model needs open: the folder, and a capture session over its ONNX graph. */
+export interface OpenedModel {
+  folder: ModelFolder;
+  onnxPath: string;
+  capture: ActivationCapture;
+}
+
+/** Opens a model folder for analysis, capturing only the tensors the options need. */
+export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
+  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+  const onnxPath = requireOnnxPath(folder);
+  const estimator = options.estimator ?? 'positionwise';
+  const keys = new Set<string>(options.components ?? HOOK_TYPES);
+  if (estimator === 'glu') keys.add('glu_product');
+  else keys.add('gate_proj').add('up_proj');
+  const capture = await ActivationCapture.create(onnxPath, {
+    keys: [...keys] as ActivationKey[],
+    ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+  });
+  return { folder, onnxPath, capture };
+}
+
+/** Opens the model, measures, and releases the session. */
+export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  validateAnalyzeOptions(options);
+  const started = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  progress(`opening ${modelDir}`);
+  const opened = await openForAnalysis(modelDir, options);
+  const openMs = performance.now() - started;
+  try {
+    const analysis = await analyzeOpenedModel(opened, options);
+    analysis.report.timings = { open: openMs, ...analysis.report.timings };
+    return analysis;
+  } finally {
+    await opened.capture.release();
+  }
+}
+
+const PAIRS_PER_BATCH = 8;
+
+/** The analysis proper, on an already opened model (prune reuses the session for its "before" measurement). */
+export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  validateAnalyzeOptions(options);
+  const { folder, capture } = opened;
+  const estimator = options.estimator ?? 'positionwise';
+  const aggregation = options.aggregation ?? 'mean';
+  const components = [...(options.components ?? HOOK_TYPES)];
+  const progress = options.onProgress ?? (() => {});
+  const numLayers = capture.map.layers.length;
+  const metricKeys = Array.from({ length: numLayers }, (_, l) => components.map((c) => activationKey(c, l))).flat();
+  const pairs = options.pairs ?? SEED_PAIRS;
+  const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');
+  const checked = checkPairs(pairs, folder.tokenizer, estimator);
+  requireUsablePairs(checked, source);
+  const evalChecked = options.evalPairs ? checkPairs(options.evalPairs, folder.tokenizer, estimator) : undefined;
+
+  const timings: Record<string, number> = { capture: 0, scores: 0, behaviour: 0 };
+  const aggregator = new NeuronBiasAggregator(estimator, aggregation);
+  let tokenActivations: PairTokenActivations | undefined;
+  const tokenRequest = options.tokenActivations === false ? undefined : (options.tokenActivations ?? { pair: 0 });
+  const tokenKey = tokenRequest?.key ?? activationKey('mlp_output', Math.floor(numLayers / 2));
+
+  /** Captures and compares the non-skipped pairs of one set; scores only from the selection set. */
+  const measureSet = async (set: CheckedPair[], setSource: string, scoring: boolean): Promise<PairSetMeasurement> => {
+    const differences: Record<string, number>[] = [];
+    const used = set.map((p, index) => ({ p, index })).filter(({ p }) => !p.skipped);
+    for (let start = 0; start < used.length; start += PAIRS_PER_BATCH) {
+      const chunk = used.slice(start, start + PAIRS_PER_BATCH);
+      progress(`${scoring ? 'scoring' : 'measuring'} ${setSource}: pairs ${start + 1}-${start + chunk.length} of ${used.length}`);
+      const t0 = performance.now();
+      const ids = chunk.flatMap(({ p }) => [folder.tokenizer.encode(p.a), folder.tokenizer.encode(p.b)]);
+      const captured: ActivationSet[] = await capture.captureBatch(ids);
+      const t1 = performance.now();
+      timings['capture']! += t1 - t0;
+      for (let k = 0; k < chunk.length; k++) {
+        const { p, index } = chunk[k]!;
+        const a = captured[2 * k]!;
+        const b = captured[2 * k + 1]!;
+        const comparison = await comparePair(a, b, {
+          metricKeys: p.inMetric ? metricKeys : [],
+          numLayers,
+          estimator,
+          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+        });
+        if (comparison.differences && p.inMetric) differences.push(comparison.differences);
+        if (scoring) aggregator.add(comparison.neuronBias);
+        if (scoring && tokenRequest && index === tokenRequest.pair && !tokenActivations) {
+          tokenActivations = tokenActivationsOf(p, ids[2 * k]!, ids[2 * k + 1]!, a, b, tokenKey, folder);
+        }
+      }
+      timings['scores']! += performance.now() - t1;
+    }
+    const t2 = performance.now();
+    const withContinuations = set.filter((p) => p.negative && p.positive);
+    if (withContinuations.length > 0) progress(`behaviour: ${withContinuations.length} pairs of ${setSource}`);
+    const behaviour = await measureBehaviour(capture.session, folder.tokenizer, withContinuations);
+    timings['behaviour']! += performance.now() - t2;
+    return {
+      source: setSource,
+      pairs: set.map((p) => ({
+        a: p.a,
+        b: p.b,
+        ...(p.category !== undefined ? { category: p.category } : {}),
+        tokensA: p.tokensA,
+        tokensB: p.tokensB,
+        skipped: p.skipped,
+        reason: p.reason,
+        inMetric: p.inMetric,
+        hasContinuations: Boolean(p.negative && p.positive),
+      })),
+      metric: differences.length > 0 ? computeBiasMetrics(differences) : null,
+      behaviour,
+    };
+  };
+
+  const main = await measureSet(checked, source, true);
+  const evalMeasurement = evalChecked ? await measureSet(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
+  const report: BiasReport = {
+    format: 'fairprune.bias-report',
+    version: 1,
+    model: {
+      path: folder.dir,
+      onnxFile: opened.onnxPath,
+      numLayers,
+      intermediateSizes: capture.map.layers.map((l) => l.intermediateSize),
+    },
+    estimator,
+    aggregation,
+    components,
+    ...main,
+    ...(evalMeasurement ? { eval: evalMeasurement } : {}),
+    timings,
+  };
+  return { report, neuronBias: aggregator.result(), ...(tokenActivations ? { tokenActivations } : {}) };
+}
+
+function tokenActivationsOf(
+  pair: CheckedPair,
+  idsA: number[],
+  idsB: number[],
+  a: ActivationSet,
+  b: ActivationSet,
+  key: string,
+  folder: ModelFolder,
+): PairTokenActivations {
+  const tensorA = a.get(key);
+  const tensorB = b.get(key);
+  if (!tensorA || !tensorB) throw new Error(`Token activations: ${key} was not captured (captured: ${[...a.keys()].join(', ')})`);
+  const tokens = (ids: number[]) => ids.map((id) => folder.tokenizer.decode([id]));
+  return {
+    key,
+    width: tensorA.shape.at(-1)!,
+    a: { text: pair.a, tokens: tokens(idsA), activations: Array.from(tensorA.data) },
+    b: { text: pair.b, tokens: tokens(idsB), activations: Array.from(tensorB.data) },
+  };
+}
