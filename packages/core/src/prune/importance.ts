@@ -1,4 +1,8 @@
+import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
 import { scanWeights, type Device, type MatrixView, type WeightStats } from '@fairprune/native-cuda';
+import type { GraphMap, WeightInfo } from '../model/graph-map.js';
+import { readOnnxModel, TensorDataReader } from '../model/onnx-codec.js';
 
 /** Weight-magnitude importance of each MLP expansion neuron, from its gate_proj and up_proj weights
  *  (w_g, w_u: the neuron's row in HF [out, in] layout, its column in ONNX [in, out] layout):
@@ -64,4 +68,67 @@ export async function layerImportance(
   const options = { axis: weights.neuronAxis, ...(device ? { device } : {}) };
   const [gate, up] = await Promise.all([scanWeights(weights.gate, options), scanWeights(weights.up, options)]);
   return importanceFromStats(method, gate, up);
+}
+
+/** Importance of every layer's neurons, read from the model's ONNX initializers as they lie, and a hash of the bytes. */
+export interface ModelImportance {
+  method: ImportanceMethod;
+  layers: Float32Array[];
+  /** sha256 (hex) of the gate_proj and up_proj weight bytes, layer by layer: identifies the weights a plan was made on. */
+  weightsHash: string;
+}
+
+/** Splits a fused gate_up scan (Phi-3) into its two halves along the neuron axis. */
+function half(stats: WeightStats, which: 0 | 1): WeightStats {
+  const n = stats.max.length / 2;
+  const pick = (v: Float32Array) => v.slice(which * n, (which + 1) * n);
+  return {
+    max: pick(stats.max), min: pick(stats.min), maxAbs: pick(stats.maxAbs),
+    sum: pick(stats.sum), sumSquares: pick(stats.sumSquares), sumAbs: pick(stats.sumAbs), count: stats.count,
+  };
+}
+
+/** Scans gate and up weights of every mapped layer (neurons are columns for ONNX [in, out], rows for [out, in]). */
+export async function modelImportance(
+  onnxPath: string,
+  map: GraphMap,
+  method: ImportanceMethod,
+  options: { device?: Device; onProgress?: (message: string) => void } = {},
+): Promise<ModelImportance> {
+  const model = readOnnxModel(onnxPath);
+  const initializers = new Map(model.graph!.initializer.map((t) => [t.name, t]));
+  const reader = new TensorDataReader(dirname(resolve(onnxPath)));
+  const hash = createHash('sha256');
+  const device = options.device ? { device: options.device } : {};
+  const scan = async (info: WeightInfo): Promise<WeightStats> => {
+    const tensor = initializers.get(info.name);
+    if (!tensor) throw new Error(`Weight initializer "${info.name}" not found in ${onnxPath}`);
+    if (info.shape.length !== 2) throw new Error(`Weight "${info.name}" has shape [${info.shape.join(', ')}], expected a matrix`);
+    const bytes = reader.read(tensor);
+    hash.update(bytes);
+    return scanWeights(
+      { data: bytes, rows: info.shape[0]!, cols: info.shape[1]!, dtype: info.dtype },
+      { axis: info.layout === 'in_out' ? 'cols' : 'rows', ...device },
+    );
+  };
+  try {
+    const layers: Float32Array[] = [];
+    for (const layer of map.layers) {
+      options.onProgress?.(`importance (${method}): layer ${layer.index + 1} of ${map.layers.length}`);
+      let gate: WeightStats;
+      let up: WeightStats;
+      if (layer.fusedGateUp) {
+        const fused = await scan(layer.gate);
+        gate = half(fused, layer.gate.fusedHalf ?? 0);
+        up = half(fused, layer.up.fusedHalf ?? 1);
+      } else {
+        gate = await scan(layer.gate);
+        up = await scan(layer.up);
+      }
+      layers.push(importanceFromStats(method, gate, up));
+    }
+    return { method, layers, weightsHash: hash.digest('hex') };
+  } finally {
+    reader.close();
+  }
 }

@@ -1,6 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { IMPORTANCE_METHODS, layerImportance, type ImportanceMethod } from '../../src/prune/importance.js';
-import { ARCHITECTURES, readRefs, readSafetensors, row, type RefTensor } from '../bias/fixtures.js';
+import { join } from 'node:path';
+import { mapGraph } from '../../src/model/graph-map.js';
+import { readOnnxModel } from '../../src/model/onnx-codec.js';
+import { IMPORTANCE_METHODS, layerImportance, modelImportance, type ImportanceMethod } from '../../src/prune/importance.js';
+import { ARCHITECTURES, FIXTURES, readRefs, readSafetensors, row, type RefTensor } from '../bias/fixtures.js';
 
 /** Plain float64 definitions over one neuron's gate row g and up row u. */
 const plain: Record<ImportanceMethod, (g: Float32Array, u: Float32Array) => number> = {
@@ -59,6 +62,29 @@ describe.each(ARCHITECTURES)('importance on %s', (arch) => {
     for (let i = 0; i < actual.length; i++) {
       const expected = plain[method](row(gate, i), row(up, i));
       expect(Math.abs(actual[i]! - expected)).toBeLessThanOrEqual(1e-5 * Math.abs(expected) + 1e-9);
+    }
+  });
+});
+
+describe('importance read from ONNX initializers', () => {
+  test.each(['model.onnx', 'model_dynamo.onnx', 'model_external.onnx'])('llama %s: maw equals refs.json, hash identifies the weights', async (file) => {
+    const path = join(FIXTURES, 'llama/onnx', file);
+    const result = await modelImportance(path, mapGraph(readOnnxModel(path), path), 'maw');
+    const refs = readRefs('llama');
+    result.layers.forEach((layer, l) => refs.maw_importance[l]!.forEach((v, i) => expect(layer[i]).toBeCloseTo(v, 6)));
+    expect(result.weightsHash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test('phi3 fused gate_up: each half scored like the safetensors rows', async () => {
+    const path = join(FIXTURES, 'phi3/onnx/model.onnx');
+    const result = await modelImportance(path, mapGraph(readOnnxModel(path), path), 'ppm');
+    const weights = readSafetensors('phi3');
+    const gateUp = weights.get('model.layers.2.mlp.gate_up_proj.weight')!;
+    const width = gateUp.shape[0]! / 2;
+    expect(result.layers[2]).toHaveLength(width);
+    for (let i = 0; i < width; i++) {
+      const expected = plain.ppm(row(gateUp, i), row(gateUp, width + i));
+      expect(result.layers[2]![i]).toBeCloseTo(expected, 5);
     }
   });
 });
