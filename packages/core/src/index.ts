@@ -7,3 +7,12 @@ export { pca, projectPair, matchTokens, type PcaResult, type RowMatrix, type Pai
 export * from './model/onnx-codec.js';
 export * from './model/graph-map.js';
 export * from './runtime/capture.js';
+export * from './bias/pairs.js';
+export * from './bias/metrics.js';
+export * from './bias/compare.js';
+export * from './bias/neuron-scores.js';
+export * from './bias/behaviour.js';
+export * from './bias/analyze.js';
+export * from './prune/importance.js';
+export * from './prune/select.js';
+export * from './prune/plan.js';
