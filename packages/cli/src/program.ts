@@ -1,8 +1,11 @@
 import { Command } from 'commander';
 import { version } from './version.js';
+import { registerAnalyze } from './commands/analyze.js';
 
 /** Each command lives in its own file under commands/ and registers itself here. */
-const commandRegistrations: Array<(program: Command) => void> = [];
+const commandRegistrations: Array<(program: Command) => void> = [
+  registerAnalyze,
+];
 
 export function buildProgram(): Command {
   const program = new Command('fairprune')

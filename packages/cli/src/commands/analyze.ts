@@ -1,0 +1,99 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { analyzeBias, loadPairs, type BiasReport } from '@fairprune/core';
+import { Command, Option } from 'commander';
+
+export interface CommonBiasFlags {
+  pairs: string;
+  evalPairs?: string;
+  components?: string;
+  onnxFile?: string;
+  biasEstimator: 'positionwise' | 'pooled' | 'glu';
+  aggregate: 'mean' | 'max';
+  json?: boolean;
+}
+
+/** Options shared by `analyze` and `prune`. */
+export function addBiasOptions(command: Command): Command {
+  return command
+    .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', 'builtin:seed')
+    .option('--eval-pairs <file>', 'held-out pairs measured separately (metric and behaviour), never used for scores')
+    .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)')
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
+    .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
+    .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
+    .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
+}
+
+/** Reads the pair files and turns flags into analysis options (before any model work). */
+export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (message: string) => void) {
+  const pairs = await loadPairs(flags.pairs);
+  const evalPairs = flags.evalPairs !== undefined ? await loadPairs(flags.evalPairs) : undefined;
+  const components = flags.components?.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  return {
+    pairs,
+    pairsSource: flags.pairs,
+    ...(evalPairs ? { evalPairs, evalPairsSource: flags.evalPairs! } : {}),
+    ...(components ? { components } : {}),
+    ...(flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {}),
+    estimator: flags.biasEstimator,
+    aggregation: flags.aggregate,
+    onProgress: progress,
+  };
+}
+
+export function stderrProgress(message: string): void {
+  process.stderr.write(`fairprune: ${message}\n`);
+}
+
+/** Writes JSON next to its final name first, then renames, so a reader never sees half a file. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
+  renameSync(`${path}.partial`, path);
+}
+
+const fmt = (v: number) => v.toFixed(6);
+
+/** A few human lines about a report. */
+export function summariseReport(report: BiasReport, title: string): string {
+  const lines = [`${title}: ${report.model.path}`];
+  const skipped = report.pairs.filter((p) => p.skipped);
+  lines.push(`  pairs: ${report.pairs.length} from ${report.source}${skipped.length ? `, ${skipped.length} skipped (${skipped[0]!.reason})` : ''}`);
+  const describe = (label: string, m: BiasReport['metric']) => {
+    if (!m) {
+      lines.push(`  ${label}: no pair with equal token counts, no metric`);
+      return;
+    }
+    lines.push(`  ${label}: bias metric (optiPfair mean_difference) ${fmt(m.overall.mean_difference)}; without gate/up ${fmt(m.overall_excluding_gate_up.mean_difference)}`);
+    lines.push(`    ${Object.entries(m.components).map(([c, v]) => `${c} ${fmt(v.mean_difference)}`).join(', ')}`);
+  };
+  describe('metric', report.metric);
+  for (const b of report.behaviour) lines.push(`  behaviour: log-odds a ${b.logOddsA.toFixed(3)}, b ${b.logOddsB.toFixed(3)}, gap ${b.gap.toFixed(3)} — ${b.a}`);
+  if (report.eval) {
+    describe(`eval (${report.eval.source})`, report.eval.metric);
+    for (const b of report.eval.behaviour) lines.push(`  eval behaviour: log-odds a ${b.logOddsA.toFixed(3)}, b ${b.logOddsB.toFixed(3)}, gap ${b.gap.toFixed(3)} — ${b.a}`);
+  }
+  return lines.join('\n');
+}
+
+export function registerAnalyze(program: Command): void {
+  addBiasOptions(
+    program
+      .command('analyze')
+      .description('Measure how differently a model processes prompt pairs that differ in a demographic attribute')
+      .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export'),
+  )
+    .option('--out <dir>', 'write <dir>/bias-report.json')
+    .action(async (modelDir: string, flags: CommonBiasFlags & { out?: string }) => {
+      const options = await biasOptionsFromFlags(flags, stderrProgress);
+      const { report } = await analyzeBias(modelDir, { ...options, tokenActivations: false });
+      if (flags.out !== undefined) {
+        mkdirSync(flags.out, { recursive: true });
+        const path = join(flags.out, 'bias-report.json');
+        writeJsonAtomic(path, report);
+        stderrProgress(`wrote ${path}`);
+      }
+      if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);
+      else process.stdout.write(`${summariseReport(report, 'bias analysis')}\n`);
+    });
+}
