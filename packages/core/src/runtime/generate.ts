@@ -176,7 +176,7 @@ export async function beamSearch(decoder: Decoder, prompt: readonly number[], op
   const first = await decoder.start(prompt, numBeams);
   const vocab = first.length;
   if (numBeams * vocab < beamsToKeep) throw new Error(`vocabulary of ${vocab} is too small for ${numBeams} beams`);
-  let logits = new Float32Array(numBeams * vocab);
+  let logits: Float32Array = new Float32Array(numBeams * vocab);
   for (let b = 0; b < numBeams; b++) logits.set(first, b * vocab);
 
   const scores = new Float32Array(numBeams * vocab);
