@@ -16,3 +16,5 @@ export * from './bias/analyze.js';
 export * from './prune/importance.js';
 export * from './prune/select.js';
 export * from './prune/plan.js';
+export * from './runtime/kv-cache.js';
+export * from './runtime/generate.js';
