@@ -145,6 +145,16 @@ describe('token matching and pair projection', () => {
     expect(ratio[0]).toBeGreaterThan(ratio[1]);
     expect(ratio[0] + ratio[1]).toBeLessThanOrEqual(1 + 1e-9);
 
+    // Leaving BOS out of the fit keeps every other token at its own row index and link.
+    const withoutBos = projectPair('mlp_output_layer_3', a, b, 64, { omitLeading: 1 });
+    expect(withoutBos.a.points.map((p) => p.index)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(withoutBos.a.points[1]!.token).toBe(a.tokens[2]);
+    expect(withoutBos.links).toHaveLength(15);
+    expect(withoutBos.links.find((l) => l.differs)).toEqual({ a: 2, b: 2, differs: true });
+    const direct = pca({ data: Float32Array.from([...a.activations.subarray(64), ...b.activations.subarray(64)]), rows: 30, cols: 64 });
+    expect(withoutBos.a.points[4]!.x).toBeCloseTo(direct.projections[4 * 2]!, 9);
+    expect(withoutBos.b.points[4]!.y).toBeCloseTo(direct.projections[(15 + 4) * 2 + 1]!, 9);
+
     expect(() => projectPair('mlp_output_layer_3', { ...a, tokens: a.tokens.slice(1) }, b, 64)).toThrow(
       /prompt a has 15 token labels but 16 activation rows.*BOS/,
     );

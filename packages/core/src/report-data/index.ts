@@ -5,5 +5,6 @@ export {
   type PairProjection,
   type PromptActivations,
   type ProjectedToken,
+  type ProjectPairOptions,
   type TokenLink,
 } from './pair-projection.js';

@@ -32,6 +32,7 @@ export interface TokenLink {
 /** Both prompts of a pair projected onto the first two principal components of their joint activations. */
 export interface PairProjection {
   layerKey: string;
+  /** `points[k].index` is the token's row in the prompt; with `omitLeading` the first rows are absent. */
   a: { text?: string; points: ProjectedToken[] };
   b: { text?: string; points: ProjectedToken[] };
   /**
@@ -44,30 +45,54 @@ export interface PairProjection {
   explainedVarianceRatio: [number, number];
 }
 
+export interface ProjectPairOptions {
+  /**
+   * Leave out the first n tokens of both prompts (default 0). BOS activations are typically far larger than the rest
+   * (an "attention sink") and take most of the variance, squeezing every other token into a dot; `omitLeading: 1`
+   * drops BOS while the remaining points keep their true row indices.
+   */
+  omitLeading?: number;
+}
+
 /**
  * Projects the token activations of a prompt pair at one tensor (e.g. `mlp_output_layer_3`) onto their joint first
  * two principal components (one PCA over the rows of both prompts, as optiPfair's `visualize_pca` does) and matches
  * tokens across the prompts, so a chart can draw an arrow from each A token to its B counterpart.
  */
-export function projectPair(layerKey: string, a: PromptActivations, b: PromptActivations, width: number): PairProjection {
+export function projectPair(
+  layerKey: string,
+  a: PromptActivations,
+  b: PromptActivations,
+  width: number,
+  options: ProjectPairOptions = {},
+): PairProjection {
   if (!Number.isInteger(width) || width < 1) throw new RangeError(`projectPair: width must be a positive integer, got ${width}`);
   checkRows('a', a, width, layerKey);
   checkRows('b', b, width, layerKey);
-  const rowsA = a.tokens.length;
-  const rowsB = b.tokens.length;
+  const omit = options.omitLeading ?? 0;
+  if (!Number.isInteger(omit) || omit < 0 || omit >= Math.min(a.tokens.length, b.tokens.length)) {
+    throw new RangeError(`projectPair: omitLeading must be an integer from 0 to ${Math.min(a.tokens.length, b.tokens.length) - 1}, got ${omit}`);
+  }
+  const rowsA = a.tokens.length - omit;
+  const rowsB = b.tokens.length - omit;
   const joint = new Float32Array((rowsA + rowsB) * width);
-  joint.set(a.activations, 0);
-  joint.set(b.activations, rowsA * width);
+  joint.set(a.activations.subarray(omit * width), 0);
+  joint.set(b.activations.subarray(omit * width), rowsA * width);
   const fit = pca({ data: joint, rows: rowsA + rowsB, cols: width }, 2);
   const coordinate = (row: number, component: number): number =>
     component < fit.componentCount ? fit.projections[row * fit.componentCount + component]! : 0;
   const points = (prompt: PromptActivations, rowOffset: number): ProjectedToken[] =>
-    prompt.tokens.map((token, index) => ({ index, token, x: coordinate(rowOffset + index, 0), y: coordinate(rowOffset + index, 1) }));
+    prompt.tokens.slice(omit).map((token, row) => ({
+      index: row + omit,
+      token,
+      x: coordinate(rowOffset + row, 0),
+      y: coordinate(rowOffset + row, 1),
+    }));
   return {
     layerKey,
     a: { ...(a.text === undefined ? {} : { text: a.text }), points: points(a, 0) },
     b: { ...(b.text === undefined ? {} : { text: b.text }), points: points(b, rowsA) },
-    links: matchTokens(a.tokens, b.tokens),
+    links: matchTokens(a.tokens, b.tokens).filter((link) => link.a >= omit && link.b >= omit),
     explainedVarianceRatio: [fit.explainedVarianceRatio[0] ?? 0, fit.explainedVarianceRatio[1] ?? 0],
   };
 }
