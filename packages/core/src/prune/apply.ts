@@ -1,0 +1,180 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { openModelFolder } from '../model/folder.js';
+import { mapGraph, type GraphMap } from '../model/graph-map.js';
+import { TensorDataReader, externalLocation, readOnnxModel, tensorByteLength, tensorDtype } from '../model/onnx-codec.js';
+import {
+  SurgeryError,
+  fixGraphAfterRemoval,
+  normalizeSelection,
+  onnxWeightEdits,
+  pruneSafetensorsFile,
+  writeOnnxModelStreamed,
+  type NeuronSelection,
+  type PruneMode,
+} from './surgery.js';
+
+export interface WritePrunedFolderOptions {
+  selection: NeuronSelection;
+  mode: PruneMode;
+  /** ONNX files to prune, relative to the folder. Default: the folder's ONNX file (`onnx/model.onnx`, else `model.onnx`). */
+  onnxFiles?: readonly string[];
+  /** Prune the safetensors weights too (default: when the folder has them). */
+  safetensors?: boolean;
+  /** Replace an existing output folder. */
+  force?: boolean;
+  /** Write ONNX tensor data to an external file. Default: when the source has external data or over 1 GiB of weights. */
+  externalData?: boolean;
+  /** Progress lines (the CLI prints them to stderr). */
+  onProgress?: (message: string) => void;
+}
+
+export interface PrunedFolderResult {
+  outputDir: string;
+  onnxFiles: string[];
+  safetensorsFiles: string[];
+  /** MLP width per layer after pruning. */
+  intermediateSizes: number[];
+  /** ONNX files of the input that were not pruned and therefore not copied. */
+  skippedOnnxFiles: string[];
+}
+
+const LARGE_MODEL_BYTES = 2 ** 30;
+
+/**
+ * Writes a pruned copy of a model folder. Everything is written under a temporary sibling folder that is renamed
+ * to `outputDir` at the end; the input folder is only read.
+ */
+export function writePrunedFolder(inputDir: string, outputDir: string, options: WritePrunedFolderOptions): PrunedFolderResult {
+  const input = realpathSync(resolve(inputDir));
+  const output = resolve(outputDir);
+  refuseOverlap(input, output);
+  if (existsSync(output) && !options.force) {
+    throw new SurgeryError(`Output folder ${output} already exists; choose another path or pass force (--force) to replace it`);
+  }
+  const progress = options.onProgress ?? (() => {});
+  const folder = openModelFolder(input, options.onnxFiles?.[0] !== undefined ? { onnxFile: options.onnxFiles[0] } : {});
+  const onnxFiles = options.onnxFiles ?? (folder.onnxPath ? [relative(input, folder.onnxPath)] : []);
+  const safetensorsFiles = options.safetensors === false ? [] : folder.safetensorsFiles.map((f) => basename(f));
+  if (onnxFiles.length === 0 && safetensorsFiles.length === 0) throw new SurgeryError(`${input} has no ONNX or safetensors weights to prune`);
+
+  const maps = onnxFiles.map((file) => {
+    const path = join(input, file);
+    const model = readOnnxModel(path);
+    return { file, path, model, map: mapGraph(model, path) };
+  });
+  const widths = maps[0]?.map.layers.map((l) => l.intermediateSize) ?? Array<number>(folder.config.numHiddenLayers).fill(folder.config.intermediateSize);
+  for (const { path, map } of maps) checkSameWidths(path, map, widths);
+  const selection = normalizeSelection(options.selection, widths, options.mode);
+  const newWidths = widths.map((w, i) => (options.mode === 'remove' ? w - (selection.get(i)?.length ?? 0) : w));
+  const uniform = newWidths.every((w) => w === newWidths[0]);
+  if (options.mode === 'remove' && !uniform && safetensorsFiles.length > 0) {
+    throw new SurgeryError(
+      `Removing a different number of neurons per layer (${newWidths.join(', ')} kept) cannot be expressed in safetensors: ` +
+        'HF config.json has one intermediate_size for all layers. Use mode "zero" (same shapes, zeroed weights), ' +
+        'prune the same count in every layer, or prune only the ONNX weights (safetensors: false / --no-safetensors).',
+    );
+  }
+
+  const temp = join(dirname(output), `.${basename(output)}.fairprune-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(temp, { recursive: true });
+  try {
+    copySupportFiles(input, temp, options.mode === 'remove', newWidths, uniform);
+    for (const { file, path, model, map } of maps) {
+      progress(`writing ${file}`);
+      const edits = onnxWeightEdits(map, selection, options.mode);
+      if (options.mode === 'remove') fixGraphAfterRemoval(model, map, selection);
+      const sourceExternal = model.graph!.initializer.some((t) => externalLocation(t) !== undefined);
+      const weightBytes = model.graph!.initializer.reduce((n, t) => n + (tensorDtype(t) ? tensorByteLength(t) : 0), 0);
+      const externalData = options.externalData ?? (sourceExternal || weightBytes > LARGE_MODEL_BYTES);
+      const target = join(temp, file);
+      mkdirSync(dirname(target), { recursive: true });
+      const reader = new TensorDataReader(dirname(path));
+      try {
+        writeOnnxModelStreamed(model, reader, target, edits, { externalData });
+      } finally {
+        reader.close();
+      }
+    }
+    for (const file of safetensorsFiles) {
+      progress(`writing ${file}`);
+      pruneSafetensorsFile(join(input, file), join(temp, file), selection, options.mode);
+    }
+    rewriteSafetensorsIndex(temp);
+    if (existsSync(output)) {
+      const old = `${temp}-old`;
+      renameSync(output, old);
+      renameSync(temp, output);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      renameSync(temp, output);
+    }
+  } catch (error) {
+    rmSync(temp, { recursive: true, force: true });
+    throw error;
+  }
+  const allOnnx = folder.onnxFiles;
+  return {
+    outputDir: output,
+    onnxFiles: [...onnxFiles],
+    safetensorsFiles,
+    intermediateSizes: newWidths,
+    skippedOnnxFiles: allOnnx.filter((f) => !onnxFiles.includes(f)),
+  };
+}
+
+function refuseOverlap(input: string, output: string): void {
+  const outputReal = existsSync(output) ? realpathSync(output) : join(realpathSync(existingParent(output)), relative(existingParent(output), output));
+  const inside = (child: string, parent: string) => child === parent || child.startsWith(parent + sep);
+  if (inside(outputReal, input)) {
+    throw new SurgeryError(`Output folder ${output} is the input folder or inside it; the input model folder is never written to`);
+  }
+  if (inside(input, outputReal)) {
+    throw new SurgeryError(`Output folder ${output} contains the input folder ${input}; replacing it would delete the input`);
+  }
+}
+
+function existingParent(path: string): string {
+  let current = path;
+  while (!existsSync(current)) current = dirname(current);
+  return current;
+}
+
+function checkSameWidths(path: string, map: GraphMap, widths: number[]): void {
+  const own = map.layers.map((l) => l.intermediateSize);
+  if (own.join() !== widths.join()) {
+    throw new SurgeryError(`${path} has MLP widths [${own.join(', ')}], other ONNX files have [${widths.join(', ')}]`);
+  }
+}
+
+const WEIGHT_FILE = /\.(safetensors|onnx|onnx_data|onnx\.data|bin|pt|pth|gguf|h5|msgpack)$|\.onnx_data_\d+$/;
+
+/** Copies config/tokenizer/generation files; config.json gets the new intermediate_size after a uniform removal. */
+function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean): void {
+  for (const name of readdirSync(input)) {
+    const path = join(input, name);
+    if (!statSync(path).isFile() || WEIGHT_FILE.test(name)) continue;
+    if (name === 'config.json' && removed) {
+      const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      const text = (typeof config['text_config'] === 'object' && config['text_config'] !== null ? config['text_config'] : config) as Record<string, unknown>;
+      if (uniform) text['intermediate_size'] = widths[0];
+      else config['fairprune_intermediate_sizes'] = widths;
+      writeFileSync(join(temp, name), JSON.stringify(config, null, 2) + '\n');
+      continue;
+    }
+    copyFileSync(path, join(temp, name));
+  }
+}
+
+/** Shard indexes keep their weight_map (names do not change); total_size is recomputed from the new shards. */
+function rewriteSafetensorsIndex(dir: string): void {
+  const indexPath = join(dir, 'model.safetensors.index.json');
+  if (!existsSync(indexPath)) return;
+  const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { metadata?: Record<string, unknown>; weight_map: Record<string, string> };
+  const shards = new Set(Object.values(index.weight_map));
+  let total = 0;
+  for (const shard of shards) if (existsSync(join(dir, shard))) total += statSync(join(dir, shard)).size;
+  index.metadata = { ...index.metadata, total_size: total };
+  writeFileSync(indexPath, JSON.stringify(index, null, 2) + '\n');
+}

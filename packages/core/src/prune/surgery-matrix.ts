@@ -1,0 +1,101 @@
+/**
+ * Row-chunked editing of a row-major matrix held in a file or buffer: drop or zero rows/columns while streaming,
+ * so pruning a tensor never needs it whole in memory (peak ≈ two chunks).
+ */
+export interface MatrixEdit {
+  rows: number;
+  cols: number;
+  elementBytes: number;
+  /** Sorted, unique indices. Drop changes the shape; zero keeps it. */
+  dropRows?: readonly number[];
+  dropCols?: readonly number[];
+  zeroRows?: readonly number[];
+  zeroCols?: readonly number[];
+}
+
+export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
+
+export function editedShape(edit: MatrixEdit): [number, number] {
+  return [edit.rows - (edit.dropRows?.length ?? 0), edit.cols - (edit.dropCols?.length ?? 0)];
+}
+
+/** Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source. */
+export function* streamEditedMatrix(
+  read: (start: number, length: number) => Uint8Array,
+  edit: MatrixEdit,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+): Generator<Uint8Array> {
+  const { rows, elementBytes } = edit;
+  const rowBytes = edit.cols * elementBytes;
+  const rowsPerChunk = Math.max(1, Math.floor(chunkBytes / Math.max(1, rowBytes)));
+  const droppedRow = mask(rows, edit.dropRows);
+  const zeroedRow = mask(rows, edit.zeroRows);
+  // Copy whole elements as 16/32-bit words; other sizes are handled as bytes with column indices scaled.
+  const wordBytes = elementBytes === 2 || elementBytes === 4 ? elementBytes : 1;
+  const scale = elementBytes / wordBytes;
+  const cols = edit.cols * scale;
+  const inWords = (indices: readonly number[] | undefined) =>
+    indices && indices.length > 0 ? indices.flatMap((i) => Array.from({ length: scale }, (_, k) => i * scale + k)) : undefined;
+  const dropCols = inWords(edit.dropCols);
+  const keptCols = dropCols ? complement(cols, dropCols) : undefined;
+  const outCols = keptCols?.length ?? cols;
+  const outRowBytes = outCols * wordBytes;
+  const zeroCols = inWords(edit.zeroCols);
+  for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
+    const r1 = Math.min(rows, r0 + rowsPerChunk);
+    let keptRows = 0;
+    for (let r = r0; r < r1; r++) if (!droppedRow[r]) keptRows++;
+    if (keptRows === 0) continue;
+    const source = aligned(read(r0 * rowBytes, (r1 - r0) * rowBytes), wordBytes);
+    const out = new Uint8Array(keptRows * outRowBytes);
+    const sourceWords = words(source, wordBytes);
+    const outWords = words(out, wordBytes);
+    let o = 0;
+    for (let r = r0; r < r1; r++) {
+      if (droppedRow[r]) continue;
+      const sourceRow = (r - r0) * cols;
+      const outRow = o * outCols;
+      if (zeroedRow[r]) {
+        // leave the output row zero
+      } else if (keptCols) {
+        for (let c = 0; c < outCols; c++) outWords[outRow + c] = sourceWords[sourceRow + keptCols[c]!]!;
+      } else {
+        outWords.set(sourceWords.subarray(sourceRow, sourceRow + cols), outRow);
+      }
+      if (zeroCols) for (const c of zeroCols) outWords[outRow + c] = 0;
+      o++;
+    }
+    yield out;
+  }
+}
+
+/** Yields a tensor's bytes unchanged, in chunks. */
+export function* streamBytes(read: (start: number, length: number) => Uint8Array, total: number, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<Uint8Array> {
+  for (let start = 0; start < total; start += chunkBytes) yield read(start, Math.min(chunkBytes, total - start));
+}
+
+function mask(length: number, indices: readonly number[] | undefined): Uint8Array {
+  const m = new Uint8Array(length);
+  for (const i of indices ?? []) m[i] = 1;
+  return m;
+}
+
+function complement(length: number, drop: readonly number[]): Int32Array {
+  const dropped = mask(length, drop);
+  const kept = new Int32Array(length - drop.length);
+  let k = 0;
+  for (let i = 0; i < length; i++) if (!dropped[i]) kept[k++] = i;
+  return kept;
+}
+
+function aligned(bytes: Uint8Array, elementBytes: number): Uint8Array {
+  // copy (not .slice(): on a Node Buffer that is a view with the same misaligned offset)
+  return bytes.byteOffset % elementBytes === 0 ? bytes : new Uint8Array(bytes);
+}
+
+function words(bytes: Uint8Array, wordBytes: number): Uint8Array | Uint16Array | Uint32Array {
+  const n = bytes.byteLength / wordBytes;
+  if (wordBytes === 4) return new Uint32Array(bytes.buffer, bytes.byteOffset, n);
+  if (wordBytes === 2) return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  return bytes;
+}
