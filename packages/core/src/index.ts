@@ -7,6 +7,8 @@ export { pca, projectPair, matchTokens, type PcaResult, type RowMatrix, type Pai
 export * from './model/onnx-codec.js';
 export * from './model/graph-map.js';
 export * from './runtime/capture.js';
+export * from './runtime/kv-cache.js';
+export * from './runtime/generate.js';
 export * from './bias/pairs.js';
 export * from './bias/metrics.js';
 export * from './bias/compare.js';
@@ -16,5 +18,7 @@ export * from './bias/analyze.js';
 export * from './prune/importance.js';
 export * from './prune/select.js';
 export * from './prune/plan.js';
-export * from './runtime/kv-cache.js';
-export * from './runtime/generate.js';
+export * from './model/safetensors.js';
+export * from './model/weights.js';
+export * from './prune/surgery.js';
+export * from './prune/apply.js';

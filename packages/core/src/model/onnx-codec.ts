@@ -86,7 +86,11 @@ export class TensorDataReader {
   /** Total byte length of the tensor's data. */
   byteLength(tensor: TensorProto): number {
     const external = externalLocation(tensor);
-    if (external) return external.length ?? this.file(tensor, external).size - external.offset;
+    if (external) {
+      // opening checks that the file exists and holds the declared range
+      const file = this.file(tensor, external);
+      return external.length ?? file.size - external.offset;
+    }
     return this.inlineBytes(tensor).byteLength;
   }
 

@@ -3,7 +3,7 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openModelFolder } from '../model/folder.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
-import { TensorDataReader, externalLocation, readOnnxModel, tensorByteLength, tensorDtype } from '../model/onnx-codec.js';
+import { TensorDataReader, checkExternalData, externalLocation, readOnnxModel, tensorByteLength, tensorDtype } from '../model/onnx-codec.js';
 import {
   SurgeryError,
   fixGraphAfterRemoval,
@@ -12,8 +12,8 @@ import {
   pruneSafetensorsFile,
   writeOnnxModelStreamed,
   type NeuronSelection,
-  type PruneMode,
 } from './surgery.js';
+import type { PruneMode } from './plan.js';
 
 export interface WritePrunedFolderOptions {
   selection: NeuronSelection;
@@ -62,6 +62,7 @@ export function writePrunedFolder(inputDir: string, outputDir: string, options: 
   const maps = onnxFiles.map((file) => {
     const path = join(input, file);
     const model = readOnnxModel(path);
+    checkExternalData(model, path);
     return { file, path, model, map: mapGraph(model, path) };
   });
   const widths = maps[0]?.map.layers.map((l) => l.intermediateSize) ?? Array<number>(folder.config.numHiddenLayers).fill(folder.config.intermediateSize);

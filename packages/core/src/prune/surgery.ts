@@ -13,10 +13,9 @@ import {
   tensorDtype,
 } from '../model/onnx-codec.js';
 import { SafetensorsFile, safetensorsElementBytes, writeSafetensors, type SafetensorsOutput } from '../model/safetensors.js';
+import type { PruneMode } from './plan.js';
 import { editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
 
-/** `remove` slices the neurons out (smaller weights); `zero` keeps shapes and writes zeros. */
-export type PruneMode = 'remove' | 'zero';
 
 /** Layer index → intermediate-neuron indices to prune. */
 export type NeuronSelection = Readonly<Record<number, readonly number[]>> | ReadonlyMap<number, readonly number[]>;

@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
-import { encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
 import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
 
 export interface CapturedTensor {
@@ -35,6 +35,7 @@ export class ActivationCapture {
 
   static async create(onnxPath: string, options: ActivationCaptureOptions = {}): Promise<ActivationCapture> {
     const model = readOnnxModel(onnxPath);
+    checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);
     // Loaded from bytes, so ORT is told where the original external data lives.
