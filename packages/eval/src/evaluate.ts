@@ -1,0 +1,187 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openModelFolder, requireOnnxPath, type SessionDevice } from '@fairprune/core';
+import { loadDocs, type DataSource } from './data/load-docs.js';
+import type { HubOptions } from './data/hub.js';
+import { encodePair, modelInput, resolveMaxLength } from './requests.js';
+import { aggregateTask, type Sample, type TaskMetrics } from './results.js';
+import { openScorer, type ScorerThread } from './scorer.js';
+import type { ScoringRow } from './scoring.js';
+import { getTask, type LoglikelihoodResult, type TaskName } from './tasks.js';
+import { version } from './version.js';
+
+export interface EvaluateOptions {
+  /** Hugging Face-style model folder (config.json, tokenizer, ONNX). */
+  model: string;
+  /** ONNX file inside the folder; default onnx/model.onnx, else model.onnx. */
+  onnxFile?: string;
+  task: TaskName;
+  /** Local .jsonl/.parquet file, or the task's file on the Hugging Face hub (default). */
+  data?: DataSource;
+  /** Evaluate the first N documents only. */
+  limit?: number;
+  /** Prepend the tokenizer's BOS token (lm-eval ≥ 0.4.9.2 does for Llama 3; older releases and the default do not). */
+  bos?: boolean;
+  /** Model inputs per forward pass (harness default 1). */
+  batchSize?: number;
+  /** Resamples for perplexity_stderr (harness default 100000). */
+  bootstrapIters?: number;
+  logSamples?: boolean;
+  device?: SessionDevice;
+  threads?: number;
+  /** Where ORT runs; default `worker`. */
+  thread?: ScorerThread;
+  hub?: HubOptions;
+  onProgress?: (progress: EvalProgress) => void;
+}
+
+export interface EvalProgress {
+  task: TaskName;
+  docsDone: number;
+  docsTotal: number;
+  tokensDone: number;
+  tokensTotal: number;
+  elapsedMs: number;
+}
+
+/** lm-evaluation-harness-shaped output. */
+export interface EvalResults {
+  results: Partial<Record<TaskName, TaskMetrics>>;
+  versions: Partial<Record<TaskName, number>>;
+  'n-samples': Partial<Record<TaskName, { effective: number }>>;
+  config: {
+    model: string;
+    onnx_file: string;
+    data: string;
+    bos: boolean;
+    limit: number | null;
+    batch_size: number;
+    bootstrap_iters: number;
+    device: string;
+    fairprune_version: string;
+  };
+  samples?: Partial<Record<TaskName, Sample[]>>;
+}
+
+interface PlannedRequest {
+  doc: number;
+  index: number;
+  context: string;
+  continuation: string;
+  inputLength: number;
+}
+
+/**
+ * Evaluates one task the way lm-evaluation-harness does (0-shot loglikelihood requests, same prompts, same
+ * tokenization split, same metrics and stderr), on an ONNX model with onnxruntime.
+ */
+export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
+  const task = getTask(options.task);
+  const batchSize = options.batchSize ?? 1;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`--batch-size must be a positive integer, got ${batchSize}`);
+  const bootstrapIters = options.bootstrapIters ?? 100000;
+  const bos = options.bos ?? false;
+  const folder = openModelFolder(options.model, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
+  const onnxPath = requireOnnxPath(folder);
+  const { docs, path: dataPath } = await loadDocs(task, options.data ?? { hub: true }, {
+    ...(options.limit === undefined ? {} : { limit: options.limit }),
+    ...(options.hub === undefined ? {} : { hub: options.hub }),
+  });
+  const maxLength = resolveMaxLength(folder.config.raw, readTokenizerConfig(folder.dir));
+
+  // Requests → model rows; identical inputs share one row.
+  const planned: PlannedRequest[] = [];
+  const rowsByInput = new Map<string, { row: ScoringRow; requests: PlannedRequest[] }>();
+  docs.forEach((doc, d) => {
+    task.requests(doc).forEach((request, index) => {
+      const pair = encodePair(folder.tokenizer, request.context, request.continuation, bos);
+      const input = modelInput(pair, maxLength);
+      const planItem = { doc: d, index, ...request, inputLength: input.length };
+      planned.push(planItem);
+      const key = input.join(',');
+      const entry = rowsByInput.get(key) ?? { row: { input, continuations: [] }, requests: [] };
+      entry.row.continuations.push(pair.continuation);
+      entry.requests.push(planItem);
+      rowsByInput.set(key, entry);
+    });
+  });
+  // Longest first, like the harness: the first batch shows at once whether memory suffices.
+  const work = [...rowsByInput.values()].sort((a, b) => b.row.input.length - a.row.input.length);
+
+  const results = new Map<PlannedRequest, LoglikelihoodResult>();
+  const byDoc: PlannedRequest[][] = docs.map(() => []);
+  for (const request of planned) byDoc[request.doc]!.push(request);
+  const requestsLeft = byDoc.map((requests) => requests.length);
+  const tokensTotal = work.reduce((n, w) => n + w.row.input.length, 0);
+  let docsDone = 0;
+  let tokensDone = 0;
+  const started = Date.now();
+  const report = () =>
+    options.onProgress?.({ task: task.name, docsDone, docsTotal: docs.length, tokensDone, tokensTotal, elapsedMs: Date.now() - started });
+
+  const scorer = await openScorer(
+    onnxPath,
+    { ...(options.device ? { device: options.device } : {}), ...(options.threads ? { threads: options.threads } : {}), config: folder.config },
+    options.thread ?? 'worker',
+  );
+  try {
+    report();
+    for (let start = 0; start < work.length; start += batchSize) {
+      const batch = work.slice(start, start + batchSize);
+      const scores = await scorer.score(batch.map((w) => w.row));
+      batch.forEach((w, i) => {
+        w.requests.forEach((request, j) => {
+          results.set(request, scores[i]![j]!);
+          if (--requestsLeft[request.doc]! === 0) docsDone++;
+        });
+        tokensDone += w.row.input.length;
+      });
+      report();
+    }
+  } finally {
+    await scorer.close();
+  }
+
+  const perDoc = docs.map((doc, d) => {
+    const mine = byDoc[d]!;
+    const resps = mine.map((p) => results.get(p)!);
+    return { doc, requests: mine, resps, metrics: task.score(doc, resps) };
+  });
+  const metrics = aggregateTask(task, perDoc.map((p) => p.metrics), bootstrapIters);
+
+  const output: EvalResults = {
+    results: { [task.name]: metrics },
+    versions: { [task.name]: task.version },
+    'n-samples': { [task.name]: { effective: docs.length } },
+    config: {
+      model: folder.dir,
+      onnx_file: onnxPath,
+      data: dataPath,
+      bos,
+      limit: options.limit ?? null,
+      batch_size: batchSize,
+      bootstrap_iters: bootstrapIters,
+      device: scorer.device,
+      fairprune_version: version,
+    },
+  };
+  if (options.logSamples) {
+    output.samples = {
+      [task.name]: perDoc.map((p, d) => ({
+        doc_id: d,
+        doc: p.doc,
+        target: task.target(p.doc),
+        arguments: p.requests.map((r) => [r.context, r.continuation] as [string, string]),
+        resps: p.resps.map((r) => [r.ll, r.isGreedy] as [number, boolean]),
+        ...p.metrics,
+      })),
+    };
+  }
+  return output;
+}
+
+function readTokenizerConfig(dir: string): Record<string, unknown> {
+  const path = join(dir, 'tokenizer_config.json');
+  if (!existsSync(path)) return {};
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}

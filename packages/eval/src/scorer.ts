@@ -1,0 +1,100 @@
+import { Worker } from 'node:worker_threads';
+import { ModelSession, type ModelSessionOptions } from '@fairprune/core';
+import { scoreRows, type RowScores, type ScoringRow } from './scoring.js';
+
+/** Where the forward passes run. `worker` keeps the calling thread free (progress bars, signals) while ORT works. */
+export type ScorerThread = 'worker' | 'main';
+
+/** The serialisable part of ModelSessionOptions (a worker cannot receive callbacks). */
+export type ScorerSessionOptions = Omit<ModelSessionOptions, 'onFallback' | 'externalData'>;
+
+export interface RowScorer {
+  /** The execution provider the session ended up on, and why it fell back to CPU if it did. */
+  readonly device: string;
+  readonly fallbackReason: string | undefined;
+  score(rows: ScoringRow[]): Promise<RowScores[]>;
+  close(): Promise<void>;
+}
+
+export async function openScorer(
+  onnxPath: string,
+  sessionOptions: ScorerSessionOptions,
+  thread: ScorerThread,
+  workerUrl: URL = new URL('./scorer-worker.js', import.meta.url),
+): Promise<RowScorer> {
+  return thread === 'main' ? openMainThreadScorer(onnxPath, sessionOptions) : openWorkerScorer(onnxPath, sessionOptions, workerUrl);
+}
+
+async function openMainThreadScorer(onnxPath: string, sessionOptions: ScorerSessionOptions): Promise<RowScorer> {
+  const session = await ModelSession.create(onnxPath, { ...sessionOptions, onFallback: () => {} });
+  return {
+    device: session.device,
+    fallbackReason: session.fallbackReason,
+    score: (rows) => scoreRows(session, rows),
+    close: () => session.release(),
+  };
+}
+
+/** Messages between the scorer and its worker (see scorer-worker.ts). */
+export type WorkerRequest = { id: number; rows: ScoringRow[] };
+export type WorkerReply =
+  | { type: 'ready'; device: string; fallbackReason: string | undefined }
+  | { type: 'failed'; message: string }
+  | { type: 'scores'; id: number; scores: RowScores[] }
+  | { type: 'error'; id: number; message: string };
+
+async function openWorkerScorer(onnxPath: string, sessionOptions: ScorerSessionOptions, workerUrl: URL): Promise<RowScorer> {
+  const worker = new Worker(workerUrl, { workerData: { onnxPath, sessionOptions } });
+  const pending = new Map<number, { resolve: (s: RowScores[]) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  let failure: Error | undefined;
+  const failAll = (error: Error) => {
+    failure ??= error;
+    for (const { reject } of pending.values()) reject(error);
+    pending.clear();
+  };
+  const ready = new Promise<{ device: string; fallbackReason: string | undefined }>((resolve, reject) => {
+    worker.on('message', (reply: WorkerReply) => {
+      if (reply.type === 'ready') resolve(reply);
+      else if (reply.type === 'failed') reject(new Error(reply.message));
+      else {
+        const waiter = pending.get(reply.id);
+        pending.delete(reply.id);
+        if (reply.type === 'scores') waiter?.resolve(reply.scores);
+        else waiter?.reject(new Error(reply.message));
+      }
+    });
+    worker.on('error', (error) => {
+      reject(error);
+      failAll(error);
+    });
+    worker.on('exit', (code) => {
+      const error = new Error(`the scoring worker exited (code ${code})`);
+      reject(error);
+      failAll(error);
+    });
+  });
+  let info;
+  try {
+    info = await ready;
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  }
+  return {
+    device: info.device,
+    fallbackReason: info.fallbackReason,
+    score(rows) {
+      if (failure) return Promise.reject(failure);
+      const id = nextId++;
+      return new Promise<RowScores[]>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, rows } satisfies WorkerRequest);
+      });
+    },
+    async close() {
+      worker.removeAllListeners('exit');
+      await worker.terminate();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+import { describe, expect, test } from 'vitest';
+import { join } from 'node:path';
+import { openModelFolder } from '@fairprune/core';
+import { evaluate, encodePair, lambadaRequest, loadDocs, tasks, type EvalResults, type Sample } from '../src/index.js';
+import { BOOLQ_MINI, FIXTURES, LAMBADA_MINI, evalRefs } from './fixtures.js';
+
+/** Per-document log-likelihoods of the ONNX fixtures against lm-evaluation-harness-protocol references from HF. */
+
+const ARCHS = ['llama', 'qwen2', 'gemma'] as const;
+const LIMIT = 32; // refs cover docs 0–31
+
+async function run(arch: string, task: 'lambada_openai' | 'boolq', batchSize: number): Promise<EvalResults> {
+  return evaluate({
+    model: join(FIXTURES, arch),
+    task,
+    data: { file: task === 'boolq' ? BOOLQ_MINI : LAMBADA_MINI },
+    limit: LIMIT,
+    batchSize,
+    logSamples: true,
+    thread: 'main',
+    threads: 1,
+    bootstrapIters: 1000,
+  });
+}
+
+function samples(results: EvalResults, task: 'lambada_openai' | 'boolq'): Sample[] {
+  return results.samples![task]!;
+}
+
+describe.each(ARCHS)('%s', (arch) => {
+  const refs = evalRefs(arch);
+  const batchSizes = arch === 'llama' ? [1, 8] : [8];
+
+  test('LAMBADA tokenization split equals the reference ctx_ids / cont_ids', async () => {
+    const { tokenizer } = openModelFolder(join(FIXTURES, arch));
+    const { docs } = await loadDocs(tasks.lambada_openai, { file: LAMBADA_MINI }, { limit: LIMIT });
+    docs.forEach((doc, i) => {
+      const { context, continuation } = lambadaRequest((doc as { text: string }).text);
+      expect(encodePair(tokenizer, context, continuation, false)).toEqual({ context: refs.lambada[i]!.ctx_ids, continuation: refs.lambada[i]!.cont_ids });
+    });
+  });
+
+  test.each(batchSizes)('LAMBADA per-doc ll (≤ 1e-3) and greedy flags, batch size %i', async (batchSize) => {
+    const out = await run(arch, 'lambada_openai', batchSize);
+    const got = samples(out, 'lambada_openai');
+    expect(got).toHaveLength(LIMIT);
+    got.forEach((s, i) => {
+      expect(Math.abs(s.resps[0]![0] - refs.lambada[i]!.ll)).toBeLessThanOrEqual(1e-3);
+      expect(s.resps[0]![1]).toBe(refs.lambada[i]!.greedy);
+    });
+    // aggregates from the reference values, computed here independently
+    const lls = refs.lambada.map((r) => r.ll);
+    const p = refs.lambada.filter((r) => r.greedy).length / LIMIT;
+    const metrics = out.results.lambada_openai!;
+    expect(metrics.acc).toBeCloseTo(p, 12);
+    expect(metrics.acc_stderr).toBeCloseTo(Math.sqrt((p * (1 - p)) / (LIMIT - 1)), 12);
+    expect(metrics.perplexity! / Math.exp(-lls.reduce((a, b) => a + b, 0) / LIMIT)).toBeCloseTo(1, 3);
+  });
+
+  test.each(batchSizes)('BoolQ ll_no / ll_yes (≤ 1e-3) and predictions, batch size %i', async (batchSize) => {
+    const out = await run(arch, 'boolq', batchSize);
+    const got = samples(out, 'boolq');
+    got.forEach((s, i) => {
+      const ref = refs.boolq[i]!;
+      expect(s.arguments[0]![1]).toBe(' no');
+      expect(s.arguments[1]![1]).toBe(' yes');
+      expect(Math.abs(s.resps[0]![0] - ref.ll_no)).toBeLessThanOrEqual(1e-3);
+      expect(Math.abs(s.resps[1]![0] - ref.ll_yes)).toBeLessThanOrEqual(1e-3);
+      expect(s.acc).toBe(ref.pred === ref.label ? 1 : 0);
+      expect(s.resps[1]![0] > s.resps[0]![0] ? 1 : 0).toBe(ref.pred);
+    });
+    const accuracy = refs.boolq.filter((r) => r.pred === r.label).length / LIMIT;
+    expect(out.results.boolq!.acc).toBeCloseTo(accuracy, 12);
+    expect(out.results.boolq!.perplexity).toBeUndefined();
+  });
+});
+
+test('batch sizes 1 and 8 agree on every document (padded rows score as unpadded)', async () => {
+  for (const task of ['lambada_openai', 'boolq'] as const) {
+    const one = samples(await run('llama', task, 1), task);
+    const eight = samples(await run('llama', task, 8), task);
+    one.forEach((s, i) => {
+      s.resps.forEach(([ll, greedy], j) => {
+        expect(Math.abs(ll - eight[i]!.resps[j]![0])).toBeLessThanOrEqual(1e-4);
+        expect(greedy).toBe(eight[i]!.resps[j]![1]);
+      });
+    });
+  }
+});
+
+test('results record the configuration', async () => {
+  const out = await run('llama', 'boolq', 8);
+  expect(out.config).toMatchObject({ model: join(FIXTURES, 'llama'), data: BOOLQ_MINI, bos: false, limit: 32, batch_size: 8, device: 'cpu' });
+  expect(out.config.fairprune_version).toMatch(/^\d+\.\d+\.\d+/);
+  expect(out['n-samples'].boolq).toEqual({ effective: 32 });
+});
+
+test('--bos prepends the BOS id to context and whole encodings', async () => {
+  const { tokenizer } = openModelFolder(join(FIXTURES, 'llama'));
+  const plain = encodePair(tokenizer, 'The cat sat on the', ' mat', false);
+  const withBos = encodePair(tokenizer, 'The cat sat on the', ' mat', true);
+  expect(withBos.context).toEqual([tokenizer.bosTokenId, ...plain.context]);
+  expect(withBos.continuation).toEqual(plain.continuation);
+  // trailing context spaces move into the continuation, as in the harness
+  expect(encodePair(tokenizer, 'Answer: ', 'yes', false)).toEqual(encodePair(tokenizer, 'Answer:', ' yes', false));
+});
