@@ -1,0 +1,33 @@
+// Without the addon the package still works through the reference and says so once, with the fix.
+import { afterEach, expect, test, vi } from 'vitest';
+import * as referenceKernels from '../src/reference/index.js';
+import { randomElements } from './helpers.js';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.resetModules();
+});
+
+test('a missing addon falls back to the reference, announces it once on stderr and refuses device cuda', async () => {
+  const saved = process.env['FAIRPRUNE_NATIVE_ADDON'];
+  process.env['FAIRPRUNE_NATIVE_ADDON'] = '/nonexistent/fairprune_native.node';
+  vi.resetModules();
+  const api = await import('../src/index.js');
+  if (saved === undefined) delete process.env['FAIRPRUNE_NATIVE_ADDON'];
+  else process.env['FAIRPRUNE_NATIVE_ADDON'] = saved;
+
+  const info = api.backendInfo();
+  expect(info.backend).toBe('reference');
+  expect(info.reason).toMatch(/nonexistent.*npx nx run @fairprune\/native-cuda:build-native/);
+  const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  const matrix = { data: randomElements('f16', 35, 1), rows: 5, cols: 7, dtype: 'f16' as const };
+  const stats = await api.scanWeights(matrix, { axis: 'cols' });
+  await api.scanWeights(matrix, { axis: 'rows' });
+  expect(stderr).toHaveBeenCalledTimes(1);
+  expect(String(stderr.mock.calls[0]![0])).toMatch(/TypeScript reference.*build-native/);
+  expect(Array.from(stats.maxAbs)).toEqual(Array.from(referenceKernels.scanWeights(matrix, 'cols').maxAbs));
+  await expect(api.scanWeights(matrix, { axis: 'rows', device: 'cuda' })).rejects.toThrow(/device 'cuda' needs the native addon/);
+  const acc = new api.DiffAccumulator(7);
+  await acc.add(matrix, { ...matrix, data: randomElements('f16', 35, 2) });
+  expect((await acc.result()).count).toBe(1);
+});
