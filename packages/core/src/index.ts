@@ -22,3 +22,4 @@ export * from './model/safetensors.js';
 export * from './model/weights.js';
 export * from './prune/surgery.js';
 export * from './prune/apply.js';
+export * from './model/inspect.js';

@@ -1,0 +1,42 @@
+import { afterEach, expect, test, vi } from 'vitest';
+import { join } from 'node:path';
+import { main } from '../src/main.js';
+
+const FIXTURES = join(import.meta.dirname, '../../../../shared/fixtures');
+
+function captureOutput() {
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (err.push(String(chunk)), true));
+  return { stdout: () => out.join(''), stderr: () => err.join('') };
+}
+afterEach(() => vi.restoreAllMocks());
+
+test('inspect --json prints one JSON object with a layers array', async () => {
+  const io = captureOutput();
+  const code = await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'qwen2'), '--onnx-file', 'onnx/model_dynamo.onnx', '--json']);
+  expect(code).toBe(0);
+  const parsed = JSON.parse(io.stdout()) as {
+    modelType: string; onnxFile: string; layers: { gate: { name: string; dtype: string; shape: number[]; layout: string }; tensors: Record<string, string> }[];
+  };
+  expect(parsed.modelType).toBe('qwen2');
+  expect(parsed.onnxFile).toBe('onnx/model_dynamo.onnx');
+  expect(parsed.layers).toHaveLength(4);
+  expect(parsed.layers[0]!.gate).toMatchObject({ dtype: 'f32', shape: [64, 256], layout: 'in_out' });
+  expect(Object.keys(parsed.layers[3]!.tensors)).toEqual(['input_norm', 'attention_output', 'gate_proj', 'up_proj', 'glu_product', 'down_proj', 'mlp_output']);
+});
+
+test('inspect prints a readable summary of a fused Phi-3 MLP', async () => {
+  const io = captureOutput();
+  expect(await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'phi3')])).toBe(0);
+  expect(io.stdout()).toMatch(/architecture\s+phi3 \(Phi3ForCausalLM\)/);
+  expect(io.stdout()).toMatch(/4 GLU layers, activation silu/);
+  expect(io.stdout()).toMatch(/gate\s+onnx::MatMul_\d+\s+f32 \[64, 512\] in_out \(fused, half 0\)/);
+});
+
+test('inspect of a missing folder fails with a clear message', async () => {
+  const io = captureOutput();
+  expect(await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'nope')])).toBe(1);
+  expect(io.stderr()).toMatch(/fairprune: Model folder not found: .*nope/);
+});
