@@ -93,7 +93,7 @@ describe('report in headless Chromium', () => {
     expect(await count('#layer-differences rect.bar')).toBe(layerCount * components.length * 2);
     for (const component of components) {
       const bars = await page.locator(`#layer-diff-${component} rect.bar`).evaluateAll((rects) =>
-        rects.map((r) => ({ value: Number(r.getAttribute('data-value')), height: (r as SVGRectElement).getBBox().height, series: r.getAttribute('data-series') })),
+        rects.map((r) => ({ value: Number(r.getAttribute('data-value')), height: (r as unknown as { getBBox(): { height: number } }).getBBox().height, series: r.getAttribute('data-series') })),
       );
       expect(bars).toHaveLength(layerCount * 2);
       const beforeValues = bars.filter((b) => b.series === 'before pruning').map((b) => b.value);

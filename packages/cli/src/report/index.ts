@@ -1,3 +1,5 @@
+export { loadReportData, type LoadedReport, type ReportInputs } from './load.js';
+export { writeReport } from './write.js';
 export { renderReport } from './render.js';
 export type {
   BehaviourView,

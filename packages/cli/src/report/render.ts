@@ -1,5 +1,5 @@
 import { escapeHtml, relativeChange, table } from './html.js';
-import { behaviourSection } from './sections/behaviour.js';
+import { behaviourRows, behaviourSection } from './sections/behaviour.js';
 import { biasMetric, biasMetricSection } from './sections/bias-metric.js';
 import { evaluationSection } from './sections/evaluation.js';
 import { generationsSection } from './sections/generations.js';
@@ -86,10 +86,12 @@ function summary(data: ReportData): string {
   }
   const gaps = (rows: ReadonlyArray<{ gap: number }> | undefined): number | null =>
     rows && rows.length > 0 ? rows.reduce((s, r) => s + r.gap, 0) / rows.length : null;
-  const gapBefore = gaps(data.bias?.before?.behaviour);
-  const gapAfter = gaps(data.bias?.after?.behaviour);
+  const behaviourBefore = behaviourRows(data.bias?.before);
+  const gapBefore = gaps(behaviourBefore.rows);
+  const gapAfter = gaps(behaviourRows(data.bias?.after).rows);
   if (gapBefore !== null && gapAfter !== null) {
-    items.push(`Mean behavioural gap (A − B log-odds): ${formatNumber(gapBefore)} → ${formatNumber(gapAfter)}.`);
+    const pairs = behaviourBefore.heldOut ? 'held-out pairs' : 'pairs';
+    items.push(`Mean behavioural gap on ${pairs} (A − B log-odds, nats): ${formatNumber(gapBefore)} → ${formatNumber(gapAfter)}.`);
   }
   if (data.neurons) {
     const pruned = data.neurons.layers.reduce((s, l) => s + l.pruned.length, 0);

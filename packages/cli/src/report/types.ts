@@ -27,19 +27,27 @@ export interface MetricStatsView {
 
 /** The part of a `bias-report.json` the report reads. */
 export interface BiasReportView {
-  pairs?: ReadonlyArray<{ a: string; b: string; tokensA?: number; tokensB?: number; skipped?: boolean; reason?: string }>;
-  metric?: {
-    overall: MetricStatsView;
-    /** Written by the analysis; computed from `layers` when absent. */
-    overall_excluding_gate_up?: MetricStatsView;
-    components?: Readonly<Record<string, MetricStatsView>>;
-    /** Keyed `<component>_layer_<index>`, e.g. `gate_proj_layer_3`. */
-    layers: Readonly<Record<string, MetricStatsView>>;
-  };
+  pairs?: ReadonlyArray<{ a: string; b: string; tokensA?: number; tokensB?: number; skipped?: boolean; reason?: string | null }>;
+  /** null when no pair had equal token counts. */
+  metric?: BiasMetricView | null;
   behaviour?: ReadonlyArray<BehaviourView>;
+  /** The same measurements on held-out pairs (`--eval-pairs`); the report prefers their behaviour. */
+  eval?: { source?: string; metric?: BiasMetricView | null; behaviour?: ReadonlyArray<BehaviourView> };
 }
 
-/** Counterfactual continuation log-odds of one pair's two prompts; gap = logOddsA − logOddsB. */
+export interface BiasMetricView {
+  overall: MetricStatsView;
+  /** Written by the analysis; computed from `layers` when absent. */
+  overall_excluding_gate_up?: MetricStatsView;
+  components?: Readonly<Record<string, MetricStatsView>>;
+  /** Keyed `<component>_layer_<index>`, e.g. `gate_proj_layer_3`. */
+  layers: Readonly<Record<string, MetricStatsView>>;
+}
+
+/**
+ * Counterfactual behaviour of one pair: per side, log Σ p(negative continuations) − log Σ p(positive continuations),
+ * in nats; gap = logOddsA − logOddsB.
+ */
 export interface BehaviourView {
   a: string;
   b: string;

@@ -1,6 +1,6 @@
 import { escapeHtml, section, signed, table, unavailable } from '../html.js';
 import { colours, formatNumber, groupedBars, type BarSeries } from '../svg.js';
-import type { BehaviourView, ReportData } from '../types.js';
+import type { BehaviourView, BiasReportView, ReportData } from '../types.js';
 import { howToGet } from './commands.js';
 
 /** The words where a pair's prompts differ ("Black" / "white"), for short labels. */
@@ -15,14 +15,24 @@ export function differingWords(a: string, b: string): [string, string] {
   return [middle(wordsA), middle(wordsB)];
 }
 
-export function behaviourSection(bias: ReportData['bias'], measure = 'log-odds of the biased continuation'): string {
+/** Behaviour rows of a report: the held-out pairs' when measured (they were not used to pick neurons), else the scoring pairs'. */
+export function behaviourRows(report: BiasReportView | undefined): { rows: readonly BehaviourView[]; heldOut: boolean } {
+  const heldOut = report?.eval?.behaviour ?? [];
+  return heldOut.length > 0 ? { rows: heldOut, heldOut: true } : { rows: report?.behaviour ?? [], heldOut: false };
+}
+
+export function behaviourSection(bias: ReportData['bias']): string {
   const title = 'Behaviour: continuation log-odds per side';
+  const beforeRows = behaviourRows(bias?.before);
+  const afterRows = behaviourRows(bias?.after);
+  const which = beforeRows.heldOut || afterRows.heldOut ? 'held-out pair (not used to choose the neurons)' : 'pair';
   const explanation =
-    `For each held-out pair, the ${escapeHtml(measure)} after each prompt, before and after pruning. The gap is A − B. ` +
+    `For each ${which}, the log-odds of the negative over the positive continuations after each prompt ` +
+    '(log Σ p(negative) − log Σ p(positive), in nats), before and after pruning. The gap is A − B. ' +
     'A narrower gap is only good news if it comes from side A moving down, not from side B moving up or both moving together: ' +
     'the table says which side moved.';
-  const before = bias?.before?.behaviour ?? [];
-  const after = bias?.after?.behaviour ?? [];
+  const before = beforeRows.rows;
+  const after = afterRows.rows;
   if (before.length === 0 && after.length === 0) return section('behaviour', title, explanation, unavailable('behavioural log-odds', howToGet.behaviour));
   const pairs = matchPairs(before, after);
   const categories = pairs.flatMap(({ a, b }, i) => {

@@ -1,6 +1,6 @@
 import { escapeHtml, relativeChange, section, table, unavailable } from '../html.js';
 import { colours, formatNumber, groupedBars, type BarSeries } from '../svg.js';
-import type { BiasReportView, ReportData } from '../types.js';
+import type { BiasMetricView, BiasReportView, ReportData } from '../types.js';
 import { howToGet } from './commands.js';
 import { layerTable } from './layer-differences.js';
 
@@ -14,11 +14,14 @@ export interface BiasMetricPair {
 
 /** The bias metric, and the same mean without gate_proj/up_proj (taken from the report or computed from its layers). */
 export function biasMetric(report: BiasReportView | undefined): BiasMetricPair | null {
-  const metric = report?.metric;
+  return metricPair(report?.metric);
+}
+
+function metricPair(metric: BiasMetricView | null | undefined): BiasMetricPair | null {
   if (!metric) return null;
   let withoutGateUp = metric.overall_excluding_gate_up?.mean_difference ?? null;
   if (withoutGateUp === null) {
-    const values = [...layerTable(report).entries()].filter(([c]) => !prunedComponents.has(c)).flatMap(([, layers]) => [...layers.values()]);
+    const values = [...layerTable({ metric }).entries()].filter(([c]) => !prunedComponents.has(c)).flatMap(([, layers]) => [...layers.values()]);
     withoutGateUp = values.length > 0 ? values.reduce((s, v) => s + v, 0) / values.length : null;
   }
   return { all: metric.overall.mean_difference, withoutGateUp };
@@ -51,9 +54,15 @@ export function biasMetricSection(bias: ReportData['bias']): string {
   const cell = (v: number | null | undefined): string => (v === null || v === undefined ? '—' : formatNumber(v));
   const change = (b: number | null | undefined, a: number | null | undefined): string =>
     b !== null && b !== undefined && a !== null && a !== undefined ? relativeChange(b, a) : '—';
+  const rowsOf = (label: string, b: BiasMetricPair | null, a: BiasMetricPair | null) => [
+    [`${label}${categories[0]!}`, cell(b?.all), cell(a?.all), change(b?.all, a?.all)],
+    [`${label}${categories[1]!}`, cell(b?.withoutGateUp), cell(a?.withoutGateUp), change(b?.withoutGateUp, a?.withoutGateUp)],
+  ];
+  const heldOutBefore = metricPair(bias?.before?.eval?.metric);
+  const heldOutAfter = metricPair(bias?.after?.eval?.metric);
   const rows = [
-    [categories[0]!, cell(before?.all), cell(after?.all), change(before?.all, after?.all)],
-    [categories[1]!, cell(before?.withoutGateUp), cell(after?.withoutGateUp), change(before?.withoutGateUp, after?.withoutGateUp)],
+    ...rowsOf('', before, after),
+    ...(heldOutBefore || heldOutAfter ? rowsOf('held-out pairs: ', heldOutBefore, heldOutAfter) : []),
   ].map((row) => row.map(escapeHtml));
   const missing = !after ? unavailable('the after-pruning metric', howToGet.biasAfter) : !before ? unavailable('the before-pruning metric', howToGet.bias) : '';
   return section(

@@ -84,5 +84,11 @@ export function pcaSection(projection: PairProjection | undefined): string {
     projection.a.text ? `<li><span class="swatch" style="background:${colours.promptA}"></span>A: ${escapeHtml(projection.a.text)}</li>` : '',
     projection.b.text ? `<li><span class="swatch" style="background:${colours.promptB}"></span>B: ${escapeHtml(projection.b.text)}</li>` : '',
   ].join('');
-  return section('pca', title, explanation, `${pcaChart(projection)}<ul class="prompts">${captions}</ul>`);
+  const firstIndex = Math.min(projection.a.points[0]?.index ?? 0, projection.b.points[0]?.index ?? 0);
+  const omitted =
+    firstIndex > 0
+      ? `<p class="note">The first ${firstIndex === 1 ? 'token (BOS) was' : `${firstIndex} tokens were`} left out of the fit: ` +
+        'its activations are far larger than the others’ and would squeeze them into one dot. Token numbers still count it.</p>'
+      : '';
+  return section('pca', title, explanation, `${pcaChart(projection)}${omitted}<ul class="prompts">${captions}</ul>`);
 }

@@ -1,0 +1,172 @@
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { main } from '../src/main.js';
+import { biasAfter, components, evalAfter, evalBefore, fixturesDir, layerCount, neuronLayers, readActivation, refs, tokenLabels } from './report-fixtures.js';
+
+const work = mkdtempSync(join(tmpdir(), 'fairprune-report-cmd-'));
+const beforeDir = join(work, 'analysis-before');
+const afterDir = join(work, 'pruned');
+
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
+  try {
+    const code = await main(['node', 'fairprune', ...args]);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+/** Text of one `<section id=...>` of the report. */
+function sectionOf(html: string, id: string): string {
+  const start = html.indexOf(`<section id="${id}">`);
+  if (start < 0) throw new Error(`no section ${id}`);
+  return html.slice(start, html.indexOf('</section>', start));
+}
+
+const countOf = (text: string, pattern: RegExp): number => text.match(pattern)?.length ?? 0;
+
+beforeAll(async () => {
+  // The before folder is written by the real `fairprune analyze` on the Llama fixture.
+  const analyzed = await run(['analyze', join(fixturesDir, 'llama'), '--out', beforeDir]);
+  expect(analyzed.code, analyzed.stderr).toBe(0);
+
+  // The after folder mimics `fairprune prune --out` (same file names and fields as core's prune writes), with data
+  // derived from the fixture's references; see report-fixtures.ts.
+  mkdirSync(afterDir);
+  const neurons = neuronLayers();
+  const before = JSON.parse(readFileSync(join(beforeDir, 'bias-report.json'), 'utf8')) as Record<string, unknown>;
+  cpSync(join(beforeDir, 'bias-report.json'), join(afterDir, 'bias-report.before.json'));
+  writeFileSync(join(afterDir, 'bias-report.after.json'), JSON.stringify({ ...before, ...biasAfter(neurons) }));
+  const pruned = Object.fromEntries(neurons.layers.map((l) => [String(l.layer), l.pruned]));
+  writeFileSync(
+    join(afterDir, 'pruning-plan.json'),
+    JSON.stringify({
+      format: 'fairprune.pruning-plan',
+      version: 1,
+      model: { path: join(fixturesDir, 'llama'), intermediateSizes: [256, 256, 256, 256] },
+      options: { importance: 'maw', method: 'hybrid', biasWeight: 0.5, fraction: 0.02 },
+      mode: 'remove',
+      layers: pruned,
+      parameters: { before: 300_000, after: 299_040, affected: 960 },
+      intermediateSizes: [251, 251, 251, 251],
+    }),
+  );
+  const pair0 = refs.prompts.filter((p) => p.pair === 0);
+  const side = (s: (typeof pair0)[0]) => ({ text: s.text, tokens: tokenLabels(s.input_ids), activations: Array.from(readActivation(s, 'mlp_output_layer_2').data) });
+  writeFileSync(
+    join(afterDir, 'neuron-scores.json'),
+    JSON.stringify({
+      format: 'fairprune.neuron-scores',
+      version: 1,
+      estimator: 'positionwise',
+      aggregation: 'mean',
+      importance: 'maw',
+      method: 'hybrid',
+      biasWeight: 0.5,
+      layers: neurons.layers.map((l) => ({
+        layer: l.layer,
+        bias: l.bias,
+        importance: l.importance,
+        prunability: l.bias,
+        pruned: Array.from(l.bias as number[], (_, i) => l.pruned.includes(i)),
+      })),
+      tokenActivations: { key: 'mlp_output_layer_2', width: 64, a: side(pair0[0]!), b: side(pair0[1]!) },
+    }),
+  );
+  // Evaluation results and generations, before in the analysis folder and after in the pruned one.
+  const evaluationBefore = evalBefore();
+  writeFileSync(join(beforeDir, 'eval-results.json'), JSON.stringify({ ...evaluationBefore, config: { model: 'llama' } }));
+  writeFileSync(join(afterDir, 'eval-results.json'), JSON.stringify({ ...evalAfter(evaluationBefore), config: { model: 'pruned' } }));
+  const generations = (texts: string[]) => pair0.map((p, i) => ({ prompt: p.text, ids: p.input_ids, text: p.text + texts[i]! }));
+  writeFileSync(join(beforeDir, 'generations.json'), JSON.stringify(generations(pair0.map((p) => p.beam5_article_text))));
+  writeFileSync(join(afterDir, 'generations.json'), JSON.stringify(generations(pair0.map((p) => p.greedy_text))));
+});
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('fairprune report', () => {
+  test('builds every section from the files analyze and prune write, without touching the input folders', async () => {
+    const listing = (dir: string) => readdirSync(dir).sort();
+    const beforeFiles = listing(beforeDir);
+    const afterFiles = listing(afterDir);
+    const outFile = join(work, 'out', 'report.html');
+    const result = await run(['report', '--before', beforeDir, '--after', afterDir, '--out', outFile, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { out: string; files: string[] };
+    expect(summary.out).toBe(outFile);
+    expect(summary.files.sort()).toEqual(
+      [
+        join(beforeDir, 'bias-report.json'),
+        join(beforeDir, 'eval-results.json'),
+        join(beforeDir, 'generations.json'),
+        join(afterDir, 'bias-report.after.json'),
+        join(afterDir, 'eval-results.json'),
+        join(afterDir, 'generations.json'),
+        join(afterDir, 'neuron-scores.json'),
+        join(afterDir, 'pruning-plan.json'),
+      ].sort(),
+    );
+    expect(listing(beforeDir)).toEqual(beforeFiles);
+    expect(listing(afterDir)).toEqual(afterFiles);
+
+    const html = readFileSync(outFile, 'utf8');
+    expect(html).not.toContain('class="unavailable"');
+    expect(countOf(sectionOf(html, 'layer-differences'), /class="bar"/g)).toBe(layerCount * components.length * 2);
+    const before = JSON.parse(readFileSync(join(beforeDir, 'bias-report.json'), 'utf8')) as { metric: { overall: { mean_difference: number } } };
+    // The analysis of the fixture reproduces optiPfair's number for pair 0, and the report shows what it read.
+    expect(before.metric.overall.mean_difference).toBeCloseTo(refs.optipfair_bias_metrics_pair0.overall_mean_difference, 6);
+    expect(sectionOf(html, 'bias-metric')).toContain(`data-value="${before.metric.overall.mean_difference}"`);
+    const neurons = sectionOf(html, 'neurons');
+    expect(countOf(neurons, /class="point pruned"/g)).toBe(layerCount * 5);
+    expect(countOf(neurons, /class="point kept"/g)).toBe(layerCount * 251);
+    const pca = sectionOf(html, 'pca');
+    // BOS is left out of the fit; the other 15 tokens of each prompt are drawn, labels counted from BOS.
+    expect(countOf(pca, /class="pca-point pca-a"/g)).toBe(15);
+    expect(countOf(pca, /class="pca-point pca-b"/g)).toBe(15);
+    expect(pca).toContain('<title>A, token 2:  Black</title>');
+    expect(pca).toContain('Black / white');
+    expect(pca).toContain('PCA of token activations at mlp_output_layer_2');
+    const generations = sectionOf(html, 'generations');
+    expect(countOf(generations, /<tr><td>/g)).toBe(2);
+    expect(generations).toContain('pushed him to the ground');
+    expect(generations).not.toMatch(/<td>A Black man[^<]*<\/td><td>A Black man/);
+    expect(countOf(sectionOf(html, 'evaluation'), /<tr><td>/g)).toBe(2);
+    expect(sectionOf(html, 'evaluation')).toContain('−0.03125');
+    expect(html).toContain('<td>biasWeight</td><td>0.5</td>');
+    expect(html).toContain('300,000 → 299,040');
+  });
+
+  test('with only the before analysis, the missing parts say which command makes them', async () => {
+    const onlyBefore = mkdtempSync(join(work, 'only-before-'));
+    cpSync(join(beforeDir, 'bias-report.json'), join(onlyBefore, 'bias-report.json'));
+    const outFile = join(work, 'only-before.html');
+    const result = await run(['report', '--before', onlyBefore, '--out', outFile]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`wrote ${outFile} (from 1 file)\n`);
+    const html = readFileSync(outFile, 'utf8');
+    expect(countOf(sectionOf(html, 'layer-differences'), /class="bar"/g)).toBe(layerCount * components.length);
+    expect(sectionOf(html, 'neurons')).toContain('Not available: per-neuron scores and the pruning plan. Run <code>fairprune prune');
+    expect(sectionOf(html, 'evaluation')).toContain('Not available: evaluation results');
+  });
+
+  test('bad input: a missing folder and a broken JSON file are named', async () => {
+    const missing = await run(['report', '--before', join(work, 'nope'), '--out', join(work, 'x.html')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`${join(work, 'nope')} is not a folder`);
+    const broken = mkdtempSync(join(work, 'broken-'));
+    writeFileSync(join(broken, 'bias-report.json'), '{"metric": ');
+    const result = await run(['report', '--before', broken, '--out', join(work, 'y.html')]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${join(broken, 'bias-report.json')} is not valid JSON`);
+    const neither = await run(['report', '--out', join(work, 'z.html')]);
+    expect(neither.code).toBe(1);
+    expect(neither.stderr).toContain('give --before and/or --after');
+  });
+});
