@@ -1,8 +1,5 @@
 import { createHash } from 'node:crypto';
-import { dirname, resolve } from 'node:path';
 import { scanWeights, type Device, type MatrixView, type WeightStats } from '@fairprune/native-cuda';
-import type { GraphMap, WeightInfo } from '../model/graph-map.js';
-import { readOnnxModel, TensorDataReader } from '../model/onnx-codec.js';
 
 /** Weight-magnitude importance of each MLP expansion neuron, from its gate_proj and up_proj weights
  *  (w_g, w_u: the neuron's row in HF [out, in] layout, its column in ONNX [in, out] layout):
@@ -70,7 +67,7 @@ export async function layerImportance(
   return importanceFromStats(method, gate, up);
 }
 
-/** Importance of every layer's neurons, read from the model's ONNX initializers as they lie, and a hash of the bytes. */
+/** Importance of every layer's neurons, read from the model's weights as they lie, and a hash of the bytes. */
 export interface ModelImportance {
   method: ImportanceMethod;
   layers: Float32Array[];
@@ -78,57 +75,28 @@ export interface ModelImportance {
   weightsHash: string;
 }
 
-/** Splits a fused gate_up scan (Phi-3) into its two halves along the neuron axis. */
-function half(stats: WeightStats, which: 0 | 1): WeightStats {
-  const n = stats.max.length / 2;
-  const pick = (v: Float32Array) => v.slice(which * n, (which + 1) * n);
-  return {
-    max: pick(stats.max), min: pick(stats.min), maxAbs: pick(stats.maxAbs),
-    sum: pick(stats.sum), sumSquares: pick(stats.sumSquares), sumAbs: pick(stats.sumAbs), count: stats.count,
-  };
+/** Where gate/up weights come from: the model layer's OnnxWeights or SafetensorsWeights. */
+export interface MlpWeightSource {
+  layerMlp(layer: number): LayerMlpWeights;
 }
 
-/** Scans gate and up weights of every mapped layer (neurons are columns for ONNX [in, out], rows for [out, in]). */
+/** Scans gate and up weights of layers 0..numLayers−1 with the native kernels. */
 export async function modelImportance(
-  onnxPath: string,
-  map: GraphMap,
+  weights: MlpWeightSource,
+  numLayers: number,
   method: ImportanceMethod,
   options: { device?: Device; onProgress?: (message: string) => void } = {},
 ): Promise<ModelImportance> {
-  const model = readOnnxModel(onnxPath);
-  const initializers = new Map(model.graph!.initializer.map((t) => [t.name, t]));
-  const reader = new TensorDataReader(dirname(resolve(onnxPath)));
   const hash = createHash('sha256');
-  const device = options.device ? { device: options.device } : {};
-  const scan = async (info: WeightInfo): Promise<WeightStats> => {
-    const tensor = initializers.get(info.name);
-    if (!tensor) throw new Error(`Weight initializer "${info.name}" not found in ${onnxPath}`);
-    if (info.shape.length !== 2) throw new Error(`Weight "${info.name}" has shape [${info.shape.join(', ')}], expected a matrix`);
-    const bytes = reader.read(tensor);
-    hash.update(bytes);
-    return scanWeights(
-      { data: bytes, rows: info.shape[0]!, cols: info.shape[1]!, dtype: info.dtype },
-      { axis: info.layout === 'in_out' ? 'cols' : 'rows', ...device },
-    );
-  };
-  try {
-    const layers: Float32Array[] = [];
-    for (const layer of map.layers) {
-      options.onProgress?.(`importance (${method}): layer ${layer.index + 1} of ${map.layers.length}`);
-      let gate: WeightStats;
-      let up: WeightStats;
-      if (layer.fusedGateUp) {
-        const fused = await scan(layer.gate);
-        gate = half(fused, layer.gate.fusedHalf ?? 0);
-        up = half(fused, layer.up.fusedHalf ?? 1);
-      } else {
-        gate = await scan(layer.gate);
-        up = await scan(layer.up);
-      }
-      layers.push(importanceFromStats(method, gate, up));
+  const layers: Float32Array[] = [];
+  for (let layer = 0; layer < numLayers; layer++) {
+    options.onProgress?.(`importance (${method}): layer ${layer + 1} of ${numLayers}`);
+    const mlp = weights.layerMlp(layer);
+    for (const m of [mlp.gate, mlp.up]) {
+      const d = m.data;
+      hash.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     }
-    return { method, layers, weightsHash: hash.digest('hex') };
-  } finally {
-    reader.close();
+    layers.push(await layerImportance(method, mlp, options.device));
   }
+  return { method, layers, weightsHash: hash.digest('hex') };
 }

@@ -1,7 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { join } from 'node:path';
-import { mapGraph } from '../../src/model/graph-map.js';
-import { readOnnxModel } from '../../src/model/onnx-codec.js';
+import { OnnxWeights } from '../../src/model/weights.js';
 import { IMPORTANCE_METHODS, layerImportance, modelImportance, type ImportanceMethod } from '../../src/prune/importance.js';
 import { ARCHITECTURES, FIXTURES, readRefs, readSafetensors, row, type RefTensor } from '../bias/fixtures.js';
 
@@ -69,7 +68,9 @@ describe.each(ARCHITECTURES)('importance on %s', (arch) => {
 describe('importance read from ONNX initializers', () => {
   test.each(['model.onnx', 'model_dynamo.onnx', 'model_external.onnx'])('llama %s: maw equals refs.json, hash identifies the weights', async (file) => {
     const path = join(FIXTURES, 'llama/onnx', file);
-    const result = await modelImportance(path, mapGraph(readOnnxModel(path), path), 'maw');
+    const weights = new OnnxWeights(path);
+    const result = await modelImportance(weights, 4, 'maw');
+    weights.close();
     const refs = readRefs('llama');
     result.layers.forEach((layer, l) => refs.maw_importance[l]!.forEach((v, i) => expect(layer[i]).toBeCloseTo(v, 6)));
     expect(result.weightsHash).toMatch(/^[0-9a-f]{64}$/);
@@ -77,9 +78,11 @@ describe('importance read from ONNX initializers', () => {
 
   test('phi3 fused gate_up: each half scored like the safetensors rows', async () => {
     const path = join(FIXTURES, 'phi3/onnx/model.onnx');
-    const result = await modelImportance(path, mapGraph(readOnnxModel(path), path), 'ppm');
-    const weights = readSafetensors('phi3');
-    const gateUp = weights.get('model.layers.2.mlp.gate_up_proj.weight')!;
+    const weights = new OnnxWeights(path);
+    const result = await modelImportance(weights, weights.map.layers.length, 'ppm');
+    weights.close();
+    const hf = readSafetensors('phi3');
+    const gateUp = hf.get('model.layers.2.mlp.gate_up_proj.weight')!;
     const width = gateUp.shape[0]! / 2;
     expect(result.layers[2]).toHaveLength(width);
     for (let i = 0; i < width; i++) {

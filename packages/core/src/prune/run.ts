@@ -1,0 +1,283 @@
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import type { Device } from '@fairprune/native-cuda';
+import {
+  analyzeBias,
+  analyzeOpenedModel,
+  openForAnalysis,
+  validateAnalyzeOptions,
+  type AnalyzeOptions,
+  type BiasReport,
+  type PairTokenActivations,
+} from '../bias/analyze.js';
+import { openModelFolder } from '../model/folder.js';
+import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
+import { SafetensorsFile } from '../model/safetensors.js';
+import { OnnxWeights } from '../model/weights.js';
+import { writePrunedFolder } from './apply.js';
+import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
+import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
+import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+
+export interface PruneOptions extends AnalyzeOptions {
+  /** The pruned model folder; written under a temporary name and renamed at the end. */
+  outDir: string;
+  importance?: ImportanceMethod;
+  method?: ScoreMethod;
+  /** w in P = w·bias_n + (1 − w)·(1 − imp_n). Default 0.5. */
+  biasWeight?: number;
+  /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. */
+  fraction?: number;
+  layerFractions?: Record<number, number>;
+  globalTopK?: number;
+  layers?: number[];
+  divisor?: number;
+  mode?: PruneMode;
+  /** Re-apply this plan instead of selecting (its model hash must match unless `force`). */
+  plan?: PruningPlan;
+  /** Replace an existing output folder, and apply a plan made on other weights. */
+  force?: boolean;
+  /** Measure the pruned model again (default true). */
+  analyzeAfter?: boolean;
+  /** Where the native kernels run (difference and weight scans). */
+  kernelDevice?: Device;
+}
+
+/** Per-neuron data of one layer for charts: bias vs importance, and what was pruned. */
+export interface LayerNeuronScores {
+  layer: number;
+  bias: number[];
+  importance: number[];
+  prunability: number[];
+  pruned: boolean[];
+}
+
+/** `neuron-scores.json`. */
+export interface NeuronScoresFile {
+  format: 'fairprune.neuron-scores';
+  version: 1;
+  estimator: string;
+  aggregation: string;
+  importance: ImportanceMethod;
+  method: ScoreMethod;
+  biasWeight: number;
+  layers: LayerNeuronScores[];
+  /** One pair's token activations at one tensor (before pruning), for a PCA chart. */
+  tokenActivations?: PairTokenActivations;
+}
+
+export interface PruneResult {
+  outDir: string;
+  plan: PruningPlan;
+  before: BiasReport;
+  after?: BiasReport;
+  neuronScores: NeuronScoresFile;
+  /** Wall time per stage, milliseconds. */
+  timings: Record<string, number>;
+  /** Files written inside `outDir` besides the model. */
+  files: { plan: string; before: string; after?: string; neuronScores: string };
+}
+
+/** Selection options from prune options, with the project defaults. */
+export function selectionOptionsOf(options: PruneOptions): SelectionOptions {
+  const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
+  return {
+    method: options.method ?? 'hybrid',
+    biasWeight: options.biasWeight ?? 0.5,
+    ...(options.fraction !== undefined || !explicitMode ? { fraction: options.fraction ?? 0.002 } : {}),
+    ...(options.layerFractions !== undefined ? { layerFractions: options.layerFractions } : {}),
+    ...(options.globalTopK !== undefined ? { globalTopK: options.globalTopK } : {}),
+    ...(options.layers !== undefined ? { layers: options.layers } : {}),
+    ...(options.divisor !== undefined ? { divisor: options.divisor } : {}),
+  };
+}
+
+/** Every check that needs no model: run first so bad input fails before minutes of work. */
+export function validatePruneOptions(options: PruneOptions): void {
+  validateAnalyzeOptions(options);
+  if (typeof options.outDir !== 'string' || options.outDir === '') throw new Error('An output folder (--out) is required');
+  const importance = options.importance ?? 'maw';
+  if (!IMPORTANCE_METHODS.includes(importance)) throw new Error(`Unknown importance method "${importance}" (use ${IMPORTANCE_METHODS.join(', ')})`);
+  const mode = options.mode ?? 'remove';
+  if (!PRUNE_MODES.includes(mode)) throw new Error(`Unknown mode "${mode}" (use remove or zero)`);
+  validateSelectionOptions(selectionOptionsOf(options));
+  if (options.plan) validatePlan(options.plan, 'given');
+  if (existsSync(options.outDir) && readdirSync(options.outDir).length > 0 && !options.force) {
+    throw new Error(`Output folder ${resolve(options.outDir)} already exists and is not empty; choose another path or pass --force`);
+  }
+}
+
+/** Parameters of a model folder: every tensor of its safetensors files, else the float initializers of its ONNX file. */
+export function countParameters(dir: string, onnxFile?: string): number {
+  const folder = openModelFolder(dir, onnxFile !== undefined ? { onnxFile } : {});
+  let total = 0;
+  if (folder.safetensorsFiles.length > 0) {
+    for (const path of folder.safetensorsFiles) {
+      const file = new SafetensorsFile(path);
+      try {
+        for (const entry of file.entries.values()) total += entry.shape.reduce((a, b) => a * b, 1);
+      } finally {
+        file.close();
+      }
+    }
+    return total;
+  }
+  const model = readOnnxModel(folder.onnxPath!);
+  for (const tensor of model.graph!.initializer) if (tensorDtype(tensor)) total += tensorDims(tensor).reduce((a, b) => a * b, 1);
+  return total;
+}
+
+function writeJson(path: string, value: unknown): void {
+  writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
+  renameSync(`${path}.partial`, path);
+}
+
+/**
+ * Fairness Pruning end to end: measure bias and per-neuron scores, score importance from the weights, select,
+ * write the pruned model folder with `pruning-plan.json`, `bias-report.before.json`, `neuron-scores.json`, and
+ * measure the pruned model again (`bias-report.after.json`).
+ */
+export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
+  validatePruneOptions(options);
+  const progress = options.onProgress ?? (() => {});
+  const importanceMethod = options.importance ?? 'maw';
+  const mode = options.mode ?? 'remove';
+  const selectionOptions = selectionOptionsOf(options);
+  const timings: Record<string, number> = {};
+  const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
+    const start = performance.now();
+    try {
+      return await work();
+    } finally {
+      timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
+    }
+  };
+
+  progress(`opening ${modelDir}`);
+  const opened = await time('open', () => openForAnalysis(modelDir, options));
+  let before: BiasReport;
+  let importance: Awaited<ReturnType<typeof modelImportance>>;
+  let neuronBias: Float32Array[];
+  let tokenActivations: PairTokenActivations | undefined;
+  try {
+    const analysis = await analyzeOpenedModel(opened, options);
+    before = analysis.report;
+    before.timings = { open: timings['open']!, ...before.timings };
+    for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open') timings[stage] = ms;
+    neuronBias = analysis.neuronBias.layers;
+    tokenActivations = analysis.tokenActivations;
+    importance = await time('importance', async () => {
+      const weights = new OnnxWeights(opened.onnxPath);
+      try {
+        return await modelImportance(weights, weights.map.layers.length, importanceMethod, {
+          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+          onProgress: progress,
+        });
+      } finally {
+        weights.close();
+      }
+    });
+  } finally {
+    await opened.capture.release();
+  }
+
+  const map = opened.capture.map;
+  const plan = await time('select', () => {
+    if (options.plan) {
+      if (options.plan.model.weightsHash !== importance.weightsHash && !options.force) {
+        throw new Error(
+          `The plan was made on weights with hash ${options.plan.model.weightsHash.slice(0, 12)}…, this model's are ` +
+            `${importance.weightsHash.slice(0, 12)}…; pass --force to apply it anyway`,
+        );
+      }
+      return validatePlan(options.plan, 'given');
+    }
+    progress('selecting neurons');
+    const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
+    const hidden = map.layers[0]!.hiddenSize;
+    const mlpBias = opened.folder.config.raw['mlp_bias'] === true ? 2 : 0;
+    return buildPlan({
+      model: {
+        path: opened.folder.dir,
+        weightsFile: relative(opened.folder.dir, opened.onnxPath),
+        weightsHash: importance.weightsHash,
+        numLayers: map.layers.length,
+        hiddenSize: hidden,
+        intermediateSizes: map.layers.map((l) => l.intermediateSize),
+      },
+      options: {
+        pairs: options.pairsSource ?? 'builtin:seed',
+        ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
+        estimator: options.estimator ?? 'positionwise',
+        aggregation: options.aggregation ?? 'mean',
+        components: options.components ?? null,
+        importance: importanceMethod,
+        ...selectionOptions,
+        mode,
+      },
+      mode,
+      layers: selection.map((s) => s.pruned),
+      parametersBefore: countParameters(opened.folder.dir, options.onnxFile),
+      parametersPerNeuron: 3 * hidden + mlpBias,
+      tool: '@fairprune/core',
+    });
+  });
+
+  const outDir = resolve(options.outDir);
+  progress(`writing the pruned model to ${outDir}`);
+  await time('apply', () =>
+    writePrunedFolder(modelDir, outDir, {
+      selection: planLayerMap(plan),
+      mode: plan.mode,
+      force: options.force ?? false,
+      ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
+      onProgress: progress,
+    }),
+  );
+
+  const prunedSets = map.layers.map((_, layer) => new Set(plan.layers[String(layer)] ?? []));
+  const neuronScores: NeuronScoresFile = {
+    format: 'fairprune.neuron-scores',
+    version: 1,
+    estimator: options.estimator ?? 'positionwise',
+    aggregation: options.aggregation ?? 'mean',
+    importance: importanceMethod,
+    method: selectionOptions.method,
+    biasWeight: selectionOptions.biasWeight,
+    layers: neuronBias.map((bias, layer) => ({
+      layer,
+      bias: Array.from(bias),
+      importance: Array.from(importance.layers[layer]!),
+      prunability: Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight)),
+      pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
+    })),
+    ...(tokenActivations ? { tokenActivations } : {}),
+  };
+  mkdirSync(outDir, { recursive: true });
+  const files = {
+    plan: join(outDir, 'pruning-plan.json'),
+    before: join(outDir, 'bias-report.before.json'),
+    neuronScores: join(outDir, 'neuron-scores.json'),
+  };
+  writeJson(files.plan, plan);
+  writeJson(files.before, before);
+  writeJson(files.neuronScores, neuronScores);
+
+  let after: BiasReport | undefined;
+  let afterFile: string | undefined;
+  if (options.analyzeAfter !== false) {
+    progress('measuring the pruned model');
+    after = (await time('analyzeAfter', () => analyzeBias(outDir, { ...options, tokenActivations: false }))).report;
+    afterFile = join(outDir, 'bias-report.after.json');
+    writeJson(afterFile, after);
+  }
+  return {
+    outDir,
+    plan,
+    before,
+    ...(after ? { after } : {}),
+    neuronScores,
+    timings,
+    files: { ...files, ...(afterFile ? { after: afterFile } : {}) },
+  };
+}

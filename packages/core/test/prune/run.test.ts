@@ -1,0 +1,162 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { analyzeBias } from '../../src/bias/analyze.js';
+import { loadPairs, type PromptPair } from '../../src/bias/pairs.js';
+import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { writePrunedFolder } from '../../src/prune/apply.js';
+import { readPlan } from '../../src/prune/plan.js';
+import { runFairnessPruning, type PruneResult } from '../../src/prune/run.js';
+import { ModelSession } from '../../src/runtime/session.js';
+import { FIXTURES } from '../bias/fixtures.js';
+
+const llama = join(FIXTURES, 'llama');
+const tmp = mkdtempSync(join(tmpdir(), 'fairprune-prune-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Parameter count read straight from a safetensors header. */
+function safetensorsParameters(path: string): number {
+  const bytes = readFileSync(path);
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape?: number[] }>;
+  return Object.entries(header).reduce((n, [k, v]) => (k === '__metadata__' ? n : n + v.shape!.reduce((a, b) => a * b, 1)), 0);
+}
+
+/** Mini-LAMBADA greedy accuracy, computed directly (lm-evaluation-harness protocol: no BOS, joint encoding split,
+ *  every target token must be the argmax). Not @fairprune/eval. */
+async function lambadaGreedyAccuracy(dir: string): Promise<number> {
+  const tokenizer = loadTokenizer(dir);
+  const session = await ModelSession.create(join(dir, 'onnx/model.onnx'));
+  const docs = readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+  let correct = 0;
+  for (const text of docs) {
+    const cut = text.lastIndexOf(' ');
+    const context = tokenizer.encode(text.slice(0, cut), { addSpecialTokens: false });
+    const whole = tokenizer.encode(text, { addSpecialTokens: false });
+    const target = whole.slice(context.length);
+    const { logits, dims } = await session.forward([whole]);
+    const vocab = dims[2];
+    const ok = target.every((token, k) => {
+      const row = logits.subarray((context.length + k - 1) * vocab, (context.length + k) * vocab);
+      let best = 0;
+      for (let v = 1; v < vocab; v++) if (row[v]! > row[best]!) best = v;
+      return best === token;
+    });
+    if (ok) correct++;
+  }
+  await session.release();
+  return correct / docs.length;
+}
+
+describe('Fairness Pruning on the llama fixture: select on pair 0, measure on held-out pair 1', () => {
+  let pairs: PromptPair[];
+  let result: PruneResult;
+  beforeAll(async () => {
+    pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
+    result = await runFairnessPruning(llama, {
+      outDir: join(tmp, 'fair'),
+      pairs: [pairs[0]!],
+      pairsSource: 'behaviour.json#0',
+      evalPairs: [pairs[1]!],
+      evalPairsSource: 'behaviour.json#1',
+      importance: 'ppm',
+      biasWeight: 0.5,
+      fraction: 0.1,
+    });
+  });
+
+  test('writes the model, the plan, both reports and the neuron scores', () => {
+    for (const f of ['config.json', 'onnx/model.onnx', 'model.safetensors', 'pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) {
+      expect(existsSync(join(result.outDir, f)), f).toBe(true);
+    }
+    const plan = JSON.parse(readFileSync(result.files.plan, 'utf8')) as { layers: Record<string, number[]> };
+    expect(Object.values(plan.layers).map((l) => l.length)).toEqual([25, 25, 25, 25]);
+    const config = JSON.parse(readFileSync(join(result.outDir, 'config.json'), 'utf8')) as { intermediate_size: number };
+    expect(config.intermediate_size).toBe(231);
+    // 25 neurons × 4 layers × (gate row + up row + down column of 64).
+    const before = safetensorsParameters(join(llama, 'model.safetensors'));
+    const after = safetensorsParameters(join(result.outDir, 'model.safetensors'));
+    expect(result.plan.parameters).toEqual({ before, after, affected: 100 * 3 * 64 });
+    const scores = result.neuronScores.layers[2]!;
+    expect(scores.bias).toHaveLength(256);
+    expect(scores.pruned.filter(Boolean)).toHaveLength(25);
+    expect(scores.pruned.map((p, i) => (p ? i : -1)).filter((i) => i >= 0)).toEqual(result.plan.layers['2']);
+  });
+
+  test('the held-out gap falls by at least 25%; both sides are reported', () => {
+    const before = result.before.eval!.behaviour[0]!;
+    const after = result.after!.eval!.behaviour[0]!;
+    console.log(`held-out gap ${before.gap.toFixed(3)} → ${after.gap.toFixed(3)}; sides a ${before.logOddsA.toFixed(3)} → ${after.logOddsA.toFixed(3)}, b ${before.logOddsB.toFixed(3)} → ${after.logOddsB.toFixed(3)}`);
+    expect(before.gap).toBeCloseTo(3.59, 1);
+    expect(after.gap).toBeLessThanOrEqual(0.75 * before.gap);
+    expect(Number.isFinite(after.logOddsA) && Number.isFinite(after.logOddsB)).toBe(true);
+    expect(result.after!.metric!.overall.mean_difference).toBeLessThan(result.before.metric!.overall.mean_difference);
+  });
+
+  test('a random pruning of the same size barely moves the gap', async () => {
+    // Deterministic LCG so the test is reproducible.
+    let seed = 12345;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const selection: Record<number, number[]> = {};
+    for (let layer = 0; layer < 4; layer++) {
+      const chosen = new Set<number>();
+      while (chosen.size < 25) chosen.add(Math.floor(next() * 256));
+      selection[layer] = [...chosen];
+    }
+    const out = join(tmp, 'random');
+    writePrunedFolder(llama, out, { selection, mode: 'remove' });
+    const { report } = await analyzeBias(out, { pairs: [pairs[1]!], tokenActivations: false });
+    const before = result.before.eval!.behaviour[0]!.gap;
+    const random = report.behaviour[0]!.gap;
+    console.log(`random pruning: held-out gap ${before.toFixed(3)} → ${random.toFixed(3)}`);
+    expect(Math.abs(random - before) / before).toBeLessThan(0.1);
+  });
+
+  test('mini-LAMBADA greedy accuracy stays ≥ 0.95', async () => {
+    const accuracy = await lambadaGreedyAccuracy(result.outDir);
+    console.log(`mini-LAMBADA greedy accuracy after pruning: ${accuracy}`);
+    expect(accuracy).toBeGreaterThanOrEqual(0.95);
+  });
+
+  test('--plan re-applies exactly: same indices, byte-identical weights', async () => {
+    const plan = await readPlan(result.files.plan);
+    const again = await runFairnessPruning(llama, { outDir: join(tmp, 'again'), plan, pairs: [pairs[0]!], analyzeAfter: false });
+    expect(again.plan.layers).toEqual(plan.layers);
+    expect(readFileSync(join(again.outDir, 'model.safetensors')).equals(readFileSync(join(result.outDir, 'model.safetensors')))).toBe(true);
+    expect(readFileSync(join(again.outDir, 'onnx/model.onnx')).equals(readFileSync(join(result.outDir, 'onnx/model.onnx')))).toBe(true);
+    // A plan made on other weights is refused.
+    await expect(
+      runFairnessPruning(llama, { outDir: join(tmp, 'other'), plan: { ...plan, model: { ...plan.model, weightsHash: '0'.repeat(64) } }, analyzeAfter: false }),
+    ).rejects.toThrow(/plan was made on weights with hash 000000000000…/);
+  });
+});
+
+describe('bad input fails before any model work', () => {
+  const missing = '/nonexistent/model';
+  const base = { outDir: join(tmp, 'never') };
+  test.each([
+    [{ fraction: 0 }, /--fraction must lie strictly between 0 and 1, got 0/],
+    [{ fraction: 1 }, /--fraction must lie strictly between 0 and 1, got 1/],
+    [{ biasWeight: 1.5 }, /--bias-weight must lie in \[0, 1\], got 1\.5/],
+    [{ biasWeight: -1 }, /--bias-weight/],
+    [{ importance: 'magic' }, /Unknown importance method "magic"/],
+    [{ method: 'magic' }, /Unknown selection method "magic"/],
+    [{ mode: 'cut' }, /Unknown mode "cut"/],
+    [{ estimator: 'magic' }, /Unknown bias estimator "magic"/],
+    [{ pairs: [], pairsSource: 'empty.json' }, /No prompt pairs in empty\.json/],
+  ])('%o', async (options, message) => {
+    await expect(runFairnessPruning(missing, { ...base, ...(options as object) })).rejects.toThrow(message);
+  });
+
+  test('all pairs skipped: error names the pairs, nothing written', async () => {
+    const out = join(tmp, 'skipped');
+    await expect(
+      runFairnessPruning(llama, { outDir: out, pairs: [{ a: 'A Latino man walked.', b: 'A white man walked.' }], pairsSource: 'mine.json' }),
+    ).rejects.toThrow(/All 1 prompt pairs from mine\.json were skipped/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  test('an existing output folder needs --force', async () => {
+    await expect(runFairnessPruning(llama, { outDir: FIXTURES })).rejects.toThrow(/already exists and is not empty; choose another path or pass --force/);
+  });
+});
