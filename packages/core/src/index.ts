@@ -23,3 +23,4 @@ export * from './model/weights.js';
 export * from './prune/surgery.js';
 export * from './prune/apply.js';
 export * from './model/inspect.js';
+export * from './prune/run.js';
