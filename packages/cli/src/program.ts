@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { version } from './version.js';
 import { registerAnalyze } from './commands/analyze.js';
+import { registerPrune } from './commands/prune.js';
 import { registerReport } from './commands/report.js';
 import { registerInspect } from './commands/inspect.js';
 
 /** Each command lives in its own file under commands/ and registers itself here. */
 const commandRegistrations: Array<(program: Command) => void> = [
   registerAnalyze,
+  registerPrune,
   registerReport,
   registerInspect,
 ];
