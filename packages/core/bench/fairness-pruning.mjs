@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// Benchmark: analyze + prune with the project defaults (seed pair, positionwise, maw, w 0.5, fraction 0.002, remove)
+// on one model folder, wall time and peak RSS by stage. Runs the built library (npx tsc -b packages/core/tsconfig.lib.json).
+//   node packages/core/bench/fairness-pruning.mjs [model-dir] [--keep]
+// Default model: the Llama fixture (tiny); pass the Llama-3.2-1B-shaped synthetic folder for the real target.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { analyzeBias, loadPairs, modelImportance, OnnxWeights, runFairnessPruning } from '@fairprune/core';
+import { backendInfo, scanWeights } from '@fairprune/native-cuda';
+
+const args = process.argv.slice(2);
+const modelDir = resolve(args.find((a) => !a.startsWith('--')) ?? join(import.meta.dirname, '../../../../shared/fixtures/llama'));
+const keep = args.includes('--keep');
+const out = join(mkdtempSync(join(tmpdir(), 'fairprune-bench-')), 'pruned');
+const mib = (bytes) => (bytes / 2 ** 20).toFixed(0);
+const peakRss = () => process.resourceUsage().maxRSS * 1024; // maxRSS is in KiB
+const marks = [];
+const onProgress = (message) => {
+  marks.push({ t: performance.now(), message, peak: peakRss(), rss: process.memoryUsage().rss });
+  process.stderr.write(`  ${message}\n`);
+};
+
+console.log(`model: ${modelDir}`);
+console.log(`native backend: ${JSON.stringify(backendInfo())}`);
+const pairs = await loadPairs('builtin:seed');
+
+const t0 = performance.now();
+const analysis = await analyzeBias(modelDir, { pairs, pairsSource: 'builtin:seed', tokenActivations: false, onProgress });
+const analyzeMs = performance.now() - t0;
+const analyzePeak = peakRss();
+
+const t1 = performance.now();
+const result = await runFairnessPruning(modelDir, { outDir: out, pairs, pairsSource: 'builtin:seed', onProgress });
+const pruneMs = performance.now() - t1;
+const prunePeak = peakRss();
+
+// The native kernels' share: the scores stage is the activation-difference kernels over the captured tensors;
+// the weight scan is timed here on its own, with the reads separated from the scans.
+const weights = new OnnxWeights(join(modelDir, 'onnx/model.onnx'));
+let readMs = 0;
+let scanMs = 0;
+for (let layer = 0; layer < weights.map.layers.length; layer++) {
+  const r0 = performance.now();
+  const mlp = weights.layerMlp(layer);
+  const r1 = performance.now();
+  await scanWeights(mlp.gate, { axis: mlp.neuronAxis });
+  await scanWeights(mlp.up, { axis: mlp.neuronAxis });
+  readMs += r1 - r0;
+  scanMs += performance.now() - r1;
+}
+weights.close();
+
+const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
+console.log(`\nanalyze (standalone): ${fmt(analyzeMs)}, peak RSS ${mib(analyzePeak)} MiB; bias metric ${analysis.report.metric?.overall.mean_difference}`);
+console.log(`prune (analyze + importance + select + apply + re-analyze): ${fmt(pruneMs)}, peak RSS ${mib(prunePeak)} MiB`);
+console.log('prune stages:');
+for (const [stage, ms] of Object.entries(result.timings)) console.log(`  ${stage.padEnd(14)} ${fmt(ms)}`);
+console.log('peak RSS when each step began:');
+for (const m of marks) console.log(`  ${((m.t - t0) / 1000).toFixed(2).padStart(7)} s  peak ${mib(m.peak).padStart(6)} MiB  rss ${mib(m.rss).padStart(6)} MiB  ${m.message}`);
+const nativeMs = (result.timings.scores ?? 0) + scanMs;
+console.log(`\nweight reads ${fmt(readMs)}, native weight scans ${fmt(scanMs)}, native difference kernels (scores stage) ${fmt(result.timings.scores ?? 0)}`);
+console.log(`native kernels: ${fmt(nativeMs)} = ${((nativeMs / pruneMs) * 100).toFixed(2)}% of the prune run`);
+console.log(`pruned ${Object.values(result.plan.layers).reduce((n, l) => n + l.length, 0)} neurons; parameters ${result.plan.parameters.before} → ${result.plan.parameters.after}`);
+console.log(`bias metric ${result.before.metric?.overall.mean_difference} → ${result.after?.metric?.overall.mean_difference}`);
+console.log(`total analyze + prune: ${fmt(analyzeMs + pruneMs)}`);
+if (!keep) rmSync(join(out, '..'), { recursive: true, force: true });
+else console.log(`kept ${out}`);
