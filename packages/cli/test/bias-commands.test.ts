@@ -1,0 +1,87 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, test, vi } from 'vitest';
+import { main } from '../src/main.js';
+
+const fixtures = join(import.meta.dirname, '../../../../shared/fixtures');
+const llama = join(fixtures, 'llama');
+const tmp = mkdtempSync(join(tmpdir(), 'fairprune-cli-bias-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Runs the CLI in-process, capturing stdout and stderr. */
+async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
+  try {
+    const code = await main(['node', 'fairprune', ...args]);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+test('analyze --json --out: stdout is the report, the file equals it, progress is on stderr', async () => {
+  const refs = JSON.parse(readFileSync(join(llama, 'refs/refs.json'), 'utf8')) as { optipfair_bias_metrics_pair0: { overall_mean_difference: number } };
+  const { code, stdout, stderr } = await run('analyze', llama, '--json', '--out', join(tmp, 'a'), '--eval-pairs', join(fixtures, 'data/behaviour.json'));
+  expect(code).toBe(0);
+  const report = JSON.parse(stdout) as {
+    pairs: { a: string; tokensA: number; skipped: boolean; reason: string | null }[];
+    metric: { overall: { mean_difference: number }; components: Record<string, unknown>; layers: Record<string, unknown> };
+    behaviour: unknown[];
+    eval: { behaviour: { gap: number; logOddsA: number; logOddsB: number }[] };
+  };
+  expect(JSON.parse(readFileSync(join(tmp, 'a/bias-report.json'), 'utf8'))).toEqual(report);
+  expect(report.pairs[0]).toMatchObject({ tokensA: 16, skipped: false, reason: null });
+  expect(Math.abs(report.metric.overall.mean_difference / refs.optipfair_bias_metrics_pair0.overall_mean_difference - 1)).toBeLessThan(1e-4);
+  expect(Object.keys(report.metric.components)).toHaveLength(6);
+  expect(Object.keys(report.metric.layers)).toHaveLength(24);
+  expect(report.behaviour).toEqual([]);
+  expect(report.eval.behaviour).toHaveLength(4);
+  expect(stderr).toMatch(/fairprune: scoring builtin:seed/);
+});
+
+test('analyze --components restricts the metric', async () => {
+  const { code, stdout } = await run('analyze', llama, '--json', '--components', 'mlp_output,attention_output');
+  expect(code).toBe(0);
+  expect(Object.keys((JSON.parse(stdout) as { metric: { components: object } }).metric.components).sort()).toEqual(['attention_output', 'mlp_output']);
+});
+
+test('prune writes the model folder, the plan and both reports; --plan re-applies it', async () => {
+  const out = join(tmp, 'p');
+  const { code, stdout } = await run('prune', llama, '--out', out, '--importance', 'ppm', '--fraction', '0.1', '--json');
+  expect(code).toBe(0);
+  const result = JSON.parse(stdout) as { layers: Record<string, number[]>; parameters: { before: number; after: number } };
+  for (const f of ['onnx/model.onnx', 'model.safetensors', 'pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) {
+    expect(existsSync(join(out, f)), f).toBe(true);
+  }
+  const plan = JSON.parse(readFileSync(join(out, 'pruning-plan.json'), 'utf8')) as { layers: Record<string, number[]>; options: Record<string, unknown> };
+  expect(plan.layers).toEqual(result.layers);
+  expect(Object.values(plan.layers).map((l) => l.length)).toEqual([25, 25, 25, 25]);
+  expect(plan.options).toMatchObject({ importance: 'ppm', fraction: 0.1, biasWeight: 0.5, method: 'hybrid', mode: 'remove', estimator: 'positionwise' });
+  const again = await run('prune', llama, '--out', join(tmp, 'again'), '--plan', join(out, 'pruning-plan.json'), '--json');
+  expect(again.code).toBe(0);
+  expect((JSON.parse(again.stdout) as { layers: object }).layers).toEqual(plan.layers);
+  expect(readFileSync(join(tmp, 'again/model.safetensors')).equals(readFileSync(join(out, 'model.safetensors')))).toBe(true);
+});
+
+test('bad input: one clear line, exit code 1, nothing written', async () => {
+  const out = join(tmp, 'bad');
+  for (const [args, message] of [
+    [['--fraction', '0'], /--fraction must lie strictly between 0 and 1, got 0/],
+    [['--fraction', '1.5'], /--fraction must lie strictly between 0 and 1/],
+    [['--bias-weight', '2'], /--bias-weight must lie in \[0, 1\], got 2/],
+    [['--pairs', join(tmp, 'missing.json')], /Cannot read pairs file/],
+  ] as const) {
+    const { code, stderr } = await run('prune', llama, '--out', out, ...args);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(message);
+    expect(existsSync(out)).toBe(false);
+  }
+  const { code, stderr } = await run('prune', llama, '--out', out, '--importance', 'magic');
+  expect(code).not.toBe(0);
+  expect(stderr).toMatch(/argument 'magic' is invalid/);
+});
