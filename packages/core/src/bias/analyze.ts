@@ -109,11 +109,13 @@ export interface OpenedModel {
   capture: ActivationCapture;
 }
 
-/** Opens a model folder for analysis, capturing only the tensors the options need. */
+/** Opens a model folder for analysis (after checking the pairs' token counts), capturing only the tensors the options need. */
 export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
   const onnxPath = requireOnnxPath(folder);
   const estimator = options.estimator ?? 'positionwise';
+  // Token counts need only the tokenizer: refuse unusable pairs before the weights are loaded.
+  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
   const keys = new Set<string>(options.components ?? HOOK_TYPES);
   if (estimator === 'glu') keys.add('glu_product');
   else keys.add('gate_proj').add('up_proj');

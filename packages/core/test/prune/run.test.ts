@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -148,12 +148,19 @@ describe('bad input fails before any model work', () => {
     await expect(runFairnessPruning(missing, { ...base, ...(options as object) })).rejects.toThrow(message);
   });
 
-  test('all pairs skipped: error names the pairs, nothing written', async () => {
+  test('all pairs skipped: error names the pairs before the weights are loaded, nothing written', async () => {
+    // A folder whose tokenizer is real but whose ONNX file is garbage: only the tokenizer may be touched.
+    const broken = join(tmp, 'broken-model');
+    mkdirSync(join(broken, 'onnx'), { recursive: true });
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(llama, f), join(broken, f));
+    writeFileSync(join(broken, 'onnx/model.onnx'), 'not an onnx file');
     const out = join(tmp, 'skipped');
-    await expect(
-      runFairnessPruning(llama, { outDir: out, pairs: [{ a: 'A Latino man walked.', b: 'A white man walked.' }], pairsSource: 'mine.json' }),
-    ).rejects.toThrow(/All 1 prompt pairs from mine\.json were skipped/);
+    const pairs = [{ a: 'A Latino man walked.', b: 'A white man walked.' }];
+    await expect(runFairnessPruning(broken, { outDir: out, pairs, pairsSource: 'mine.json' })).rejects.toThrow(/All 1 prompt pairs from mine\.json were skipped/);
+    await expect(analyzeBias(broken, { pairs, pairsSource: 'mine.json' })).rejects.toThrow(/All 1 prompt pairs from mine\.json were skipped/);
     expect(existsSync(out)).toBe(false);
+    // The same folder with usable pairs does reach the ONNX file (so the check above ran first).
+    await expect(analyzeBias(broken, {})).rejects.toThrow(/model\.onnx/);
   });
 
   test('an existing output folder needs --force', async () => {
