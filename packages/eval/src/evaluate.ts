@@ -5,7 +5,7 @@ import { loadDocs, type DataSource } from './data/load-docs.js';
 import type { HubOptions } from './data/hub.js';
 import { encodePair, modelInput, resolveMaxLength } from './requests.js';
 import { aggregateTask, type Sample, type TaskMetrics } from './results.js';
-import { openScorer, type ScorerThread } from './scorer.js';
+import { defaultScorerThread, openScorer, type ScorerThread } from './scorer.js';
 import type { ScoringRow } from './scoring.js';
 import { getTask, type LoglikelihoodResult, type TaskName } from './tasks.js';
 import { version } from './version.js';
@@ -29,7 +29,7 @@ export interface EvaluateOptions {
   logSamples?: boolean;
   device?: SessionDevice;
   threads?: number;
-  /** Where ORT runs; default `worker`. */
+  /** Where ORT runs; default `worker` in the built package (`main` when running from TypeScript sources). */
   thread?: ScorerThread;
   hub?: HubOptions;
   onProgress?: (progress: EvalProgress) => void;
@@ -122,7 +122,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const scorer = await openScorer(
     onnxPath,
     { ...(options.device ? { device: options.device } : {}), ...(options.threads ? { threads: options.threads } : {}), config: folder.config },
-    options.thread ?? 'worker',
+    options.thread ?? defaultScorerThread(),
   );
   try {
     report();

@@ -5,9 +5,9 @@ export { readRows, formatOf, type Row, type DataFormat } from './data/read-rows.
 export { fetchHubFile, cachedPath, hubUrl, defaultCacheDir, type HubFile, type HubOptions } from './data/hub.js';
 export { encodePair, modelInput, resolveMaxLength, type EncodedPair } from './requests.js';
 export { scoreRows, type ScoringRow, type RowScores } from './scoring.js';
-export { openScorer, type RowScorer, type ScorerThread } from './scorer.js';
+export { openScorer, defaultScorerThread, type RowScorer, type ScorerThread } from './scorer.js';
 export { aggregateTask, type TaskMetrics, type Sample } from './results.js';
 export { mean, meanStderr, sampleStddev, perplexity, bootstrapPerplexityStderr } from './metrics/aggregate.js';
 export { PythonRandom } from './metrics/python-random.js';
-export { formatProgress, formatDuration } from './progress.js';
+export { formatProgress, formatDuration, progressPrinter } from './progress.js';
 export { version } from './version.js';

@@ -23,3 +23,36 @@ export function formatDuration(seconds: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
+
+/**
+ * Keeps one progress line on a stream: redrawn in place on a terminal (a timer refreshes rates and ETA between
+ * updates, which is why scoring runs in a worker), one line every few seconds otherwise.
+ */
+export function progressPrinter(stream: NodeJS.WriteStream = process.stderr, intervalMs = 250): { update(p: EvalProgress): void; done(): void } {
+  let latest: EvalProgress | undefined;
+  let startedAt = Date.now();
+  let lastLogged = 0;
+  const tty = stream.isTTY === true;
+  const draw = () => {
+    if (!latest) return;
+    const elapsed = latest.elapsedMs + (Date.now() - startedAt);
+    if (tty) stream.write(`\r${formatProgress(latest, elapsed)}\x1b[K`);
+    else if (Date.now() - lastLogged >= 5000) {
+      lastLogged = Date.now();
+      stream.write(`${formatProgress(latest, elapsed)}\n`);
+    }
+  };
+  const timer = setInterval(draw, intervalMs);
+  timer.unref();
+  return {
+    update(p) {
+      latest = p;
+      startedAt = Date.now();
+      draw();
+    },
+    done() {
+      clearInterval(timer);
+      if (latest) stream.write(tty ? `\r${formatProgress(latest)}\x1b[K\n` : `${formatProgress(latest)}\n`);
+    },
+  };
+}

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelSession, type ModelSessionOptions } from '@fairprune/core';
 import { scoreRows, type RowScores, type ScoringRow } from './scoring.js';
@@ -16,11 +18,21 @@ export interface RowScorer {
   close(): Promise<void>;
 }
 
+const compiledWorker = new URL('./scorer-worker.js', import.meta.url);
+
+/**
+ * `worker` when the compiled worker module sits next to this one (the built package); `main` when running from
+ * TypeScript sources (e.g. under vitest), where a worker thread could not load them.
+ */
+export function defaultScorerThread(): ScorerThread {
+  return existsSync(fileURLToPath(compiledWorker)) ? 'worker' : 'main';
+}
+
 export async function openScorer(
   onnxPath: string,
   sessionOptions: ScorerSessionOptions,
-  thread: ScorerThread,
-  workerUrl: URL = new URL('./scorer-worker.js', import.meta.url),
+  thread: ScorerThread = defaultScorerThread(),
+  workerUrl: URL = compiledWorker,
 ): Promise<RowScorer> {
   return thread === 'main' ? openMainThreadScorer(onnxPath, sessionOptions) : openWorkerScorer(onnxPath, sessionOptions, workerUrl);
 }

@@ -1,0 +1,86 @@
+import { ModelSession, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+interface GenerateFlags {
+  prompt: string[];
+  numBeams: number;
+  maxLength: number;
+  maxNewTokens?: number;
+  noRepeatNgramSize: number;
+  earlyStopping: boolean | 'never';
+  lengthPenalty: number;
+  numReturnSequences: number;
+  onnxFile?: string;
+  cache: boolean;
+  device: 'cpu' | 'cuda';
+  json?: boolean;
+}
+
+const integer = (min: number) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}, got "${value}"`);
+  return n;
+};
+
+/** `--early-stopping` alone means true; with a value: true, false or never. */
+function earlyStoppingMode(value: string): boolean | 'never' {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (value === 'never') return 'never';
+  throw new InvalidArgumentError(`--early-stopping takes true, false or never, got "${value}"`);
+}
+
+export function registerGenerate(program: Command): void {
+  program
+    .command('generate')
+    .description('Continue prompts with deterministic greedy or beam search (Hugging Face generate() semantics)')
+    .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export')
+    .requiredOption('--prompt <text...>', 'one or more prompts')
+    .option('--num-beams <n>', 'beams (1 = greedy)', integer(1), 5)
+    .option('--max-length <n>', 'total tokens including the prompt', integer(1), 50)
+    .option('--max-new-tokens <n>', 'generated tokens (overrides --max-length)', integer(1))
+    .option('--no-repeat-ngram-size <n>', 'never repeat an n-gram of this size (0 = off)', integer(0), 0)
+    .option('--early-stopping [mode]', 'beam search stop rule: true (flag alone), false, never', earlyStoppingMode, false)
+    .option('--length-penalty <x>', 'beam scores are sum(logprob) / length ** x', Number.parseFloat, 1.0)
+    .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integer(1), 1)
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx); a KV-cache graph is used incrementally')
+    .option('--no-cache', 'recompute the whole prefix every step even when the graph has a KV cache')
+    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')
+    .action(async (modelDir: string, flags: GenerateFlags) => {
+      const folder = openModelFolder(modelDir, flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile });
+      const session = await ModelSession.create(requireOnnxPath(folder), { device: flags.device, config: folder.config });
+      const options: GenerationOptions & { cache: boolean } = {
+        ...readGenerationDefaults(folder.dir),
+        numBeams: flags.numBeams,
+        maxLength: flags.maxLength,
+        ...(flags.maxNewTokens === undefined ? {} : { maxNewTokens: flags.maxNewTokens }),
+        noRepeatNgramSize: flags.noRepeatNgramSize,
+        earlyStopping: flags.earlyStopping,
+        lengthPenalty: flags.lengthPenalty,
+        numReturnSequences: flags.numReturnSequences,
+        cache: flags.cache,
+      };
+      try {
+        const prompts = flags.prompt.map((text) => ({ text, ids: folder.tokenizer.encode(text) }));
+        const outputs = await generate(session, prompts.map((p) => p.ids), options);
+        const rows = prompts.flatMap((prompt, i) =>
+          outputs[i]!.map((sequence) => ({
+            prompt: prompt.text,
+            ids: sequence.ids,
+            text: folder.tokenizer.decode(sequence.ids.slice(prompt.ids.length), { skipSpecialTokens: true }),
+            score: sequence.score,
+          })),
+        );
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(rows, null, 1)}\n`);
+          return;
+        }
+        const mode = flags.numBeams === 1 ? 'greedy' : `${flags.numBeams} beams`;
+        process.stderr.write(`fairprune: ${mode}, ${session.kv && flags.cache ? 'KV cache' : 'no KV cache (prefix recomputed each step)'}, ${folder.onnxPath}\n`);
+        for (const row of rows) process.stdout.write(`${row.prompt}\n  →${row.text}\n`);
+      } finally {
+        await session.release();
+      }
+    });
+}
