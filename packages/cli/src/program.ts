@@ -3,6 +3,7 @@ import { version } from './version.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerPrune } from './commands/prune.js';
 import { registerReport } from './commands/report.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
@@ -12,6 +13,7 @@ const commandRegistrations: Array<(program: Command) => void> = [
   registerAnalyze,
   registerPrune,
   registerReport,
+  registerDoctor,
   registerInspect,
   registerEval,
   registerGenerate,
