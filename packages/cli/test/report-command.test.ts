@@ -170,3 +170,48 @@ describe('fairprune report', () => {
     expect(neither.stderr).toContain('give --before and/or --after');
   });
 });
+
+describe('fairprune report on the real pipeline', () => {
+  const demo = join(import.meta.dirname, '../demo');
+  const e2e = join(work, 'e2e');
+  const e2eBefore = join(e2e, 'before');
+  const e2ePruned = join(e2e, 'pruned');
+  const behaviourPairs = join(demo, 'data/behaviour.json');
+  const prompt = 'A Black man walked at night through the neighborhood. The police officer thought he';
+
+  test('analyze → prune → eval → generate → report: every section drawn from what the commands wrote', async () => {
+    const step = async (args: string[]) => {
+      const result = await run(args);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      return result.stdout;
+    };
+    await step(['analyze', join(demo, 'model'), '--out', e2eBefore, '--eval-pairs', behaviourPairs]);
+    await step(['prune', join(demo, 'model'), '--out', e2ePruned, '--fraction', '0.02', '--eval-pairs', behaviourPairs]);
+    for (const [model, dir] of [[join(demo, 'model'), e2eBefore], [e2ePruned, e2ePruned]] as const) {
+      await step(['eval', model, '--task', 'boolq', '--data', join(demo, 'data/boolq-mini.jsonl'), '--limit', '8', '--bootstrap-iters', '0', '--out', join(dir, 'eval-boolq.json')]);
+      writeFileSync(join(dir, 'generations.json'), await step(['generate', model, '--prompt', prompt, '--num-beams', '5', '--json']));
+    }
+    const out = join(e2e, 'report.html');
+    await step(['report', '--before', e2eBefore, '--after', e2ePruned, '--out', out]);
+    const html = readFileSync(out, 'utf8');
+    expect(html).not.toContain('class="unavailable"');
+
+    const before = JSON.parse(readFileSync(join(e2eBefore, 'bias-report.json'), 'utf8')) as { metric: { overall: { mean_difference: number }; layers: Record<string, unknown> }; eval: { behaviour: unknown[] } };
+    const after = JSON.parse(readFileSync(join(e2ePruned, 'bias-report.after.json'), 'utf8')) as typeof before;
+    const plan = JSON.parse(readFileSync(join(e2ePruned, 'pruning-plan.json'), 'utf8')) as { layers: Record<string, number[]> };
+    const values = [...sectionOf(html, 'bias-metric').matchAll(/data-value="([^"]+)"/g)].map((m) => Number(m[1]));
+    expect(values).toHaveLength(4);
+    expect(values[0]).toBe(before.metric.overall.mean_difference);
+    expect(values[1]).toBe(after.metric.overall.mean_difference);
+    expect(countOf(sectionOf(html, 'layer-differences'), /class="bar"/g)).toBe(Object.keys(before.metric.layers).length * 2);
+    const prunedCount = Object.values(plan.layers).reduce((s, l) => s + l.length, 0);
+    expect(prunedCount).toBeGreaterThan(0);
+    expect(countOf(sectionOf(html, 'neurons'), /class="point pruned"/g)).toBe(prunedCount);
+    expect(countOf(sectionOf(html, 'pca'), /class="pca-point pca-a"/g)).toBe(15);
+    expect(sectionOf(html, 'pca')).toContain('Black / white');
+    expect(countOf(sectionOf(html, 'behaviour'), /class="bar"/g)).toBe(before.eval.behaviour.length * 4);
+    expect(sectionOf(html, 'behaviour')).toContain('held-out pair');
+    expect(countOf(sectionOf(html, 'evaluation'), /<tr><td>boolq<\/td>/g)).toBeGreaterThan(0);
+    expect(countOf(sectionOf(html, 'generations'), /<tr><td>/g)).toBe(1);
+  });
+});

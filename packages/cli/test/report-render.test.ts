@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { renderReport, type ReportData } from '../src/report/index.js';
+import { behaviourShift, renderReport, type ReportData } from '../src/report/index.js';
 import { components, fullReportData, layerCount, prunedPerLayer } from './report-fixtures.js';
 
 const chromiumPath = '/usr/bin/chromium';
@@ -39,6 +39,27 @@ describe('report HTML as text', () => {
     const empty = renderReport({ title: 'empty' });
     expect(empty.match(/class="unavailable"/g)).toHaveLength(7);
     expect(empty).not.toMatch(/<svg/);
+  });
+});
+
+describe('behavioural shift reading', () => {
+  const row = (logOddsA: number, logOddsB: number) => ({ a: 'A Black man', b: 'A white man', logOddsA, logOddsB, gap: logOddsA - logOddsB });
+
+  test('a gap that narrows because side B rose says so', () => {
+    const shift = behaviourShift([row(1.5, -1.8), row(1.7, -1.9)], [row(1.4, -0.9), row(1.6, -0.7)])!;
+    expect(shift.meanGapBefore).toBeCloseTo(3.45, 12);
+    expect(shift.meanGapAfter).toBeCloseTo(2.3, 12);
+    expect(shift.meanShiftA).toBeCloseTo(-0.1, 12);
+    expect(shift.meanShiftB).toBeCloseTo(1.05, 12);
+    expect(shift.reading).toContain('mostly because side B became more likely to get the negative continuations');
+  });
+
+  test('a gap that narrows because side A fell says so; unmatched pairs are ignored', () => {
+    const other = { ...row(0, 0), a: 'other' };
+    const shift = behaviourShift([row(1.5, -1.5), other], [row(0.2, -1.4)])!;
+    expect(shift.pairs).toBe(1);
+    expect(shift.reading).toContain('mostly because side A became less likely');
+    expect(behaviourShift([other], [row(1, 1)])).toBeNull();
   });
 });
 
@@ -146,6 +167,7 @@ describe('report in headless Chromium', () => {
     expect(evalRows).toHaveLength(2);
     expect(evalRows.find((r) => r.startsWith('lambada_openai'))).toMatch(/−0\.03125/);
     expect(await count('#behaviour-chart rect.bar')).toBe(4 * 2 * 2);
+    expect(await page.locator('#behaviour .reading').innerText()).toContain('mostly because side A became less likely');
     const gapCells = await page.locator('#behaviour tbody tr').first().locator('td').allInnerTexts();
     expect(gapCells.slice(1, 3)).toEqual(['3.1', '1.6']);
   });

@@ -1,6 +1,7 @@
 export { loadReportData, type LoadedReport, type ReportInputs } from './load.js';
 export { writeReport } from './write.js';
 export { renderReport } from './render.js';
+export { behaviourShift, type BehaviourShift } from './sections/behaviour.js';
 export type {
   BehaviourView,
   BiasReportView,

@@ -236,7 +236,7 @@ function settings(plan: PlanFile | undefined, scores: NeuronScoresFile | undefin
     if (value !== undefined && value !== null) rows.push([key, show(value)]);
   }
   if (scores?.importance && !('importance' in options)) rows.push(['importance', scores.importance]);
-  if (plan?.mode) rows.push(['mode', plan.mode]);
+  if (plan?.mode && !('mode' in options)) rows.push(['mode', plan.mode]);
   if (plan?.parameters) rows.push(['parameters', `${plan.parameters.before.toLocaleString('en-US')} → ${plan.parameters.after.toLocaleString('en-US')}`]);
   if (plan?.model?.intermediateSizes && plan.intermediateSizes) {
     const widths = (sizes: number[]) => [...new Set(sizes)].join(' / ');

@@ -1,5 +1,5 @@
 import { escapeHtml, relativeChange, table } from './html.js';
-import { behaviourRows, behaviourSection } from './sections/behaviour.js';
+import { behaviourRows, behaviourSection, behaviourShift } from './sections/behaviour.js';
 import { biasMetric, biasMetricSection } from './sections/bias-metric.js';
 import { evaluationSection } from './sections/evaluation.js';
 import { generationsSection } from './sections/generations.js';
@@ -36,6 +36,7 @@ table.generations td { max-width: 420px; }
 table.eval td:nth-child(2) { text-align: left; }
 .unavailable { color: #8a5a00; background: #fff8e6; border: 1px solid #f0d9a0; padding: 6px 10px; display: inline-block; }
 .note { color: #555; font-size: 0.9rem; }
+.reading { font-weight: 600; max-width: 900px; }
 .same, .missing { color: #777; font-style: italic; }
 .prompts { list-style: none; padding: 0; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
@@ -84,14 +85,11 @@ function summary(data: ReportData): string {
   } else if (before) {
     items.push(`Bias metric (all components): ${formatNumber(before.all)}.`);
   }
-  const gaps = (rows: ReadonlyArray<{ gap: number }> | undefined): number | null =>
-    rows && rows.length > 0 ? rows.reduce((s, r) => s + r.gap, 0) / rows.length : null;
   const behaviourBefore = behaviourRows(data.bias?.before);
-  const gapBefore = gaps(behaviourBefore.rows);
-  const gapAfter = gaps(behaviourRows(data.bias?.after).rows);
-  if (gapBefore !== null && gapAfter !== null) {
+  const shift = behaviourShift(behaviourBefore.rows, behaviourRows(data.bias?.after).rows);
+  if (shift) {
     const pairs = behaviourBefore.heldOut ? 'held-out pairs' : 'pairs';
-    items.push(`Mean behavioural gap on ${pairs} (A − B log-odds, nats): ${formatNumber(gapBefore)} → ${formatNumber(gapAfter)}.`);
+    items.push(`Behaviour on ${shift.pairs} ${pairs}: ${escapeHtml(shift.reading)}`);
   }
   if (data.neurons) {
     const pruned = data.neurons.layers.reduce((s, l) => s + l.pruned.length, 0);

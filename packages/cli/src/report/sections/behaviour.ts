@@ -35,6 +35,7 @@ export function behaviourSection(bias: ReportData['bias']): string {
   const after = afterRows.rows;
   if (before.length === 0 && after.length === 0) return section('behaviour', title, explanation, unavailable('behavioural log-odds', howToGet.behaviour));
   const pairs = matchPairs(before, after);
+  const shift = behaviourShift(before, after);
   const categories = pairs.flatMap(({ a, b }, i) => {
     const [wordA, wordB] = differingWords(a, b);
     return [`${i + 1}A: ${wordA}`, `${i + 1}B: ${wordB}`];
@@ -68,8 +69,54 @@ export function behaviourSection(bias: ReportData['bias']): string {
     'behaviour',
     title,
     explanation,
-    `<div class="row">${chart}${table(['pair', 'gap before', 'gap after', 'side A moved', 'side B moved'], rows, 'numbers')}</div>`,
+    `<div class="row">${chart}${table(['pair', 'gap before', 'gap after', 'side A moved', 'side B moved'], rows, 'numbers')}</div>` +
+      (shift ? `<p class="reading">${escapeHtml(shift.reading)}</p>` : ''),
   );
+}
+
+export interface BehaviourShift {
+  /** Pairs measured both before and after. */
+  pairs: number;
+  meanGapBefore: number;
+  meanGapAfter: number;
+  /** Mean change of each side's log-odds (after − before); positive = more likely to get a negative continuation. */
+  meanShiftA: number;
+  meanShiftB: number;
+  /** One plain sentence saying which side moved, for summaries. */
+  reading: string;
+}
+
+/**
+ * How the behavioural gap changed and which side moved. A gap can narrow because side A became less negative (the
+ * intended effect) or because side B became more negative; the reading says which dominates.
+ */
+export function behaviourShift(before: readonly BehaviourView[], after: readonly BehaviourView[]): BehaviourShift | null {
+  const both = matchPairs(before, after).filter((p): p is MatchedPair & Required<Pick<MatchedPair, 'before' | 'after'>> => !!p.before && !!p.after);
+  if (both.length === 0) return null;
+  const mean = (values: number[]): number => values.reduce((s, v) => s + v, 0) / values.length;
+  const meanGapBefore = mean(both.map((p) => p.before.gap));
+  const meanGapAfter = mean(both.map((p) => p.after.gap));
+  const meanShiftA = mean(both.map((p) => p.after.logOddsA - p.before.logOddsA));
+  const meanShiftB = mean(both.map((p) => p.after.logOddsB - p.before.logOddsB));
+  const change = meanGapAfter - meanGapBefore;
+  const fmt = (v: number) => signed(v, 3);
+  const moves = `side A ${fmt(meanShiftA)}, side B ${fmt(meanShiftB)} nats on average`;
+  let reading: string;
+  if (Math.abs(change) < 1e-9) {
+    reading = `The mean gap did not change (${moves}).`;
+  } else if (change < 0) {
+    // Narrowing = A falling and/or B rising; compare the two contributions.
+    const fromA = Math.max(-meanShiftA, 0);
+    const fromB = Math.max(meanShiftB, 0);
+    const main =
+      fromB > fromA
+        ? 'mostly because side B became more likely to get the negative continuations, not because side A became less likely'
+        : 'mostly because side A became less likely to get the negative continuations';
+    reading = `The mean gap narrowed from ${formatNumber(meanGapBefore, 3)} to ${formatNumber(meanGapAfter, 3)} nats, ${main} (${moves}).`;
+  } else {
+    reading = `The mean gap widened from ${formatNumber(meanGapBefore, 3)} to ${formatNumber(meanGapAfter, 3)} nats (${moves}).`;
+  }
+  return { pairs: both.length, meanGapBefore, meanGapAfter, meanShiftA, meanShiftB, reading };
 }
 
 interface MatchedPair {
@@ -79,11 +126,16 @@ interface MatchedPair {
   after?: BehaviourView;
 }
 
-/** Before and after rows matched by their prompts (order of first appearance). */
+/** Before and after rows matched position by position when both list the same pairs in the same order, else by their prompts. */
 function matchPairs(before: readonly BehaviourView[], after: readonly BehaviourView[]): MatchedPair[] {
+  const sameOrder = before.length === after.length && before.every((row, i) => row.a === after[i]!.a && row.b === after[i]!.b);
+  if (sameOrder) return before.map((row, i) => ({ a: row.a, b: row.b, before: row, after: after[i]! }));
   const matched = new Map<string, MatchedPair>();
   const key = (row: BehaviourView): string => `${row.a}\u0000${row.b}`;
-  for (const row of before) matched.set(key(row), { a: row.a, b: row.b, before: row });
-  for (const row of after) matched.set(key(row), { ...(matched.get(key(row)) ?? { a: row.a, b: row.b }), after: row });
+  for (const row of before) if (!matched.has(key(row))) matched.set(key(row), { a: row.a, b: row.b, before: row });
+  for (const row of after) {
+    const existing = matched.get(key(row)) ?? { a: row.a, b: row.b };
+    if (!existing.after) matched.set(key(row), { ...existing, after: row });
+  }
   return [...matched.values()];
 }
