@@ -115,7 +115,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const tokensTotal = work.reduce((n, w) => n + w.row.input.length, 0);
   let docsDone = 0;
   let tokensDone = 0;
-  const started = Date.now();
+  let started = Date.now();
   const report = () =>
     options.onProgress?.({ task: task.name, docsDone, docsTotal: docs.length, tokensDone, tokensTotal, elapsedMs: Date.now() - started });
 
@@ -125,11 +125,26 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     options.thread ?? defaultScorerThread(),
   );
   try {
+    // elapsedMs counts scoring only, not opening the model, so rates and ETA describe the work itself
+    started = Date.now();
     report();
-    for (let start = 0; start < work.length; start += batchSize) {
-      const batch = work.slice(start, start + batchSize);
-      const scores = await scorer.score(batch.map((w) => w.row));
-      batch.forEach((w, i) => {
+    const batches: (typeof work)[] = [];
+    for (let start = 0; start < work.length; start += batchSize) batches.push(work.slice(start, start + batchSize));
+    // With the worker, two batches are in flight: it starts the next forward while this thread books the previous
+    // one. On the main thread batches run strictly one after another.
+    const submit = (b: number) => {
+      if (b >= batches.length) return undefined;
+      const scores = scorer.score(batches[b]!.map((w) => w.row));
+      scores.catch(() => {}); // a failure is rethrown where it is awaited; don't report the in-flight one as unhandled
+      return scores;
+    };
+    let next = submit(0);
+    for (let b = 0; b < batches.length; b++) {
+      const pending = next!;
+      if (scorer.pipelined) next = submit(b + 1);
+      const scores = await pending;
+      if (!scorer.pipelined) next = submit(b + 1);
+      batches[b]!.forEach((w, i) => {
         w.requests.forEach((request, j) => {
           results.set(request, scores[i]![j]!);
           if (--requestsLeft[request.doc]! === 0) docsDone++;

@@ -14,6 +14,8 @@ export interface RowScorer {
   /** The execution provider the session ended up on, and why it fell back to CPU if it did. */
   readonly device: string;
   readonly fallbackReason: string | undefined;
+  /** True when a second batch may be submitted before the first resolves (the worker queues it). */
+  readonly pipelined: boolean;
   score(rows: ScoringRow[]): Promise<RowScores[]>;
   close(): Promise<void>;
 }
@@ -42,6 +44,7 @@ async function openMainThreadScorer(onnxPath: string, sessionOptions: ScorerSess
   return {
     device: session.device,
     fallbackReason: session.fallbackReason,
+    pipelined: false,
     score: (rows) => scoreRows(session, rows),
     close: () => session.release(),
   };
@@ -96,6 +99,7 @@ async function openWorkerScorer(onnxPath: string, sessionOptions: ScorerSessionO
   return {
     device: info.device,
     fallbackReason: info.fallbackReason,
+    pipelined: true,
     score(rows) {
       if (failure) return Promise.reject(failure);
       const id = nextId++;
