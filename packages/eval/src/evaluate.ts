@@ -68,7 +68,6 @@ interface PlannedRequest {
   index: number;
   context: string;
   continuation: string;
-  inputLength: number;
 }
 
 /**
@@ -96,7 +95,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     task.requests(doc).forEach((request, index) => {
       const pair = encodePair(folder.tokenizer, request.context, request.continuation, bos);
       const input = modelInput(pair, maxLength);
-      const planItem = { doc: d, index, ...request, inputLength: input.length };
+      const planItem = { doc: d, index, ...request };
       planned.push(planItem);
       const key = input.join(',');
       const entry = rowsByInput.get(key) ?? { row: { input, continuations: [] }, requests: [] };

@@ -104,3 +104,24 @@ test('--bos prepends the BOS id to context and whole encodings', async () => {
   // trailing context spaces move into the continuation, as in the harness
   expect(encodePair(tokenizer, 'Answer: ', 'yes', false)).toEqual(encodePair(tokenizer, 'Answer:', ' yes', false));
 });
+
+test('the KV-cache graph (empty past) scores like the plain graph', async () => {
+  const refs = evalRefs('llama');
+  const out = await evaluate({
+    model: join(FIXTURES, 'llama'),
+    onnxFile: 'onnx/model_kv.onnx',
+    task: 'lambada_openai',
+    data: { file: LAMBADA_MINI },
+    limit: LIMIT,
+    batchSize: 8,
+    logSamples: true,
+    thread: 'main',
+    threads: 1,
+    bootstrapIters: 0,
+  });
+  samples(out, 'lambada_openai').forEach((s, i) => {
+    expect(Math.abs(s.resps[0]![0] - refs.lambada[i]!.ll)).toBeLessThanOrEqual(1e-3);
+    expect(s.resps[0]![1]).toBe(refs.lambada[i]!.greedy);
+  });
+  expect(out.results.lambada_openai!.perplexity_stderr).toBe('N/A');
+});
