@@ -25,7 +25,8 @@ export interface ModelFolder {
   /** Absolute path of the folder. */
   dir: string;
   config: ModelConfig;
-  tokenizer: TextTokenizer;
+  /** Loaded on first access (building a 128k-vocab BPE takes about a second); load errors name the file. */
+  readonly tokenizer: TextTokenizer;
   /** Absolute path of the chosen ONNX file (may not exist when only safetensors are published). */
   onnxPath: string | undefined;
   /** Every `.onnx` file under the folder, relative paths. */
@@ -50,14 +51,25 @@ export function openModelFolder(dir: string, options: OpenModelFolderOptions = {
     throw new ModelFolderError(`Model folder not found: ${absDir}`);
   }
   const config = readModelConfig(join(absDir, 'config.json'));
-  const tokenizer = loadTokenizer(absDir);
+  if (!existsSync(join(absDir, 'tokenizer.json'))) throw new ModelFolderError(`Tokenizer file not found: ${join(absDir, 'tokenizer.json')}`);
   const onnxFiles = listOnnxFiles(absDir);
   const onnxPath = chooseOnnxFile(absDir, options.onnxFile);
   const safetensorsFiles = readdirSync(absDir)
     .filter((f) => f.endsWith('.safetensors'))
     .sort()
     .map((f) => join(absDir, f));
-  return { dir: absDir, config, tokenizer, onnxPath, onnxFiles, safetensorsFiles };
+  let tokenizer: TextTokenizer | undefined;
+  return {
+    dir: absDir,
+    config,
+    get tokenizer() {
+      tokenizer ??= loadTokenizer(absDir);
+      return tokenizer;
+    },
+    onnxPath,
+    onnxFiles,
+    safetensorsFiles,
+  };
 }
 
 /** Parses config.json; missing required numbers are an error naming the field and file. */

@@ -19,7 +19,10 @@ export function editedShape(edit: MatrixEdit): [number, number] {
   return [edit.rows - (edit.dropRows?.length ?? 0), edit.cols - (edit.dropCols?.length ?? 0)];
 }
 
-/** Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source. */
+/**
+ * Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source.
+ * Each yielded chunk is only valid until the next one is requested (one output buffer is reused).
+ */
 export function* streamEditedMatrix(
   read: (start: number, length: number) => Uint8Array,
   edit: MatrixEdit,
@@ -41,13 +44,14 @@ export function* streamEditedMatrix(
   const outCols = keptCols?.length ?? cols;
   const outRowBytes = outCols * wordBytes;
   const zeroCols = inWords(edit.zeroCols);
+  const buffer = new Uint8Array(Math.min(rows, rowsPerChunk) * outRowBytes);
   for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
     const r1 = Math.min(rows, r0 + rowsPerChunk);
     let keptRows = 0;
     for (let r = r0; r < r1; r++) if (!droppedRow[r]) keptRows++;
     if (keptRows === 0) continue;
     const source = aligned(read(r0 * rowBytes, (r1 - r0) * rowBytes), wordBytes);
-    const out = new Uint8Array(keptRows * outRowBytes);
+    const out = buffer.subarray(0, keptRows * outRowBytes);
     const sourceWords = words(source, wordBytes);
     const outWords = words(out, wordBytes);
     let o = 0;
@@ -56,7 +60,7 @@ export function* streamEditedMatrix(
       const sourceRow = (r - r0) * cols;
       const outRow = o * outCols;
       if (zeroedRow[r]) {
-        // leave the output row zero
+        outWords.fill(0, outRow, outRow + outCols);
       } else if (keptCols) {
         for (let c = 0; c < outCols; c++) outWords[outRow + c] = sourceWords[sourceRow + keptCols[c]!]!;
       } else {

@@ -200,7 +200,7 @@ export function writeOnnxModelStreamed(
         for (const chunk of chunks) writer.append(chunk);
         writer.finish(tensor, start);
       } else {
-        const parts = [...chunks];
+        const parts = [...chunks].map((chunk) => (edit ? chunk.slice() : chunk)); // edited chunks share one buffer
         const data = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
         let offset = 0;
         for (const p of parts) {

@@ -46,10 +46,12 @@ describe('bad folders', () => {
   });
   test('wrong tokenizer file names the file', () => {
     copyFileSync(join(fixtureDir('llama'), 'config.json'), join(dir, 'config.json'));
+    expect(() => openModelFolder(dir)).toThrow(/Tokenizer file not found: .*tokenizer\.json/);
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ vocab: { a: 1 } }));
-    expect(() => openModelFolder(dir)).toThrow(/tokenizer\.json is not a Hugging Face tokenizer\.json/);
+    // the tokenizer is built on first use, and that is where a wrong file is reported
+    expect(() => openModelFolder(dir).tokenizer).toThrow(/tokenizer\.json is not a Hugging Face tokenizer\.json/);
     writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
-    expect(() => openModelFolder(dir)).toThrow(/tokenizer\.json is not valid JSON/);
+    expect(() => openModelFolder(dir).tokenizer.encode('x')).toThrow(/tokenizer\.json is not valid JSON/);
   });
   test('config missing a field names the field', () => {
     mkdirSync(join(dir, 'b'));
