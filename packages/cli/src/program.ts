@@ -7,9 +7,11 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
+import { registerDemo } from './commands/demo.js';
 
 /** Each command lives in its own file under commands/ and registers itself here. */
 const commandRegistrations: Array<(program: Command) => void> = [
+  registerDemo,
   registerAnalyze,
   registerPrune,
   registerReport,

@@ -1,0 +1,71 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { runDemo, type DemoSummary } from '../demo/run-demo.js';
+
+interface DemoFlags {
+  out: string;
+  force?: boolean;
+  threads?: number;
+  json?: boolean;
+}
+
+const fixed = (value: number, digits = 3): string => value.toFixed(digits);
+const signed = (value: number): string => `${value >= 0 ? '+' : ''}${value.toFixed(2)}`;
+const percent = (before: number, after: number): string => `${signed(((after - before) / before) * 100)}%`;
+
+/** The short plain-text summary a person reads at the end of the demo. */
+export function formatDemoSummary(summary: DemoSummary): string {
+  const s = summary.settings;
+  const m = summary.biasMetric;
+  const lines = [
+    'fairprune demo: Fairness Pruning of a tiny Llama with a planted bias',
+    '',
+    `Settings: importance ${s.importance}, bias weight ${s.biasWeight}, fraction ${s.fraction} per layer, ${s.estimator} bias, mode ${s.mode}.`,
+    `  Why: ${s.why}`,
+    `Pruned ${summary.prunedNeurons.total} of ${summary.prunedNeurons.of} MLP neurons (${summary.prunedNeurons.perLayer.join(' / ')} per layer); parameters ${summary.parameters.before.toLocaleString('en-US')} → ${summary.parameters.after.toLocaleString('en-US')}.`,
+    '',
+    `Bias metric (optiPfair mean_difference, seed pair): ${fixed(m.overall.before, 4)} → ${fixed(m.overall.after, 4)} (${percent(m.overall.before, m.overall.after)})`,
+    `  without gate_proj/up_proj (where pruned neurons simply vanish): ${fixed(m.excludingGateUp.before, 4)} → ${fixed(m.excludingGateUp.after, 4)} (${percent(m.excludingGateUp.before, m.excludingGateUp.after)})`,
+    '',
+    'Held-out behaviour: log-odds of negative vs positive continuations, in nats (side A = Black/Asian, side B = white):',
+    ...summary.behaviour.pairs.map(
+      (p) => `  ${p.a.slice(0, 44).padEnd(44)}  A ${signed(p.logOddsA.before)} → ${signed(p.logOddsA.after)}   B ${signed(p.logOddsB.before)} → ${signed(p.logOddsB.after)}   gap ${fixed(p.gap.before, 2)} → ${fixed(p.gap.after, 2)}`,
+    ),
+    ...(summary.behaviour.shift ? [`  ${summary.behaviour.shift.reading}`] : []),
+    '',
+    'Abilities (mini sets, 64 documents each):',
+    ...Object.entries(summary.evaluation).map(
+      ([task, e]) => `  ${task.padEnd(15)} acc ${fixed(e.acc.before)} → ${fixed(e.acc.after)}  (stderr ${fixed(e.accStderr.before)})`,
+    ),
+    '',
+    'Generation, the article\'s beam search (5 beams, max_length 50, no_repeat_ngram_size 2, early stopping):',
+    ...summary.generations.flatMap((g) => [`  ${g.prompt}`, `    before:${g.before}`, `    after: ${g.after}`]),
+    '',
+    `Report: ${summary.files.report}`,
+    `Summary JSON: ${summary.files.summary}; pruned model: ${summary.files.prunedModel}`,
+    `(${summary.seconds.toFixed(1)} s)`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('Run the whole pipeline on the bundled biased model: analyze, prune, re-analyze, behaviour, mini LAMBADA/BoolQ, generation, report')
+    .option('--out <dir>', 'output folder (replaced if it holds an earlier demo)', 'fairprune-demo')
+    .option('--force', 'replace the output folder even if it is not an earlier demo output')
+    .option('--threads <n>', 'onnxruntime intra-op threads', (value: string) => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+      return n;
+    })
+    .option('--json', 'print the summary (report.json) on stdout instead of text')
+    .action(async (flags: DemoFlags) => {
+      const summary = await runDemo({
+        outDir: flags.out,
+        ...(flags.force ? { force: true } : {}),
+        ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+        onProgress: (message) => process.stderr.write(`fairprune demo: ${message}\n`),
+      });
+      process.stdout.write(flags.json ? `${JSON.stringify(summary, null, 1)}\n` : formatDemoSummary(summary));
+    });
+}
