@@ -1,8 +1,10 @@
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { main } from '../src/main.js';
+import { launchChromium } from './report-browser.js';
 import { biasAfter, components, evalAfter, evalBefore, fixturesDir, layerCount, neuronLayers, readActivation, refs, tokenLabels } from './report-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fairprune-report-cmd-'));
@@ -97,7 +99,7 @@ describe('fairprune report', () => {
     const beforeFiles = listing(beforeDir);
     const afterFiles = listing(afterDir);
     const outFile = join(work, 'out', 'report.html');
-    const result = await run(['report', '--before', beforeDir, '--after', afterDir, '--out', outFile, '--json']);
+    const result = await run(['report', '--before', beforeDir, '--after', afterDir, '--out', outFile, '--title', 'Llama <fixture>', '--json']);
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as { out: string; files: string[] };
     expect(summary.out).toBe(outFile);
@@ -118,6 +120,11 @@ describe('fairprune report', () => {
 
     const html = readFileSync(outFile, 'utf8');
     expect(html).not.toContain('class="unavailable"');
+    expect(html).toContain('<h1>Llama &lt;fixture&gt;</h1>');
+    const footer = html.slice(html.indexOf('<footer>'));
+    for (const file of summary.files) expect(footer).toContain(`<code>${file}</code>`);
+    // The summary states the evaluation change with its reading (BoolQ unchanged here, LAMBADA one document worse).
+    expect(html).toContain('<li>boolq acc: 0.9688 → 0.9688 (within noise).</li>');
     expect(countOf(sectionOf(html, 'layer-differences'), /class="bar"/g)).toBe(layerCount * components.length * 2);
     const before = JSON.parse(readFileSync(join(beforeDir, 'bias-report.json'), 'utf8')) as { metric: { overall: { mean_difference: number } } };
     // The analysis of the fixture reproduces optiPfair's number for pair 0, and the report shows what it read.
@@ -139,7 +146,7 @@ describe('fairprune report', () => {
     expect(generations).not.toMatch(/<td>A Black man[^<]*<\/td><td>A Black man/);
     expect(countOf(sectionOf(html, 'evaluation'), /<tr><td>/g)).toBe(2);
     expect(sectionOf(html, 'evaluation')).toContain('−0.03125');
-    expect(html).toContain('<td>biasWeight</td><td>0.5</td>');
+    expect(html).toContain('biasWeight: <code>0.5</code>');
     expect(html).toContain('300,000 → 299,040');
   });
 
@@ -213,5 +220,23 @@ describe('fairprune report on the real pipeline', () => {
     expect(sectionOf(html, 'behaviour')).toContain('held-out pair');
     expect(countOf(sectionOf(html, 'evaluation'), /<tr><td>boolq<\/td>/g)).toBeGreaterThan(0);
     expect(countOf(sectionOf(html, 'generations'), /<tr><td>/g)).toBe(1);
+
+    // The real report opens cleanly in Chromium; FAIRPRUNE_REPORT_SCREENSHOT=<png> keeps a screenshot of it.
+    const browser = await launchChromium(join(e2e, 'profile'));
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+      });
+      page.on('pageerror', (error) => problems.push(error.message));
+      await page.goto(pathToFileURL(out).href, { waitUntil: 'load' });
+      expect(problems).toEqual([]);
+      expect(await page.locator('svg.chart').count()).toBe(6 + 1 + 4 + 1 + 1);
+      const screenshot = process.env.FAIRPRUNE_REPORT_SCREENSHOT;
+      if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+    } finally {
+      await browser.close();
+    }
   });
 });

@@ -1,13 +1,13 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { behaviourShift, renderReport, type ReportData } from '../src/report/index.js';
+import { launchChromium } from './report-browser.js';
 import { components, fullReportData, layerCount, prunedPerLayer } from './report-fixtures.js';
 
-const chromiumPath = '/usr/bin/chromium';
 const workDir = mkdtempSync(join(tmpdir(), 'fairprune-report-'));
 const data: ReportData = fullReportData();
 const html = renderReport(data);
@@ -71,23 +71,8 @@ describe('report in headless Chromium', () => {
   const reportFile = join(workDir, 'report.html');
 
   beforeAll(async () => {
-    if (!existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath} (Debian package "chromium"; .ci/run installs it)`);
     writeFileSync(reportFile, html);
-    // A fresh profile per run (playwright passes it as --user-data-dir).
-    browser = await chromium.launchPersistentContext(join(workDir, 'profile'), {
-      executablePath: chromiumPath,
-      viewport: { width: 1360, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium(join(workDir, 'profile'));
     page = await browser.newPage();
     page.on('console', (message) => {
       if (message.type() === 'error' || message.type() === 'warning') consoleErrors.push(message.text());
@@ -187,6 +172,5 @@ describe('report in headless Chromium', () => {
     const png = readFileSync(screenshot);
     expect(png.subarray(1, 4).toString()).toBe('PNG');
     expect(statSync(screenshot).size).toBeGreaterThan(50_000);
-    if (process.env.FAIRPRUNE_REPORT_SCREENSHOT) writeFileSync(process.env.FAIRPRUNE_REPORT_SCREENSHOT, png);
   });
 });

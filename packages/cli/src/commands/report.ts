@@ -5,6 +5,7 @@ interface ReportFlags {
   before?: string;
   after?: string;
   out: string;
+  title?: string;
   json?: boolean;
 }
 
@@ -15,12 +16,16 @@ export function registerReport(program: Command): void {
     .option('--before <dir>', 'folder of the original model analysis (bias-report.json from fairprune analyze --out)')
     .option('--after <dir>', 'the pruned model folder from fairprune prune --out, or an analysis folder of the pruned model')
     .option('--out <file>', 'HTML file to write', 'report.html')
+    .option('--title <text>', 'title at the top of the report', 'Fairness pruning report')
     .option('--json', 'print { out, files } as JSON on stdout')
     .action((flags: ReportFlags) => {
-      const { data, files } = loadReportData({
-        ...(flags.before !== undefined ? { before: flags.before } : {}),
-        ...(flags.after !== undefined ? { after: flags.after } : {}),
-      });
+      const { data, files } = loadReportData(
+        {
+          ...(flags.before !== undefined ? { before: flags.before } : {}),
+          ...(flags.after !== undefined ? { after: flags.after } : {}),
+        },
+        flags.title !== undefined ? { title: flags.title } : {},
+      );
       const out = writeReport(flags.out, renderReport(data));
       if (flags.json) process.stdout.write(`${JSON.stringify({ out, files }, null, 1)}\n`);
       else process.stdout.write(`wrote ${out} (from ${files.length} file${files.length === 1 ? '' : 's'})\n`);

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { projectPair } from '@fairprune/core';
 import type { BiasReportView, EvalResultsView, GenerationComparison, NeuronScatterData, ReportData } from './types.js';
 
@@ -98,7 +98,7 @@ class Folder {
 }
 
 /** Reads what the pipeline wrote in the two folders; any part may be missing (the report then says how to get it). */
-export function loadReportData(inputs: ReportInputs): LoadedReport {
+export function loadReportData(inputs: ReportInputs, options: { title?: string } = {}): LoadedReport {
   if (inputs.before === undefined && inputs.after === undefined) throw new Error('report: give --before and/or --after');
   const used: string[] = [];
   const before = new Folder(inputs.before, used);
@@ -117,7 +117,7 @@ export function loadReportData(inputs: ReportInputs): LoadedReport {
   const recognisedAfter = recognise(after, used);
 
   const data: ReportData = {
-    title: 'Fairness pruning report',
+    title: options.title ?? 'Fairness pruning report',
     subtitle: subtitle(plan, biasBefore, inputs),
     ...(plan || neuronScores ? { settings: settings(plan, neuronScores) } : {}),
     bias: { ...(biasBefore ? { before: biasBefore } : {}), ...(biasAfter ? { after: biasAfter } : {}) },
@@ -135,7 +135,7 @@ export function loadReportData(inputs: ReportInputs): LoadedReport {
         }
       : {}),
   };
-  return { data, files: used };
+  return { data: { ...data, sources: used }, files: used };
 }
 
 function checkBiasReport(report: BiasReportView | undefined): BiasReportView | undefined {
@@ -219,12 +219,18 @@ function pairProjection(tokens: TokenActivationsFile): NonNullable<ReportData['p
   );
 }
 
+/** A path as the reader ran things: relative to the working folder when inside it, else absolute. */
+function displayPath(path: string): string {
+  const fromHere = relative(process.cwd(), resolve(path));
+  return fromHere !== '' && !fromHere.startsWith('..') && !isAbsolute(fromHere) ? fromHere : resolve(path);
+}
+
 function subtitle(plan: PlanFile | undefined, bias: (BiasReportView & { model?: { path?: string } }) | undefined, inputs: ReportInputs): string[] {
   const lines: string[] = [];
   const model = plan?.model?.path ?? bias?.model?.path;
-  if (model) lines.push(`model: ${model}`);
-  if (inputs.before) lines.push(`before: ${resolve(inputs.before)}`);
-  if (inputs.after) lines.push(`after: ${resolve(inputs.after)}`);
+  if (model) lines.push(`model: ${displayPath(model)}`);
+  if (inputs.before) lines.push(`before: ${displayPath(inputs.before)}`);
+  if (inputs.after) lines.push(`after: ${displayPath(inputs.after)}`);
   return lines;
 }
 

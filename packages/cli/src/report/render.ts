@@ -1,7 +1,7 @@
-import { escapeHtml, relativeChange, table } from './html.js';
+import { escapeHtml, relativeChange } from './html.js';
 import { behaviourRows, behaviourSection, behaviourShift } from './sections/behaviour.js';
 import { biasMetric, biasMetricSection } from './sections/bias-metric.js';
-import { evaluationSection } from './sections/evaluation.js';
+import { evalReading, evalRows, evaluationSection } from './sections/evaluation.js';
 import { generationsSection } from './sections/generations.js';
 import { layerDifferencesSection } from './sections/layer-differences.js';
 import { neuronsSection } from './sections/neurons.js';
@@ -37,6 +37,8 @@ table.eval td:nth-child(2) { text-align: left; }
 .unavailable { color: #8a5a00; background: #fff8e6; border: 1px solid #f0d9a0; padding: 6px 10px; display: inline-block; }
 .note { color: #555; font-size: 0.9rem; }
 .reading { font-weight: 600; max-width: 900px; }
+.settings { max-width: 1100px; color: #333; }
+.setting { white-space: nowrap; }
 .same, .missing { color: #777; font-style: italic; }
 .prompts { list-style: none; padding: 0; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
@@ -48,7 +50,9 @@ export function renderReport(data: ReportData): string {
   const subtitle = (data.subtitle ?? []).map((line) => `<p class="subtitle">${escapeHtml(line)}</p>`).join('');
   const settings =
     data.settings && data.settings.length > 0
-      ? `<h2>Settings</h2>${table(['setting', 'value'], data.settings.map(([label, value]) => [escapeHtml(label), escapeHtml(value)]), 'settings')}`
+      ? `<p class="settings"><strong>Settings:</strong> ${data.settings
+          .map(([label, value]) => `<span class="setting">${escapeHtml(label)}: <code>${escapeHtml(value)}</code></span>`)
+          .join(' · ')}</p>`
       : '';
   const body = [
     summary(data),
@@ -60,6 +64,7 @@ export function renderReport(data: ReportData): string {
     generationsSection(data.generations),
     evaluationSection(data.evaluation),
     behaviourSection(data.bias),
+    sources(data.sources),
   ].join('\n');
   return (
     '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' +
@@ -67,6 +72,11 @@ export function renderReport(data: ReportData): string {
     `<title>${escapeHtml(data.title)}</title><style>${styles}</style></head>` +
     `<body><header><h1>${escapeHtml(data.title)}</h1>${subtitle}</header>\n${body}\n</body></html>\n`
   );
+}
+
+function sources(files: readonly string[] | undefined): string {
+  if (!files || files.length === 0) return '';
+  return `<footer><h2>Sources</h2><ul class="note">${files.map((f) => `<li><code>${escapeHtml(f)}</code></li>`).join('')}</ul></footer>`;
 }
 
 /** The headline numbers in words, so the page can be read without the charts. */
@@ -90,6 +100,10 @@ function summary(data: ReportData): string {
   if (shift) {
     const pairs = behaviourBefore.heldOut ? 'held-out pairs' : 'pairs';
     items.push(`Behaviour on ${shift.pairs} ${pairs}: ${escapeHtml(shift.reading)}`);
+  }
+  for (const row of evalRows(data.evaluation)) {
+    if (row.before === undefined || row.after === undefined) continue;
+    items.push(escapeHtml(`${row.task} ${row.metric}: ${formatNumber(row.before)} → ${formatNumber(row.after)} (${evalReading(row)}).`));
   }
   if (data.neurons) {
     const pruned = data.neurons.layers.reduce((s, l) => s + l.pruned.length, 0);

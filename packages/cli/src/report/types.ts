@@ -18,6 +18,8 @@ export interface ReportData {
   evaluation?: { before?: EvalResultsView; after?: EvalResultsView };
   /** Notes appended under the summary, e.g. the demo's honest reading of the behavioural change. */
   notes?: string[];
+  /** The files the data came from, listed at the end. */
+  sources?: string[];
 }
 
 /** One statistics block of the bias metric (optiPfair names). */

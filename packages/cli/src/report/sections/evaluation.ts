@@ -46,6 +46,16 @@ export function evalRows(evaluation: ReportData['evaluation']): EvalRow[] {
   });
 }
 
+/** "within noise" when |Δ| ≤ 2·√(se_before² + se_after²), else better / worse / unchanged; empty without both values. */
+export function evalReading(row: EvalRow): string {
+  if (row.before === undefined || row.after === undefined) return '';
+  const change = row.after - row.before;
+  const noise = 2 * Math.hypot(row.beforeStderr ?? 0, row.afterStderr ?? 0);
+  if (noise > 0 && Math.abs(change) <= noise) return 'within noise';
+  if (change === 0) return 'unchanged';
+  return (lowerIsBetter.test(row.metric) ? change < 0 : change > 0) ? 'better' : 'worse';
+}
+
 export function evaluationSection(evaluation: ReportData['evaluation']): string {
   const title = 'Evaluation before and after';
   const explanation =
@@ -56,16 +66,8 @@ export function evaluationSection(evaluation: ReportData['evaluation']): string 
   const withError = (value: number | undefined, stderr: number | undefined): string =>
     value === undefined ? '—' : `${formatNumber(value)}${stderr === undefined ? '' : ` ± ${formatNumber(stderr, 2)}`}`;
   const body = rows.map((row) => {
-    let delta = '—';
-    let reading = '';
-    if (row.before !== undefined && row.after !== undefined) {
-      const change = row.after - row.before;
-      delta = signed(change);
-      const noise = 2 * Math.hypot(row.beforeStderr ?? 0, row.afterStderr ?? 0);
-      const better = lowerIsBetter.test(row.metric) ? change < 0 : change > 0;
-      reading = noise > 0 && Math.abs(change) <= noise ? 'within noise' : change === 0 ? 'unchanged' : better ? 'better' : 'worse';
-    }
-    return [row.task, row.metric, withError(row.before, row.beforeStderr), withError(row.after, row.afterStderr), delta, reading].map(escapeHtml);
+    const delta = row.before !== undefined && row.after !== undefined ? signed(row.after - row.before) : '—';
+    return [row.task, row.metric, withError(row.before, row.beforeStderr), withError(row.after, row.afterStderr), delta, evalReading(row)].map(escapeHtml);
   });
   const missing = !evaluation?.after ? unavailable('after-pruning results', howToGet.evaluation) : !evaluation.before ? unavailable('before-pruning results', howToGet.evaluation) : '';
   return section('evaluation', title, explanation, missing + table(['task', 'metric', 'before', 'after', 'Δ', 'reading'], body, 'numbers eval'));
