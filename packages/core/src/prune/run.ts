@@ -10,7 +10,7 @@ import {
   type BiasReport,
   type PairTokenActivations,
 } from '../bias/analyze.js';
-import { openModelFolder } from '../model/folder.js';
+import type { ModelFolder } from '../model/folder.js';
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
@@ -108,8 +108,7 @@ export function validatePruneOptions(options: PruneOptions): void {
 }
 
 /** Parameters of a model folder: every tensor of its safetensors files, else the float initializers of its ONNX file. */
-export function countParameters(dir: string, onnxFile?: string): number {
-  const folder = openModelFolder(dir, onnxFile !== undefined ? { onnxFile } : {});
+export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>): number {
   let total = 0;
   if (folder.safetensorsFiles.length > 0) {
     for (const path of folder.safetensorsFiles) {
@@ -156,7 +155,6 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   progress(`opening ${modelDir}`);
   const opened = await time('open', () => openForAnalysis(modelDir, options));
   let before: BiasReport;
-  let importance: Awaited<ReturnType<typeof modelImportance>>;
   let neuronBias: Float32Array[];
   let tokenActivations: PairTokenActivations | undefined;
   try {
@@ -166,20 +164,21 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open') timings[stage] = ms;
     neuronBias = analysis.neuronBias.layers;
     tokenActivations = analysis.tokenActivations;
-    importance = await time('importance', async () => {
-      const weights = new OnnxWeights(opened.onnxPath);
-      try {
-        return await modelImportance(weights, weights.map.layers.length, importanceMethod, {
-          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-          onProgress: progress,
-        });
-      } finally {
-        weights.close();
-      }
-    });
   } finally {
+    // The session holds a copy of every weight: free it before the weights are read again.
     await opened.capture.release();
   }
+  const importance = await time('importance', async () => {
+    const weights = new OnnxWeights(opened.onnxPath);
+    try {
+      return await modelImportance(weights, weights.map.layers.length, importanceMethod, {
+        ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+        onProgress: progress,
+      });
+    } finally {
+      weights.close();
+    }
+  });
 
   const map = opened.capture.map;
   const plan = await time('select', () => {
@@ -217,7 +216,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       },
       mode,
       layers: selection.map((s) => s.pruned),
-      parametersBefore: countParameters(opened.folder.dir, options.onnxFile),
+      parametersBefore: countParameters(opened.folder),
       parametersPerNeuron: 3 * hidden + mlpBias,
       tool: '@fairprune/core',
     });

@@ -90,4 +90,26 @@ describe('importance read from ONNX initializers', () => {
       expect(result.layers[2]![i]).toBeCloseTo(expected, 5);
     }
   });
+
+  test('the weights hash: same for the same weights in another file form, different when one weight changes', async () => {
+    const hashOf = async (file: string, perturb = false) => {
+      const weights = new OnnxWeights(join(FIXTURES, 'llama/onnx', file));
+      const source = {
+        layerMlp: (layer: number) => {
+          const mlp = weights.layerMlp(layer);
+          if (!perturb || layer !== 2) return mlp;
+          const data = new Uint8Array(mlp.gate.data);
+          const f32 = new Float32Array(data.buffer);
+          f32[100] = f32[100]! + 1e-3;
+          return { ...mlp, gate: { ...mlp.gate, data } };
+        },
+      };
+      const result = await modelImportance(source, 4, 'maw');
+      weights.close();
+      return result.weightsHash;
+    };
+    const original = await hashOf('model.onnx');
+    expect(await hashOf('model_external.onnx')).toBe(original);
+    expect(await hashOf('model.onnx', true)).not.toBe(original);
+  });
 });
