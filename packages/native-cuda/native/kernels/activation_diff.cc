@@ -4,54 +4,90 @@
 #include <cmath>
 #include <limits>
 
+#include "../common/cpu_simd.h"
 #include "../common/parallel.h"
 
 namespace fairprune {
 namespace {
 
-// Width tile whose two double accumulators (16 KB) stay in L1 while tokens stream past.
-constexpr size_t kWidthTile = 1024;
+// Tokens are summed in float over runs of kFloatRun, then in double (as in weight_scan.cc).
+constexpr size_t kFloatRun = 16;
+// Work items split a pair's width only into chunks at least this wide, so every token row is read in long
+// sequential segments (short segments at a large stride defeat the prefetcher).
+constexpr size_t kMinChunk = 2048;
 
+// One pair, columns [j0, j1): token rows are read in order, four at a time combined in registers, into float
+// partials that are widened into double sums every kFloatRun tokens.
 template <DType D>
-__attribute__((always_inline)) inline double diffTileImpl(const ActivationDiffInput& in, size_t pair, size_t j0,
-                                                          size_t j1, const ActivationDiffOutput& out) {
-  double sumAbs[kWidthTile] = {}, sumDiff[kWidthTile] = {};
-  const size_t n = j1 - j0;
-  for (size_t t = 0; t < in.tokens; ++t) {
-    const size_t offset = (pair * in.tokens + t) * in.width + j0;
-    const uint8_t* a = in.a + offset * dtypeBytes(D);
-    const uint8_t* b = in.b + offset * dtypeBytes(D);
-    for (size_t j = 0; j < n; ++j) {
-      const double d = static_cast<double>(loadElement<D>(a, j)) - static_cast<double>(loadElement<D>(b, j));
+FAIRPRUNE_INLINE double diffChunkImpl(const ActivationDiffInput& in, size_t pair, size_t j0, size_t j1,
+                                      const ActivationDiffOutput& out) {
+  using namespace simd;
+  const size_t rowBytes = in.width * dtypeBytes(D);
+  const uint8_t* a = in.a + pair * in.tokens * rowBytes;
+  const uint8_t* b = in.b + pair * in.tokens * rowBytes;
+  const size_t n = j1 - j0, vectorEnd = j0 + n - n % kWidth;
+  std::vector<float> runs(2 * n);
+  std::vector<double> sums(2 * n, 0.0);
+  float* absRun = runs.data() - j0;  // indexed by absolute column
+  float* diffRun = absRun + n;
+  double* sumAbs = sums.data() - j0;
+  double* sumDiff = sumAbs + n;
+  auto difference = [&](size_t t, size_t j) { return loadVector<D>(a + t * rowBytes, j) - loadVector<D>(b + t * rowBytes, j); };
+  for (size_t t0 = 0; t0 < in.tokens; t0 += kFloatRun) {
+    const size_t t1 = std::min(in.tokens, t0 + kFloatRun);
+    std::fill(runs.begin(), runs.end(), 0.0f);
+    size_t t = t0;
+    for (; t + 4 <= t1; t += 4) {
+      for (size_t j = j0; j < vectorEnd; j += kWidth) {
+        const FV d0 = difference(t, j), d1 = difference(t + 1, j), d2 = difference(t + 2, j), d3 = difference(t + 3, j);
+        storeFloats(absRun + j, loadFloats(absRun + j) + ((simd::abs(d0) + simd::abs(d1)) + (simd::abs(d2) + simd::abs(d3))));
+        storeFloats(diffRun + j, loadFloats(diffRun + j) + ((d0 + d1) + (d2 + d3)));
+      }
+    }
+    for (; t < t1; ++t) {
+      for (size_t j = j0; j < vectorEnd; j += kWidth) {
+        const FV d = difference(t, j);
+        storeFloats(absRun + j, loadFloats(absRun + j) + simd::abs(d));
+        storeFloats(diffRun + j, loadFloats(diffRun + j) + d);
+      }
+    }
+    for (size_t j = j0; j < vectorEnd; ++j) {
+      sumAbs[j] += absRun[j];
+      sumDiff[j] += diffRun[j];
+    }
+  }
+  for (size_t j = vectorEnd; j < j1; ++j) {
+    for (size_t t = 0; t < in.tokens; ++t) {
+      const double d = static_cast<double>(loadElement<D>(a + t * rowBytes, j)) - loadElement<D>(b + t * rowBytes, j);
       sumAbs[j] += std::fabs(d);
       sumDiff[j] += d;
     }
   }
   const double tokens = static_cast<double>(in.tokens);
-  double tileSumAbs = 0;
-  for (size_t j = 0; j < n; ++j) {
-    out.positionwise[pair * in.width + j0 + j] = static_cast<float>(sumAbs[j] / tokens);
-    out.pooled[pair * in.width + j0 + j] = static_cast<float>(std::fabs(sumDiff[j]) / tokens);
-    tileSumAbs += sumAbs[j];
+  double chunkSumAbs = 0;
+  for (size_t j = j0; j < j1; ++j) {
+    out.positionwise[pair * in.width + j] = static_cast<float>(sumAbs[j] / tokens);
+    out.pooled[pair * in.width + j] = static_cast<float>(std::fabs(sumDiff[j]) / tokens);
+    chunkSumAbs += sumAbs[j];
   }
-  return tileSumAbs;
+  return chunkSumAbs;
 }
 
 #define FAIRPRUNE_DIFF_VARIANT(D, SUFFIX)                                                                  \
-  FAIRPRUNE_CPU_CLONES double diffTile##SUFFIX(const ActivationDiffInput& in, size_t pair, size_t j0,      \
+  FAIRPRUNE_CPU_CLONES double diffChunk##SUFFIX(const ActivationDiffInput& in, size_t pair, size_t j0,      \
                                                size_t j1, const ActivationDiffOutput& out) {               \
-    return diffTileImpl<D>(in, pair, j0, j1, out);                                                         \
+    return diffChunkImpl<D>(in, pair, j0, j1, out);                                                         \
   }
 FAIRPRUNE_DIFF_VARIANT(DType::F32, F32)
 FAIRPRUNE_DIFF_VARIANT(DType::F16, F16)
 FAIRPRUNE_DIFF_VARIANT(DType::BF16, BF16)
 #undef FAIRPRUNE_DIFF_VARIANT
 
-double diffTile(const ActivationDiffInput& in, size_t pair, size_t j0, size_t j1, const ActivationDiffOutput& out) {
+double diffChunk(const ActivationDiffInput& in, size_t pair, size_t j0, size_t j1, const ActivationDiffOutput& out) {
   switch (in.dtype) {
-    case DType::F32: return diffTileF32(in, pair, j0, j1, out);
-    case DType::F16: return diffTileF16(in, pair, j0, j1, out);
-    case DType::BF16: return diffTileBF16(in, pair, j0, j1, out);
+    case DType::F32: return diffChunkF32(in, pair, j0, j1, out);
+    case DType::F16: return diffChunkF16(in, pair, j0, j1, out);
+    case DType::BF16: return diffChunkBF16(in, pair, j0, j1, out);
   }
   return 0;
 }
@@ -62,19 +98,23 @@ WelfordState::WelfordState(size_t w)
     : width(w), mean(w, 0.0), m2(w, 0.0), max(w, -std::numeric_limits<float>::infinity()) {}
 
 void activationDiffCpu(const ActivationDiffInput& in, const ActivationDiffOutput& out) {
-  const size_t tiles = (in.width + kWidthTile - 1) / kWidthTile;
-  std::vector<double> tileSums(in.pairs * tiles, 0.0);
-  parallelFor(in.pairs * tiles, 1, [&](size_t begin, size_t end, size_t) {
+  // Split each pair's width only as far as needed to give every thread work.
+  const size_t threads = cpuThreadCount();
+  size_t chunksPerPair = in.pairs >= threads ? 1 : (threads + in.pairs - 1) / in.pairs;
+  chunksPerPair = std::max<size_t>(1, std::min(chunksPerPair, in.width / kMinChunk));
+  const size_t chunkWidth = (in.width + chunksPerPair - 1) / chunksPerPair;
+  std::vector<double> chunkSums(in.pairs * chunksPerPair, 0.0);
+  parallelFor(in.pairs * chunksPerPair, 1, [&](size_t begin, size_t end, size_t) {
     for (size_t item = begin; item < end; ++item) {
-      const size_t pair = item / tiles, tile = item % tiles;
-      const size_t j0 = tile * kWidthTile, j1 = std::min(in.width, j0 + kWidthTile);
-      tileSums[item] = diffTile(in, pair, j0, j1, out);
+      const size_t pair = item / chunksPerPair, chunk = item % chunksPerPair;
+      const size_t j0 = std::min(in.width, chunk * chunkWidth), j1 = std::min(in.width, j0 + chunkWidth);
+      if (j0 < j1) chunkSums[item] = diffChunk(in, pair, j0, j1, out);
     }
   });
   const double elements = static_cast<double>(in.tokens) * static_cast<double>(in.width);
   for (size_t pair = 0; pair < in.pairs; ++pair) {
     double total = 0;
-    for (size_t tile = 0; tile < tiles; ++tile) total += tileSums[pair * tiles + tile];
+    for (size_t chunk = 0; chunk < chunksPerPair; ++chunk) total += chunkSums[pair * chunksPerPair + chunk];
     out.meanAbs[pair] = total / elements;
   }
 }

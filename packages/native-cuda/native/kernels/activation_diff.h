@@ -1,8 +1,8 @@
 // Activation difference between two activation tensors [pairs, tokens, width] of one dtype, per pair:
 //   positionwise[j] = mean_t |a[t,j] - b[t,j]|,  pooled[j] = |mean_t a[t,j] - mean_t b[t,j]|,
 //   meanAbs = mean over t,j of |a - b|.
-// Differences and sums are taken in double (a-b of two floats is exact in double for similar magnitudes) and rounded
-// to float once. NaN/Inf follow IEEE arithmetic into the results (Inf - Inf = NaN), so callers can detect them.
+// Differences are taken in float; sums run in float over at most 16 tokens, then in double; results are rounded to
+// float once (relative error ≲ 16·2^-24 of sum |a − b|). NaN/Inf follow IEEE arithmetic into the results (Inf - Inf = NaN), so callers can detect them.
 //
 // Welford accumulation: running per-neuron mean, population variance and max of one per-pair statistic vector.
 // The update is sequential per neuron, so adding pairs in a batch gives bit-identical results to adding them one

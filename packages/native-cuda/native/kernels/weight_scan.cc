@@ -2,20 +2,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "../common/cpu_simd.h"
 #include "../common/parallel.h"
 
 namespace fairprune {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-constexpr size_t kLanes = 8;  // independent accumulators per row so the compiler can keep them in vector registers
 
 struct NeuronAccumulator {
   double sum = 0, sumSquares = 0, sumAbs = 0;
   float max = -kInf, min = kInf, maxAbs = 0;
+  void add(float v) {
+    sum += v;
+    sumSquares += static_cast<double>(v) * v;
+    sumAbs += std::fabs(v);
+    max = v > max ? v : max;
+    min = v < min ? v : min;
+    maxAbs = std::fabs(v) > maxAbs ? std::fabs(v) : maxAbs;
+  }
 };
 
 // Comparisons skip NaN here; a NaN neuron is marked afterwards from sumAbs (NaN iff some element was NaN).
@@ -30,55 +39,54 @@ inline void store(const NeuronAccumulator& acc, size_t neuron, const WeightScanO
   out.sumAbs[neuron] = static_cast<float>(acc.sumAbs);
 }
 
-// 'rows' axis: each neuron is one contiguous row, reduced with kLanes interleaved accumulators.
+// Float partial sums cover at most this many values per lane before they are widened into double accumulators:
+// the float rounding error stays below ~16 ulp of the partial, and the long sums are exact to double precision.
+constexpr size_t kFloatRun = 16;
+
+// 'rows' axis: each neuron is one contiguous row, reduced kWidth lanes at a time.
 template <DType D>
-__attribute__((always_inline)) inline void scanRowsImpl(const uint8_t* data, size_t cols, size_t rowBegin,
-                                                        size_t rowEnd, const WeightScanOutput& out) {
+FAIRPRUNE_INLINE void scanRowsImpl(const uint8_t* data, size_t cols, size_t rowBegin, size_t rowEnd,
+                                   const WeightScanOutput& out) {
+  using namespace simd;
   const size_t rowBytes = cols * dtypeBytes(D);
+  const size_t vectorEnd = cols - cols % kWidth;
   for (size_t r = rowBegin; r < rowEnd; ++r) {
     const uint8_t* row = data + r * rowBytes;
-    double sum[kLanes] = {}, sumSq[kLanes] = {}, sumAbs[kLanes] = {};
-    float mx[kLanes], mn[kLanes], mxAbs[kLanes] = {};
-    std::fill(mx, mx + kLanes, -kInf);
-    std::fill(mn, mn + kLanes, kInf);
-    size_t i = 0;
-    for (; i + kLanes <= cols; i += kLanes) {
-      for (size_t l = 0; l < kLanes; ++l) {
-        const float v = loadElement<D>(row, i + l);
-        const float a = std::fabs(v);
-        const double vd = v;
-        sum[l] += vd;
-        sumSq[l] += vd * vd;
-        sumAbs[l] += std::fabs(vd);
-        mx[l] = v > mx[l] ? v : mx[l];
-        mn[l] = v < mn[l] ? v : mn[l];
-        mxAbs[l] = a > mxAbs[l] ? a : mxAbs[l];
+    double sum[kWidth] = {}, sumSq[kWidth] = {}, sumAbs[kWidth] = {};
+    FV mx = splat(-kInf), mn = splat(kInf), ma = splat(0);
+    for (size_t i = 0; i < vectorEnd;) {
+      FV s = splat(0), sq = splat(0), sa = splat(0);
+      const size_t runEnd = std::min(vectorEnd, i + kWidth * kFloatRun);
+      for (; i < runEnd; i += kWidth) {
+        const FV v = loadVector<D>(row, i);
+        const FV a = simd::abs(v);
+        s += v;
+        sq += v * v;
+        sa += a;
+        mx = maxSkipNaN(mx, v);
+        mn = minSkipNaN(mn, v);
+        ma = maxSkipNaN(ma, a);
       }
-    }
-    for (; i < cols; ++i) {
-      const float v = loadElement<D>(row, i);
-      const double vd = v;
-      sum[0] += vd;
-      sumSq[0] += vd * vd;
-      sumAbs[0] += std::fabs(vd);
-      mx[0] = v > mx[0] ? v : mx[0];
-      mn[0] = v < mn[0] ? v : mn[0];
-      mxAbs[0] = std::fabs(v) > mxAbs[0] ? std::fabs(v) : mxAbs[0];
+      addWidened(sum, s);
+      addWidened(sumSq, sq);
+      addWidened(sumAbs, sa);
     }
     NeuronAccumulator acc;
-    for (size_t l = 0; l < kLanes; ++l) {
+    const Lanes mxLanes(mx), mnLanes(mn), maLanes(ma);
+    for (size_t l = 0; l < kWidth; ++l) {
       acc.sum += sum[l];
       acc.sumSquares += sumSq[l];
       acc.sumAbs += sumAbs[l];
-      acc.max = mx[l] > acc.max ? mx[l] : acc.max;
-      acc.min = mn[l] < acc.min ? mn[l] : acc.min;
-      acc.maxAbs = mxAbs[l] > acc.maxAbs ? mxAbs[l] : acc.maxAbs;
+      acc.max = mxLanes[l] > acc.max ? mxLanes[l] : acc.max;
+      acc.min = mnLanes[l] < acc.min ? mnLanes[l] : acc.min;
+      acc.maxAbs = maLanes[l] > acc.maxAbs ? maLanes[l] : acc.maxAbs;
     }
+    for (size_t i = vectorEnd; i < cols; ++i) acc.add(loadElement<D>(row, i));
     store(acc, r, out);
   }
 }
 
-// Per-column accumulators as structure-of-arrays so the column loop vectorises.
+// Per-column accumulators of one thread, as structure-of-arrays.
 struct ColumnAccumulators {
   std::vector<double> sum, sumSquares, sumAbs;
   std::vector<float> max, min, maxAbs;
@@ -86,30 +94,71 @@ struct ColumnAccumulators {
       : sum(n, 0), sumSquares(n, 0), sumAbs(n, 0), max(n, -kInf), min(n, kInf), maxAbs(n, 0) {}
 };
 
-// 'cols' axis: rows [rowBegin, rowEnd) of columns [colBegin, colEnd) into acc (indexed from colBegin).
+// 'cols' axis: rows [rowBegin, rowEnd) into acc. Rows are read whole and in order (sequential streams the
+// prefetcher follows; tiles of columns would read short segments at a large stride, ~10× slower). Four rows are
+// combined in registers before the per-column state is touched, which keeps that state's traffic low; float
+// partials collect runs of kFloatRun rows and are then widened into the double sums.
 template <DType D>
-__attribute__((always_inline)) inline void scanColsImpl(const uint8_t* data, size_t cols, size_t rowBegin,
-                                                        size_t rowEnd, size_t colBegin, size_t colEnd,
-                                                        ColumnAccumulators& acc) {
-  const size_t width = colEnd - colBegin;
-  double* __restrict sum = acc.sum.data() + colBegin;
-  double* __restrict sumSq = acc.sumSquares.data() + colBegin;
-  double* __restrict sumAbs = acc.sumAbs.data() + colBegin;
-  float* __restrict mx = acc.max.data() + colBegin;
-  float* __restrict mn = acc.min.data() + colBegin;
-  float* __restrict mxAbs = acc.maxAbs.data() + colBegin;
-  for (size_t r = rowBegin; r < rowEnd; ++r) {
-    const uint8_t* row = data + (r * cols + colBegin) * dtypeBytes(D);
-    for (size_t j = 0; j < width; ++j) {
-      const float v = loadElement<D>(row, j);
-      const float a = std::fabs(v);
-      const double vd = v;
-      sum[j] += vd;
-      sumSq[j] += vd * vd;
-      sumAbs[j] += std::fabs(vd);
-      mx[j] = v > mx[j] ? v : mx[j];
-      mn[j] = v < mn[j] ? v : mn[j];
-      mxAbs[j] = a > mxAbs[j] ? a : mxAbs[j];
+FAIRPRUNE_INLINE void scanColsImpl(const uint8_t* data, size_t cols, size_t rowBegin, size_t rowEnd,
+                                   ColumnAccumulators& acc) {
+  using namespace simd;
+  const size_t rowBytes = cols * dtypeBytes(D);
+  const size_t vectorEnd = cols - cols % kWidth;
+  std::vector<float> runSum(cols), runSquares(cols), runAbs(cols);
+  float* s = runSum.data();
+  float* sq = runSquares.data();
+  float* sa = runAbs.data();
+  float* mx = acc.max.data();
+  float* mn = acc.min.data();
+  float* ma = acc.maxAbs.data();
+  for (size_t r0 = rowBegin; r0 < rowEnd; r0 += kFloatRun) {
+    const size_t r1 = std::min(rowEnd, r0 + kFloatRun);
+    std::fill(runSum.begin(), runSum.end(), 0.0f);
+    std::fill(runSquares.begin(), runSquares.end(), 0.0f);
+    std::fill(runAbs.begin(), runAbs.end(), 0.0f);
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const uint8_t* row = data + r * rowBytes;
+      for (size_t j = 0; j < vectorEnd; j += kWidth) {
+        const FV v0 = loadVector<D>(row, j), v1 = loadVector<D>(row + rowBytes, j);
+        const FV v2 = loadVector<D>(row + 2 * rowBytes, j), v3 = loadVector<D>(row + 3 * rowBytes, j);
+        const FV a0 = simd::abs(v0), a1 = simd::abs(v1), a2 = simd::abs(v2), a3 = simd::abs(v3);
+        storeFloats(s + j, loadFloats(s + j) + ((v0 + v1) + (v2 + v3)));
+        storeFloats(sq + j, loadFloats(sq + j) + ((v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)));
+        storeFloats(sa + j, loadFloats(sa + j) + ((a0 + a1) + (a2 + a3)));
+        storeFloats(mx + j, maxSkipNaN(loadFloats(mx + j), maxSkipNaN(maxSkipNaN(v0, v1), maxSkipNaN(v2, v3))));
+        storeFloats(mn + j, minSkipNaN(loadFloats(mn + j), minSkipNaN(minSkipNaN(v0, v1), minSkipNaN(v2, v3))));
+        storeFloats(ma + j, maxSkipNaN(loadFloats(ma + j), maxSkipNaN(maxSkipNaN(a0, a1), maxSkipNaN(a2, a3))));
+      }
+    }
+    for (; r < r1; ++r) {
+      const uint8_t* row = data + r * rowBytes;
+      for (size_t j = 0; j < vectorEnd; j += kWidth) {
+        const FV v = loadVector<D>(row, j);
+        const FV a = simd::abs(v);
+        storeFloats(s + j, loadFloats(s + j) + v);
+        storeFloats(sq + j, loadFloats(sq + j) + v * v);
+        storeFloats(sa + j, loadFloats(sa + j) + a);
+        storeFloats(mx + j, maxSkipNaN(loadFloats(mx + j), v));
+        storeFloats(mn + j, minSkipNaN(loadFloats(mn + j), v));
+        storeFloats(ma + j, maxSkipNaN(loadFloats(ma + j), a));
+      }
+    }
+    for (size_t j = 0; j < vectorEnd; ++j) {
+      acc.sum[j] += s[j];
+      acc.sumSquares[j] += sq[j];
+      acc.sumAbs[j] += sa[j];
+    }
+    for (size_t rr = r0; rr < r1; ++rr) {
+      for (size_t j = vectorEnd; j < cols; ++j) {
+        const float v = loadElement<D>(data + rr * rowBytes, j);
+        acc.sum[j] += v;
+        acc.sumSquares[j] += static_cast<double>(v) * v;
+        acc.sumAbs[j] += std::fabs(v);
+        acc.max[j] = v > acc.max[j] ? v : acc.max[j];
+        acc.min[j] = v < acc.min[j] ? v : acc.min[j];
+        acc.maxAbs[j] = std::fabs(v) > acc.maxAbs[j] ? std::fabs(v) : acc.maxAbs[j];
+      }
     }
   }
 }
@@ -120,9 +169,9 @@ __attribute__((always_inline)) inline void scanColsImpl(const uint8_t* data, siz
                                              const WeightScanOutput& out) {                                    \
     scanRowsImpl<D>(data, cols, r0, r1, out);                                                                  \
   }                                                                                                            \
-  FAIRPRUNE_CPU_CLONES void scanCols##SUFFIX(const uint8_t* data, size_t cols, size_t r0, size_t r1, size_t c0, \
-                                             size_t c1, ColumnAccumulators& acc) {                             \
-    scanColsImpl<D>(data, cols, r0, r1, c0, c1, acc);                                                          \
+  FAIRPRUNE_CPU_CLONES void scanCols##SUFFIX(const uint8_t* data, size_t cols, size_t r0, size_t r1,            \
+                                             ColumnAccumulators& acc) {                                        \
+    scanColsImpl<D>(data, cols, r0, r1, acc);                                                                  \
   }
 FAIRPRUNE_SCAN_VARIANTS(DType::F32, F32)
 FAIRPRUNE_SCAN_VARIANTS(DType::F16, F16)
@@ -137,40 +186,27 @@ void scanRows(DType dtype, const uint8_t* data, size_t cols, size_t r0, size_t r
   }
 }
 
-void scanCols(DType dtype, const uint8_t* data, size_t cols, size_t r0, size_t r1, size_t c0, size_t c1,
-              ColumnAccumulators& acc) {
+void scanCols(DType dtype, const uint8_t* data, size_t cols, size_t r0, size_t r1, ColumnAccumulators& acc) {
   switch (dtype) {
-    case DType::F32: scanColsF32(data, cols, r0, r1, c0, c1, acc); break;
-    case DType::F16: scanColsF16(data, cols, r0, r1, c0, c1, acc); break;
-    case DType::BF16: scanColsBF16(data, cols, r0, r1, c0, c1, acc); break;
+    case DType::F32: scanColsF32(data, cols, r0, r1, acc); break;
+    case DType::F16: scanColsF16(data, cols, r0, r1, acc); break;
+    case DType::BF16: scanColsBF16(data, cols, r0, r1, acc); break;
   }
 }
 
-// Column tile small enough that its accumulators (36 bytes per column) stay in L1 while rows stream past.
-constexpr size_t kColumnTile = 512;
-constexpr size_t kMinRowsPerChunk = 64;
-
+// Each thread scans a contiguous range of rows into its own full-width accumulators; the ranges are merged in order.
 void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
-  const size_t tiles = (in.cols + kColumnTile - 1) / kColumnTile;
-  const size_t threads = cpuThreadCount();
-  // Narrow matrices have fewer tiles than threads: then rows are split too and the partials merged.
-  size_t rowChunks = tiles >= threads ? 1 : (threads + tiles - 1) / tiles;
-  rowChunks = std::max<size_t>(1, std::min(rowChunks, in.rows / kMinRowsPerChunk));
-  const size_t rowsPerChunk = (in.rows + rowChunks - 1) / rowChunks;
   std::vector<ColumnAccumulators> partials;
-  partials.reserve(rowChunks);
-  for (size_t c = 0; c < rowChunks; ++c) partials.emplace_back(in.cols);
-  parallelFor(tiles * rowChunks, 1, [&](size_t begin, size_t end, size_t) {
-    for (size_t item = begin; item < end; ++item) {
-      const size_t chunk = item / tiles, tile = item % tiles;
-      const size_t r0 = std::min(in.rows, chunk * rowsPerChunk), r1 = std::min(in.rows, r0 + rowsPerChunk);
-      const size_t c0 = tile * kColumnTile, c1 = std::min(in.cols, c0 + kColumnTile);
-      scanCols(in.dtype, in.data, in.cols, r0, r1, c0, c1, partials[chunk]);
-    }
+  partials.reserve(cpuThreadCount());
+  for (unsigned w = 0; w < cpuThreadCount(); ++w) partials.emplace_back(0);
+  parallelFor(in.rows, kFloatRun, [&](size_t r0, size_t r1, size_t worker) {
+    partials[worker] = ColumnAccumulators(in.cols);
+    scanCols(in.dtype, in.data, in.cols, r0, r1, partials[worker]);
   });
   for (size_t j = 0; j < in.cols; ++j) {
     NeuronAccumulator acc;
     for (const auto& p : partials) {
+      if (p.sum.empty()) continue;
       acc.sum += p.sum[j];
       acc.sumSquares += p.sumSquares[j];
       acc.sumAbs += p.sumAbs[j];

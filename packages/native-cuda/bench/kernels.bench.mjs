@@ -1,0 +1,90 @@
+// CPU kernel benchmark: GB/s of each native kernel against a plain one-pass read of the same bytes (sumBytes, C++)
+// and against the TS reference, at Llama-3.2-1B shapes and larger. Run: npx nx run @fairprune/native-cuda:bench
+// (plain node on dist/; BENCH_QUICK=1 runs fewer repeats). Targets on a 2-core machine: ≥ 60% of the read, ≥ 5× TS.
+import { activationDiffBatched, backendInfo, reference, scanWeights } from '../dist/index.js';
+import { loadNativeAddon } from '../dist/binding.js';
+
+const load = loadNativeAddon();
+if (!load.addon) {
+  console.error(`bench: the native addon is missing (${load.error}); run npx nx run @fairprune/native-cuda:build-native`);
+  process.exit(1);
+}
+const native = load.addon;
+const repeats = process.env.BENCH_QUICK === '1' ? 2 : 5;
+
+/** Best-of-N seconds of an async or sync call (best = least disturbed by the other tenants of the machine). */
+async function bestSeconds(run, times = repeats) {
+  await run();  // warm-up: page-in, thread start
+  let best = Infinity;
+  for (let i = 0; i < times; i++) {
+    const start = process.hrtime.bigint();
+    await run();
+    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  return best;
+}
+
+function randomData(dtype, count, seed) {
+  let state = seed >>> 0;
+  const next = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 4294967296) - 0.5;
+  if (dtype === 'f32') return Float32Array.from({ length: count }, next);
+  const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    f32[0] = next();
+    // bf16: the top half; f16: a normal half in [2^-6, 2) with random sign and mantissa
+    out[i] = dtype === 'bf16' ? u32[0] >>> 16 : ((u32[0] >>> 16) & 0x8000) | ((9 + (i % 7)) << 10) | (u32[0] & 0x3ff);
+  }
+  return out;
+}
+
+const rows = [];
+const gbps = (bytes, seconds) => bytes / seconds / 1e9;
+
+async function benchScan(label, shape, dtype, axis, count, withReference) {
+  const [r, c] = shape;
+  const data = randomData(dtype, r * c, r + c);
+  const matrix = { data, rows: r, cols: c, dtype };
+  const bytes = data.byteLength;
+  // `count` matrices of this shape: scanned back to back over one buffer (it is far larger than the caches).
+  const scan = await bestSeconds(async () => { for (let i = 0; i < count; i++) await scanWeights(matrix, { axis, device: 'cpu' }); });
+  const read = await bestSeconds(() => { for (let i = 0; i < count; i++) native.sumBytes(data); });
+  const ts = withReference ? await bestSeconds(() => reference.scanWeights(matrix, axis), 1) : undefined;
+  rows.push({ label, kernel: `scan ${axis}`, dtype, shape: `${count}×[${r}, ${c}]`, mb: (count * bytes) / 1e6,
+    gbps: gbps(count * bytes, scan), read: gbps(count * bytes, read), ts: ts && gbps(bytes, ts) });
+}
+
+async function benchDiff(label, pairs, tokens, width, dtype, withReference) {
+  const n = pairs * tokens * width;
+  const a = { data: randomData(dtype, n, 1), pairs, tokens, width, dtype };
+  const b = { data: randomData(dtype, n, 2), pairs, tokens, width, dtype };
+  const bytes = a.data.byteLength + b.data.byteLength;
+  const diff = await bestSeconds(() => activationDiffBatched(a, b, { device: 'cpu' }));
+  const read = await bestSeconds(() => { native.sumBytes(a.data); native.sumBytes(b.data); });
+  const ts = withReference ? await bestSeconds(() => reference.activationDiffBatched(a, b), 1) : undefined;
+  rows.push({ label, kernel: 'activation diff', dtype, shape: `[${pairs}, ${tokens}, ${width}]`, mb: bytes / 1e6,
+    gbps: gbps(bytes, diff), read: gbps(bytes, read), ts: ts && gbps(bytes, ts) });
+}
+
+const info = backendInfo();
+console.log(`native-cuda CPU bench: ${info.threads} threads, addon ${info.addonPath}, CUDA: ${info.cuda.available ? info.cuda.deviceName : info.cuda.reason}`);
+for (const dtype of ['f32', 'f16', 'bf16']) {
+  for (const axis of ['rows', 'cols']) await benchScan('Llama-3.2-1B gate/up', [2048, 8192], dtype, axis, 32, axis === 'rows');
+}
+for (const dtype of ['f32', 'bf16']) {
+  for (const axis of ['rows', 'cols']) await benchScan('Llama-3-8B gate/up', [14336, 4096], dtype, axis, 1, false);
+}
+for (const dtype of ['f32', 'f16', 'bf16']) await benchDiff('Llama-3.2-1B 16 layers', 16, 16, 8192, dtype, true);
+for (const dtype of ['f32', 'bf16']) await benchDiff('larger: 32 layers × 128 tokens', 32, 128, 14336, dtype, false);
+
+const pad = (s, n) => String(s).padEnd(n);
+const num = (x, digits = 1) => (x === undefined ? '—' : x.toFixed(digits));
+console.log(`\n${pad('case', 32)}${pad('kernel', 17)}${pad('dtype', 6)}${pad('shape', 22)}${pad('MB', 9)}${pad('GB/s', 8)}${pad('read GB/s', 11)}${pad('% read', 8)}${pad('TS GB/s', 9)}× TS`);
+for (const r of rows) {
+  console.log(`${pad(r.label, 32)}${pad(r.kernel, 17)}${pad(r.dtype, 6)}${pad(r.shape, 22)}${pad(num(r.mb, 0), 9)}${pad(num(r.gbps, 2), 8)}` +
+    `${pad(num(r.read, 2), 11)}${pad(num((100 * r.gbps) / r.read, 0), 8)}${pad(num(r.ts, 3), 9)}${r.ts ? num(r.gbps / r.ts, 0) : '—'}`);
+}
+const worstRead = Math.min(...rows.map((r) => r.gbps / r.read));
+const withTs = rows.filter((r) => r.ts);
+const worstTs = Math.min(...withTs.map((r) => r.gbps / r.ts));
+console.log(`\nworst: ${(100 * worstRead).toFixed(0)}% of the plain read (target ≥ 60%), ${worstTs.toFixed(0)}× the TS reference (target ≥ 5×)`);
