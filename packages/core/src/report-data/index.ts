@@ -4,6 +4,7 @@ export {
   projectPair,
   type PairProjection,
   type PromptActivations,
+  type ProjectedPrompt,
   type ProjectedToken,
   type ProjectPairOptions,
   type TokenLink,

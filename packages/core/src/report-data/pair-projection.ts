@@ -13,17 +13,31 @@ export interface PromptActivations {
   activations: Float32Array;
 }
 
+/** One token of a prompt placed on the PCA plane. */
 export interface ProjectedToken {
   /** Row index in the prompt's activations (0 = BOS when present). */
   index: number;
+  /** The token's label, as given in {@link PromptActivations.tokens}. */
   token: string;
+  /** Coordinate on the first principal component. */
   x: number;
+  /** Coordinate on the second principal component. */
   y: number;
+}
+
+/** One prompt of a pair on the PCA plane. */
+export interface ProjectedPrompt {
+  /** The prompt text, when it was given. */
+  text?: string;
+  /** Its tokens in row order; `points[k].index` is the row, and with `omitLeading` the first rows are absent. */
+  points: ProjectedToken[];
 }
 
 /** A token of prompt A matched to a token of prompt B. */
 export interface TokenLink {
+  /** Row index of the token in prompt A. */
   a: number;
+  /** Row index of the matching token in prompt B. */
   b: number;
   /** The two tokens differ (the demographic word, usually). */
   differs: boolean;
@@ -31,10 +45,12 @@ export interface TokenLink {
 
 /** Both prompts of a pair projected onto the first two principal components of their joint activations. */
 export interface PairProjection {
+  /** The captured tensor the activations come from, e.g. `mlp_output_layer_3`. */
   layerKey: string;
-  /** `points[k].index` is the token's row in the prompt; with `omitLeading` the first rows are absent. */
-  a: { text?: string; points: ProjectedToken[] };
-  b: { text?: string; points: ProjectedToken[] };
+  /** Prompt A on the plane. */
+  a: ProjectedPrompt;
+  /** Prompt B on the plane. */
+  b: ProjectedPrompt;
   /**
    * Matching positions: the common prefix and common suffix of the two token lists, plus the differing middle
    * position by position when both middles have the same length. Tokens in no link are the differing ones of
@@ -45,6 +61,7 @@ export interface PairProjection {
   explainedVarianceRatio: [number, number];
 }
 
+/** Options of {@link projectPair}. */
 export interface ProjectPairOptions {
   /**
    * Leave out the first n tokens of both prompts (default 0). BOS activations are typically far larger than the rest

@@ -2,11 +2,15 @@
 
 /** Rows of a row-major matrix: `data.length === rows * cols`. */
 export interface RowMatrix {
+  /** The values, row after row. */
   data: Float32Array | Float64Array;
+  /** Observations (e.g. tokens). */
   rows: number;
+  /** Variables (e.g. neurons or hidden units). */
   cols: number;
 }
 
+/** A fitted PCA: the components, the variance along each, and every row projected onto them. */
 export interface PcaResult {
   /** `[rows, components]` row-major: each input row projected onto the components (after centring). */
   projections: Float64Array;
@@ -16,6 +20,7 @@ export interface PcaResult {
   explainedVariance: number[];
   /** Share of the total variance along each component, in [0, 1]. */
   explainedVarianceRatio: number[];
+  /** Components actually fitted: the requested count, capped at rows − 1 and cols. */
   componentCount: number;
 }
 
