@@ -15,6 +15,7 @@ interface PruneFlags extends CommonBiasFlags {
   mode: 'remove' | 'zero';
   plan?: string;
   force?: boolean;
+  safetensors: boolean;
 }
 
 /** "0,3,5" → [0, 3, 5]; the library checks ranges. */
@@ -57,6 +58,7 @@ export function registerPrune(program: Command): void {
     .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d')
     .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(['remove', 'zero']).default('remove'))
     .option('--plan <file>', 're-apply a pruning-plan.json instead of selecting')
+    .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')
     .option('--force', 'replace an existing output folder; apply a plan made on other weights')
     .action(async (modelDir: string, flags: PruneFlags) => {
       const bias = await biasOptionsFromFlags(flags, stderrProgress);
@@ -74,6 +76,7 @@ export function registerPrune(program: Command): void {
         ...(flags.divisor !== undefined ? { divisor: Number(flags.divisor) } : {}),
         ...(flags.plan !== undefined ? { plan: await readPlan(flags.plan) } : {}),
         ...(flags.force ? { force: true } : {}),
+        ...(flags.safetensors === false ? { safetensors: false } : {}),
       };
       const result = await runFairnessPruning(modelDir, options);
       const pruned = Object.values(result.plan.layers).reduce((n, l) => n + l.length, 0);

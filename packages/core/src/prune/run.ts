@@ -33,6 +33,8 @@ export interface PruneOptions extends AnalyzeOptions {
   layers?: number[];
   divisor?: number;
   mode?: PruneMode;
+  /** Write pruned safetensors too (default: when the folder has them). Non-uniform removal needs false. */
+  safetensors?: boolean;
   /** Re-apply this plan instead of selecting (its model hash must match unless `force`). */
   plan?: PruningPlan;
   /** Replace an existing output folder, and apply a plan made on other weights. */
@@ -229,6 +231,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       selection: planLayerMap(plan),
       mode: plan.mode,
       force: options.force ?? false,
+      ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
       ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
       onProgress: progress,
     }),
