@@ -186,7 +186,8 @@ export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOp
         const b = captured[2 * k + 1]!;
         const comparison = await comparePair(a, b, {
           metricKeys: p.inMetric ? metricKeys : [],
-          numLayers,
+          // Held-out pairs only feed the metric: no neuron vectors needed.
+          numLayers: scoring ? numLayers : 0,
           estimator,
           ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
         });
