@@ -42,6 +42,21 @@ describe('report HTML as text', () => {
   });
 });
 
+describe('neuron scatter on a wide model', () => {
+  test('all pruned neurons and a bounded sample of kept ones are drawn, the highest-bias kept ones included', () => {
+    const width = 8192;
+    const bias = Array.from({ length: width }, (_, i) => ((i * 7919) % width) / width);
+    const importance = Array.from({ length: width }, (_, i) => ((i * 104729) % width) / width);
+    const pruned = [5, 77, 4000];
+    const topKept = Array.from(bias.keys()).filter((i) => !pruned.includes(i)).sort((x, y) => bias[y]! - bias[x]!)[0]!;
+    const wide = renderReport({ title: 'wide', neurons: { layers: [{ layer: 0, bias, importance, pruned }] } });
+    expect(wide.match(/class="point pruned"/g)).toHaveLength(3);
+    expect(wide.match(/class="point kept"/g)).toHaveLength(1000);
+    expect(wide).toContain(`<title>neuron ${topKept}: bias`);
+    expect(wide).toContain('layer 0: 1000 of 8189 kept neurons shown');
+  });
+});
+
 describe('behavioural shift reading', () => {
   const row = (logOddsA: number, logOddsB: number) => ({ a: 'A Black man', b: 'A white man', logOddsA, logOddsB, gap: logOddsA - logOddsB });
 

@@ -1,10 +1,10 @@
 import { escapeHtml, section, unavailable } from '../html.js';
-import { colours, scatter } from '../svg.js';
+import { colours, formatNumber, scatter } from '../svg.js';
 import type { NeuronScatterData } from '../types.js';
 import { howToGet } from './commands.js';
 
 /** Above this many kept neurons per layer the chart shows a sample (all pruned neurons are always drawn). */
-export const maxKeptPointsPerLayer = 1500;
+export const maxKeptPointsPerLayer = 1000;
 
 /** Kept neurons to draw: the highest-bias half of the budget (the ones near the cut) plus an even sample of the rest. */
 export function sampleKept(kept: readonly number[], bias: ArrayLike<number>, budget: number): number[] {
@@ -33,7 +33,11 @@ export function neuronsSection(neurons: NeuronScatterData | undefined): string {
     const kept = Array.from({ length: bias.length }, (_, i) => i).filter((i) => !prunedSet.has(i));
     const shownKept = sampleKept(kept, bias, maxKeptPointsPerLayer);
     if (shownKept.length < kept.length) notes.push(`layer ${layer}: ${shownKept.length} of ${kept.length} kept neurons shown`);
-    const point = (i: number) => ({ x: importance[i] ?? 0, y: bias[i] ?? 0, label: `neuron ${i}: bias ${bias[i]}, importance ${importance[i]}` });
+    const point = (i: number) => ({
+      x: importance[i] ?? 0,
+      y: bias[i] ?? 0,
+      label: `neuron ${i}: bias ${formatNumber(bias[i] ?? 0)}, importance ${formatNumber(importance[i] ?? 0)}`,
+    });
     return scatter({
       id: `neurons-layer-${layer}`,
       title: `Layer ${layer} (${pruned.length} of ${bias.length} pruned)`,
