@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { runFairnessPruning } from '@fairprune/core';
 import { main } from '../src/main.js';
+import { buildReportData, loadReportData, renderReport } from '../src/report/index.js';
 import { launchChromium } from './report-browser.js';
 import { biasAfter, components, evalAfter, evalBefore, fixturesDir, layerCount, neuronLayers, readActivation, refs, tokenLabels } from './report-fixtures.js';
 
@@ -238,5 +240,37 @@ describe('fairprune report on the real pipeline', () => {
     } finally {
       await browser.close();
     }
+  });
+});
+
+describe('report data from memory (what the demo uses)', () => {
+  test('runFairnessPruning results give the same report as the files it wrote', async () => {
+    const outDir = join(work, 'in-memory');
+    const result = await runFairnessPruning(join(fixturesDir, 'llama'), { outDir, fraction: 0.02 });
+    // Core's own result types are accepted as they are.
+    const fromMemory = buildReportData({
+      biasBefore: result.before,
+      ...(result.after ? { biasAfter: result.after } : {}),
+      plan: result.plan,
+      neuronScores: result.neuronScores,
+      folders: { after: outDir },
+    });
+    const fromFiles = loadReportData({ after: outDir }).data;
+    const { sources: _sources, ...filesWithoutSources } = fromFiles;
+    expect(renderReport(fromMemory)).toBe(renderReport(filesWithoutSources));
+    expect(countOf(sectionOf(renderReport(fromMemory), 'neurons'), /class="point pruned"/g)).toBe(4 * 5);
+  });
+
+  test('token-activations.json next to a bias report gives the PCA without a pruning run', () => {
+    const dir = mkdtempSync(join(work, 'tokens-'));
+    cpSync(join(beforeDir, 'bias-report.json'), join(dir, 'bias-report.json'));
+    const pair0 = refs.prompts.filter((p) => p.pair === 1);
+    const side = (s: (typeof pair0)[0]) => ({ text: s.text, tokens: tokenLabels(s.input_ids), activations: Array.from(readActivation(s, 'attention_output_layer_3').data) });
+    writeFileSync(join(dir, 'token-activations.json'), JSON.stringify({ key: 'attention_output_layer_3', width: 64, a: side(pair0[0]!), b: side(pair0[1]!) }));
+    const html = renderReport(loadReportData({ before: dir }).data);
+    const pca = sectionOf(html, 'pca');
+    expect(pca).toContain('PCA of token activations at attention_output_layer_3');
+    expect(countOf(pca, /class="pca-point pca-a"/g)).toBe(pair0[0]!.input_ids.length - 1);
+    expect(pca).toContain('Black / white');
   });
 });

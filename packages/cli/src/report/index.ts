@@ -1,3 +1,11 @@
+export {
+  buildReportData,
+  type GenerationView,
+  type NeuronScoresView,
+  type PlanView,
+  type ReportParts,
+  type TokenActivationsView,
+} from './build.js';
 export { loadReportData, type LoadedReport, type ReportInputs } from './load.js';
 export { writeReport } from './write.js';
 export { renderReport } from './render.js';

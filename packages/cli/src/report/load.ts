@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
-import { projectPair } from '@fairprune/core';
-import type { BiasReportView, EvalResultsView, GenerationComparison, NeuronScatterData, ReportData } from './types.js';
+import { join, resolve } from 'node:path';
+import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
+import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
 
 /**
  * Where the report's inputs are, as the pipeline writes them:
@@ -28,29 +28,6 @@ export interface LoadedReport {
 const modelFiles = /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|preprocessor_config)\.json$|\.index\.json$/;
 /** Files with a fixed meaning; everything else is recognised by content. */
 const knownFiles = new Set(['bias-report.json', 'bias-report.before.json', 'bias-report.after.json', 'pruning-plan.json', 'neuron-scores.json', 'token-activations.json']);
-
-interface NeuronScoresFile {
-  estimator?: string;
-  aggregation?: string;
-  importance?: string;
-  layers: Array<{ layer: number; bias: number[]; importance: number[]; pruned: boolean[] }>;
-  tokenActivations?: TokenActivationsFile;
-}
-
-interface TokenActivationsFile {
-  key: string;
-  width: number;
-  a: { text: string; tokens: string[]; activations: number[] };
-  b: { text: string; tokens: string[]; activations: number[] };
-}
-
-interface PlanFile {
-  model?: { path?: string; intermediateSizes?: number[] };
-  options?: Record<string, unknown>;
-  mode?: string;
-  parameters?: { before: number; after: number; affected: number };
-  intermediateSizes?: number[];
-}
 
 function parseJson(path: string): unknown {
   try {
@@ -108,34 +85,28 @@ export function loadReportData(inputs: ReportInputs, options: { title?: string }
     before.read<BiasReportView>('bias-report.json') ?? before.read<BiasReportView>('bias-report.before.json') ?? after.read<BiasReportView>('bias-report.before.json'),
   );
   const biasAfter = checkBiasReport(after.read<BiasReportView>('bias-report.after.json') ?? after.read<BiasReportView>('bias-report.json'));
-  const plan = after.read<PlanFile>('pruning-plan.json') ?? before.read<PlanFile>('pruning-plan.json');
-  const neuronScores = after.read<NeuronScoresFile>('neuron-scores.json') ?? before.read<NeuronScoresFile>('neuron-scores.json');
+  const plan = after.read<PlanView>('pruning-plan.json') ?? before.read<PlanView>('pruning-plan.json');
+  const neuronScores = after.read<NeuronScoresView>('neuron-scores.json') ?? before.read<NeuronScoresView>('neuron-scores.json');
   const tokenActivations =
-    neuronScores?.tokenActivations ?? before.read<TokenActivationsFile>('token-activations.json') ?? after.read<TokenActivationsFile>('token-activations.json');
-
+    neuronScores?.tokenActivations ?? before.read<TokenActivationsView>('token-activations.json') ?? after.read<TokenActivationsView>('token-activations.json');
   const recognisedBefore = recognise(before, used);
   const recognisedAfter = recognise(after, used);
 
-  const data: ReportData = {
-    title: options.title ?? 'Fairness pruning report',
-    subtitle: subtitle(plan, biasBefore, inputs),
-    ...(plan || neuronScores ? { settings: settings(plan, neuronScores) } : {}),
-    bias: { ...(biasBefore ? { before: biasBefore } : {}), ...(biasAfter ? { after: biasAfter } : {}) },
-    ...(neuronScores ? { neurons: neuronScatter(neuronScores) } : {}),
-    ...(tokenActivations ? { pca: pairProjection(tokenActivations) } : {}),
-    ...(recognisedBefore.generations || recognisedAfter.generations
-      ? { generations: compareGenerations(recognisedBefore.generations ?? [], recognisedAfter.generations ?? []) }
-      : {}),
-    ...(recognisedBefore.evaluation || recognisedAfter.evaluation
-      ? {
-          evaluation: {
-            ...(recognisedBefore.evaluation ? { before: recognisedBefore.evaluation } : {}),
-            ...(recognisedAfter.evaluation ? { after: recognisedAfter.evaluation } : {}),
-          },
-        }
-      : {}),
-  };
-  return { data: { ...data, sources: used }, files: used };
+  const data = buildReportData({
+    ...(options.title !== undefined ? { title: options.title } : {}),
+    folders: inputs,
+    ...(biasBefore ? { biasBefore } : {}),
+    ...(biasAfter ? { biasAfter } : {}),
+    ...(plan ? { plan } : {}),
+    ...(neuronScores ? { neuronScores } : {}),
+    ...(tokenActivations ? { tokenActivations } : {}),
+    ...(recognisedBefore.evaluation ? { evaluationBefore: recognisedBefore.evaluation } : {}),
+    ...(recognisedAfter.evaluation ? { evaluationAfter: recognisedAfter.evaluation } : {}),
+    ...(recognisedBefore.generations ? { generationsBefore: recognisedBefore.generations } : {}),
+    ...(recognisedAfter.generations ? { generationsAfter: recognisedAfter.generations } : {}),
+    sources: used,
+  });
+  return { data, files: used };
 }
 
 function checkBiasReport(report: BiasReportView | undefined): BiasReportView | undefined {
@@ -149,7 +120,7 @@ function checkBiasReport(report: BiasReportView | undefined): BiasReportView | u
 
 interface Recognised {
   evaluation?: EvalResultsView;
-  generations?: Array<{ prompt: string; text: string }>;
+  generations?: GenerationView[];
 }
 
 /** Evaluation results and generations among a folder's other JSON files; several eval files are merged by task. */
@@ -173,7 +144,7 @@ function isEvalResults(value: unknown): value is EvalResultsView {
   return typeof results === 'object' && results !== null && Object.values(results).every((task) => typeof task === 'object' && task !== null);
 }
 
-function isGenerations(value: unknown): value is Array<{ prompt: string; text: string }> {
+function isGenerations(value: unknown): value is GenerationView[] {
   return (
     Array.isArray(value) &&
     value.length > 0 &&
@@ -181,72 +152,3 @@ function isGenerations(value: unknown): value is Array<{ prompt: string; text: s
   );
 }
 
-/** Before and after generations paired by prompt; a text that repeats its prompt is shown without it. */
-function compareGenerations(before: ReadonlyArray<{ prompt: string; text: string }>, after: ReadonlyArray<{ prompt: string; text: string }>): GenerationComparison[] {
-  const continuation = (g: { prompt: string; text: string }): string => (g.text.startsWith(g.prompt) ? g.text.slice(g.prompt.length) : g.text);
-  const byPrompt = new Map<string, GenerationComparison>();
-  for (const g of before) byPrompt.set(g.prompt, { prompt: g.prompt, before: continuation(g) });
-  for (const g of after) byPrompt.set(g.prompt, { ...(byPrompt.get(g.prompt) ?? { prompt: g.prompt }), after: continuation(g) });
-  return [...byPrompt.values()];
-}
-
-function neuronScatter(file: NeuronScoresFile): NeuronScatterData {
-  return {
-    ...(file.estimator ? { biasLabel: `${file.estimator}${file.aggregation ? `, ${file.aggregation} over pairs` : ''}` } : {}),
-    ...(file.importance ? { importanceLabel: file.importance } : {}),
-    layers: file.layers.map((layer) => ({
-      layer: layer.layer,
-      bias: layer.bias,
-      importance: layer.importance,
-      pruned: layer.pruned.flatMap((isPruned, i) => (isPruned ? [i] : [])),
-    })),
-  };
-}
-
-/**
- * The pair's PCA. A shared leading special token (BOS) is left out of the fit: its activations are usually far larger
- * than the rest and would squeeze every other token into one dot. The token labels stay aligned with the rows.
- */
-function pairProjection(tokens: TokenActivationsFile): NonNullable<ReportData['pca']> {
-  const first = tokens.a.tokens[0];
-  const leadingSpecial = first !== undefined && first === tokens.b.tokens[0] && /^<[^<>]+>$/.test(first);
-  return projectPair(
-    tokens.key,
-    { text: tokens.a.text, tokens: tokens.a.tokens, activations: Float32Array.from(tokens.a.activations) },
-    { text: tokens.b.text, tokens: tokens.b.tokens, activations: Float32Array.from(tokens.b.activations) },
-    tokens.width,
-    { omitLeading: leadingSpecial ? 1 : 0 },
-  );
-}
-
-/** A path as the reader ran things: relative to the working folder when inside it, else absolute. */
-function displayPath(path: string): string {
-  const fromHere = relative(process.cwd(), resolve(path));
-  return fromHere !== '' && !fromHere.startsWith('..') && !isAbsolute(fromHere) ? fromHere : resolve(path);
-}
-
-function subtitle(plan: PlanFile | undefined, bias: (BiasReportView & { model?: { path?: string } }) | undefined, inputs: ReportInputs): string[] {
-  const lines: string[] = [];
-  const model = plan?.model?.path ?? bias?.model?.path;
-  if (model) lines.push(`model: ${displayPath(model)}`);
-  if (inputs.before) lines.push(`before: ${displayPath(inputs.before)}`);
-  if (inputs.after) lines.push(`after: ${displayPath(inputs.after)}`);
-  return lines;
-}
-
-function settings(plan: PlanFile | undefined, scores: NeuronScoresFile | undefined): Array<[string, string]> {
-  const rows: Array<[string, string]> = [];
-  const options = plan?.options ?? {};
-  const show = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
-  for (const [key, value] of Object.entries(options)) {
-    if (value !== undefined && value !== null) rows.push([key, show(value)]);
-  }
-  if (scores?.importance && !('importance' in options)) rows.push(['importance', scores.importance]);
-  if (plan?.mode && !('mode' in options)) rows.push(['mode', plan.mode]);
-  if (plan?.parameters) rows.push(['parameters', `${plan.parameters.before.toLocaleString('en-US')} → ${plan.parameters.after.toLocaleString('en-US')}`]);
-  if (plan?.model?.intermediateSizes && plan.intermediateSizes) {
-    const widths = (sizes: number[]) => [...new Set(sizes)].join(' / ');
-    rows.push(['MLP width', `${widths(plan.model.intermediateSizes)} → ${widths(plan.intermediateSizes)}`]);
-  }
-  return rows;
-}
