@@ -52,7 +52,11 @@ export class ActivationCapture {
   async captureBatch(prompts: readonly (readonly number[])[]): Promise<CapturedActivations[]> {
     const results: CapturedActivations[] = new Array(prompts.length);
     const byLength = new Map<number, number[]>();
-    prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
+    prompts.forEach((p, i) => {
+      const group = byLength.get(p.length);
+      if (group) group.push(i);
+      else byLength.set(p.length, [i]);
+    });
     const fetches = [...new Set(this.outputs.values())];
     for (const indices of byLength.values()) {
       const out = await this.session.run(this.session.initialFeeds(indices.map((i) => prompts[i]!)), fetches);

@@ -63,8 +63,22 @@ describe.each(cases)('%s %s: remove vs zero', (arch, form) => {
   });
 
   test('pruned ONNX reloads, maps to width 219, and remove/zero logits agree (≤ 1e-5)', async () => {
-    const removedMap = mapGraph(readOnnxModel(join(removedDir, form)), form);
+    const removedModel = readOnnxModel(join(removedDir, form));
+    const removedMap = mapGraph(removedModel, form);
     expect(removedMap.layers.map((l) => l.intermediateSize)).toEqual([219, 219, 219, 219]);
+    // shapes recorded in value_info (the dynamo export has them) follow the new width
+    let checked = 0;
+    for (const layer of removedMap.layers) {
+      for (const key of ['gate_proj', 'up_proj', 'glu_product'] as const) {
+        const info = removedModel.graph!.valueInfo.find((v) => v.name === layer.tensors[key]);
+        if (!info) continue;
+        const type = info.type?.value;
+        const dims = type?.case === 'tensorType' ? type.value.shape?.dim ?? [] : [];
+        expect(dims.at(-1)?.value, `${key} layer ${layer.index}`).toEqual({ case: 'dimValue', value: 219n });
+        checked++;
+      }
+    }
+    if (form.includes('dynamo')) expect(checked).toBe(12);
     const removed = await logitsOf(join(removedDir, form), prompts);
     const zeroed = await logitsOf(join(zeroedDir, form), prompts);
     const original = await logitsOf(join(fixtureDir(arch), form), prompts);
