@@ -45,7 +45,7 @@ describe('fairprune doctor', () => {
       expect(d.onnxruntime.providers.find((p) => p.name === 'cuda')?.usable).toBe(false);
       expect(cudaCheck.status).toBe('warn');
       expect(cudaCheck.fix).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node');
-      expect(cudaCheck.fix).toContain('Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0');
+      expect(cudaCheck.fix).toContain(`Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0 nupkg into ${providerDir}.`);
     }
     // The native addon is used exactly when its binary exists where the package builds it.
     const addonBuilt = existsSync(join(repoRoot, 'packages/native-cuda/build/Release/fairprune_native.node'));

@@ -52,10 +52,13 @@ export interface Diagnosis {
 /** The CUDA execution provider's libraries, which the npm package does not ship (they come from the GPU nupkg). */
 export const cudaProviderLibraries = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
 
-export const cudaInstallHelp =
-  'With internet: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node. Offline: copy libonnxruntime_providers_cuda.so and ' +
-  'libonnxruntime_providers_shared.so from runtimes/linux-x64/native/ of the Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0 nupkg into ' +
-  'the folder above. The CUDA provider also needs CUDA 12.x and cuDNN 9 libraries on LD_LIBRARY_PATH.';
+export function cudaInstallHelp(libraryDir: string): string {
+  return (
+    'With internet: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node. Offline: copy libonnxruntime_providers_cuda.so and ' +
+    `libonnxruntime_providers_shared.so from runtimes/linux-x64/native/ of the Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0 nupkg into ${libraryDir}. ` +
+    'The CUDA provider also needs CUDA 12.x and cuDNN 9 libraries on LD_LIBRARY_PATH.'
+  );
+}
 
 const nativeBuildCommand = 'npx nx run @fairprune/native-cuda:build-native';
 
@@ -199,7 +202,7 @@ export function judge(facts: Pick<Diagnosis, 'versions' | 'native' | 'onnxruntim
       name: 'onnxruntime CUDA',
       status: 'warn',
       message: `not usable, models run on CPU: ${cuda?.detail ?? 'this onnxruntime-node build has no CUDA provider'}`,
-      fix: librariesMissing ? cudaInstallHelp : 'CUDA 12.x and cuDNN 9 libraries on LD_LIBRARY_PATH, and a GPU with a CUDA 12 driver',
+      fix: librariesMissing ? cudaInstallHelp(facts.onnxruntime.cudaLibraries.dir) : 'CUDA 12.x and cuDNN 9 libraries on LD_LIBRARY_PATH, and a GPU with a CUDA 12 driver',
     });
   }
   return checks;
