@@ -37,10 +37,10 @@ void parallelFor(size_t count, size_t grain, Body&& body) {
 
 }  // namespace fairprune
 
-// Hot CPU loops are compiled three times (AVX-512, AVX2, baseline x86-64) and picked at load time by the loader
+// Hot CPU loops are compiled three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA+F16C, baseline x86-64) and picked at load time by the loader
 // (GCC/Clang ifunc), so one binary is fast on modern CPUs and still runs on old ones.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
-#define FAIRPRUNE_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FAIRPRUNE_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FAIRPRUNE_CPU_CLONES
 #endif

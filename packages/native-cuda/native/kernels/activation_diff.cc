@@ -12,9 +12,11 @@ namespace {
 
 // Tokens are summed in float over runs of kFloatRun, then in double (as in weight_scan.cc).
 constexpr size_t kFloatRun = 16;
-// Work items split a pair's width only into chunks at least this wide, so every token row is read in long
-// sequential segments (short segments at a large stride defeat the prefetcher).
+// Work items are column chunks of one pair: at least kMinChunk wide, so every token row is read in long sequential
+// segments (short segments at a large stride defeat the prefetcher), and at most kMaxChunk, so the chunk's
+// partials and sums live on the stack (no allocation, no page faults per call).
 constexpr size_t kMinChunk = 2048;
+constexpr size_t kMaxChunk = 4096;
 
 // One pair, columns [j0, j1): token rows are read in order, four at a time combined in registers, into float
 // partials that are widened into double sums every kFloatRun tokens.
@@ -26,27 +28,31 @@ FAIRPRUNE_INLINE double diffChunkImpl(const ActivationDiffInput& in, size_t pair
   const uint8_t* a = in.a + pair * in.tokens * rowBytes;
   const uint8_t* b = in.b + pair * in.tokens * rowBytes;
   const size_t n = j1 - j0, vectorEnd = j0 + n - n % kWidth;
-  std::vector<float> runs(2 * n);
-  std::vector<double> sums(2 * n, 0.0);
-  float* absRun = runs.data() - j0;  // indexed by absolute column
+  alignas(64) float runs[2 * kMaxChunk];
+  double sums[2 * kMaxChunk] = {};
+  float* absRun = runs - j0;  // indexed by absolute column
   float* diffRun = absRun + n;
-  double* sumAbs = sums.data() - j0;
+  double* sumAbs = sums - j0;
   double* sumDiff = sumAbs + n;
-  auto difference = [&](size_t t, size_t j) { return loadVector<D>(a + t * rowBytes, j) - loadVector<D>(b + t * rowBytes, j); };
   for (size_t t0 = 0; t0 < in.tokens; t0 += kFloatRun) {
     const size_t t1 = std::min(in.tokens, t0 + kFloatRun);
-    std::fill(runs.begin(), runs.end(), 0.0f);
+    std::fill(runs, runs + 2 * n, 0.0f);
     size_t t = t0;
     for (; t + 4 <= t1; t += 4) {
       for (size_t j = j0; j < vectorEnd; j += kWidth) {
-        const FV d0 = difference(t, j), d1 = difference(t + 1, j), d2 = difference(t + 2, j), d3 = difference(t + 3, j);
+        const uint8_t* at = a + t * rowBytes;
+        const uint8_t* bt = b + t * rowBytes;
+        const FV d0 = loadVector<D>(at, j) - loadVector<D>(bt, j);
+        const FV d1 = loadVector<D>(at + rowBytes, j) - loadVector<D>(bt + rowBytes, j);
+        const FV d2 = loadVector<D>(at + 2 * rowBytes, j) - loadVector<D>(bt + 2 * rowBytes, j);
+        const FV d3 = loadVector<D>(at + 3 * rowBytes, j) - loadVector<D>(bt + 3 * rowBytes, j);
         storeFloats(absRun + j, loadFloats(absRun + j) + ((simd::abs(d0) + simd::abs(d1)) + (simd::abs(d2) + simd::abs(d3))));
         storeFloats(diffRun + j, loadFloats(diffRun + j) + ((d0 + d1) + (d2 + d3)));
       }
     }
     for (; t < t1; ++t) {
       for (size_t j = j0; j < vectorEnd; j += kWidth) {
-        const FV d = difference(t, j);
+        const FV d = (loadVector<D>(a + t * rowBytes, j) - loadVector<D>(b + t * rowBytes, j));
         storeFloats(absRun + j, loadFloats(absRun + j) + simd::abs(d));
         storeFloats(diffRun + j, loadFloats(diffRun + j) + d);
       }
@@ -98,10 +104,11 @@ WelfordState::WelfordState(size_t w)
     : width(w), mean(w, 0.0), m2(w, 0.0), max(w, -std::numeric_limits<float>::infinity()) {}
 
 void activationDiffCpu(const ActivationDiffInput& in, const ActivationDiffOutput& out) {
-  // Split each pair's width only as far as needed to give every thread work.
+  // Split each pair's width only as far as needed to give every thread work and to fit kMaxChunk.
   const size_t threads = cpuThreadCount();
   size_t chunksPerPair = in.pairs >= threads ? 1 : (threads + in.pairs - 1) / in.pairs;
   chunksPerPair = std::max<size_t>(1, std::min(chunksPerPair, in.width / kMinChunk));
+  chunksPerPair = std::max(chunksPerPair, (in.width + kMaxChunk - 1) / kMaxChunk);
   const size_t chunkWidth = (in.width + chunksPerPair - 1) / chunksPerPair;
   std::vector<double> chunkSums(in.pairs * chunksPerPair, 0.0);
   parallelFor(in.pairs * chunksPerPair, 1, [&](size_t begin, size_t end, size_t) {
