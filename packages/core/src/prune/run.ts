@@ -109,7 +109,7 @@ export function validatePruneOptions(options: PruneOptions): void {
   }
 }
 
-/** Parameters of a model folder: every tensor of its safetensors files, else the float initializers of its ONNX file. */
+/** Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its ONNX file. */
 export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>): number {
   let total = 0;
   if (folder.safetensorsFiles.length > 0) {
@@ -124,7 +124,11 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
     return total;
   }
   const model = readOnnxModel(folder.onnxPath!);
-  for (const tensor of model.graph!.initializer) if (tensorDtype(tensor)) total += tensorDims(tensor).reduce((a, b) => a * b, 1);
+  for (const tensor of model.graph!.initializer) {
+    const dims = tensorDims(tensor);
+    // Scalars are exporter constants (eps, scales), not parameters.
+    if (tensorDtype(tensor) && dims.length > 0) total += dims.reduce((a, b) => a * b, 1);
+  }
   return total;
 }
 
