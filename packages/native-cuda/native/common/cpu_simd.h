@@ -14,7 +14,6 @@ typedef float FV __attribute__((vector_size(4 * kWidth)));
 typedef uint32_t UV __attribute__((vector_size(4 * kWidth)));
 typedef int32_t IV __attribute__((vector_size(4 * kWidth)));
 typedef uint16_t HV __attribute__((vector_size(2 * kWidth)));
-typedef _Float16 HalfV __attribute__((vector_size(2 * kWidth)));
 
 #define FAIRPRUNE_INLINE __attribute__((always_inline)) inline
 
@@ -49,9 +48,10 @@ FAIRPRUNE_INLINE FV loadVector(const uint8_t* bytes, size_t i) {
   } else {
     HV raw;
     std::memcpy(&raw, bytes + i * 2, sizeof raw);
-    if constexpr (D == DType::BF16) return (FV)(__builtin_convertvector(raw, UV) << 16);
-    // One vcvtph2ps where F16C is enabled (x86-64-v3/v4 clones); exact in every clone (widening is exact).
-    return __builtin_convertvector((HalfV)raw, FV);
+    const UV wide = __builtin_convertvector(raw, UV);
+    if constexpr (D == DType::BF16) return (FV)(wide << 16);
+    // Bit arithmetic rather than _Float16 conversion: GCC 12 scalarises the latter (one vcvtph2ps per element).
+    return halfToFloatVector(wide);
   }
 }
 

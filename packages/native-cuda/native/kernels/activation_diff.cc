@@ -28,15 +28,17 @@ FAIRPRUNE_INLINE double diffChunkImpl(const ActivationDiffInput& in, size_t pair
   const uint8_t* a = in.a + pair * in.tokens * rowBytes;
   const uint8_t* b = in.b + pair * in.tokens * rowBytes;
   const size_t n = j1 - j0, vectorEnd = j0 + n - n % kWidth;
-  alignas(64) float runs[2 * kMaxChunk];
+  // diffRun sits 3 cache lines past the end of absRun so stores to one don't 4K-alias loads of the other.
+  constexpr size_t kSkew = 48;
+  alignas(64) float runs[2 * kMaxChunk + kSkew];
   double sums[2 * kMaxChunk] = {};
   float* absRun = runs - j0;  // indexed by absolute column
-  float* diffRun = absRun + n;
+  float* diffRun = absRun + n + kSkew;
   double* sumAbs = sums - j0;
   double* sumDiff = sumAbs + n;
   for (size_t t0 = 0; t0 < in.tokens; t0 += kFloatRun) {
     const size_t t1 = std::min(in.tokens, t0 + kFloatRun);
-    std::fill(runs, runs + 2 * n, 0.0f);
+    std::fill(runs, runs + 2 * n + kSkew, 0.0f);
     size_t t = t0;
     for (; t + 4 <= t1; t += 4) {
       for (size_t j = j0; j < vectorEnd; j += kWidth) {

@@ -42,6 +42,8 @@ inline void store(const NeuronAccumulator& acc, size_t neuron, const WeightScanO
 // Float partial sums cover at most this many values per lane before they are widened into double accumulators:
 // the float rounding error stays below ~16 ulp of the partial, and the long sums are exact to double precision.
 constexpr size_t kFloatRun = 16;
+// Rows combined in registers before the per-column state of the 'cols' scan is read and written.
+constexpr size_t kRowGroup = 8;
 
 // 'rows' axis: each neuron is one contiguous row, reduced kWidth lanes at a time.
 template <DType D>
@@ -95,7 +97,7 @@ struct ColumnAccumulators {
 };
 
 // 'cols' axis: rows [rowBegin, rowEnd) into acc. Rows are read whole and in order (sequential streams the
-// prefetcher follows; tiles of columns would read short segments at a large stride, ~10× slower). Four rows are
+// prefetcher follows; tiles of columns would read short segments at a large stride, ~10× slower). kRowGroup rows are
 // combined in registers before the per-column state is touched, which keeps that state's traffic low; float
 // partials collect runs of kFloatRun rows and are then widened into the double sums.
 template <DType D>
@@ -104,31 +106,45 @@ FAIRPRUNE_INLINE void scanColsImpl(const uint8_t* data, size_t cols, size_t rowB
   using namespace simd;
   const size_t rowBytes = cols * dtypeBytes(D);
   const size_t vectorEnd = cols - cols % kWidth;
-  std::vector<float> runSum(cols), runSquares(cols), runAbs(cols);
-  float* s = runSum.data();
-  float* sq = runSquares.data();
-  float* sa = runAbs.data();
-  float* mx = acc.max.data();
-  float* mn = acc.min.data();
-  float* ma = acc.maxAbs.data();
+  // The six per-column state arrays share one buffer, each skewed by a different odd number of cache lines, so
+  // their stores don't 4K-alias each other's loads (a stall when arrays of one power-of-two length line up).
+  const size_t stride = cols;
+  std::vector<float> state(6 * stride + 16 * 40);  // room for the skews (16 * 36 floats)
+  float* s = state.data() + 16 * 1;
+  float* sq = s + stride + 16 * 3;
+  float* sa = sq + stride + 16 * 5;
+  float* mx = sa + stride + 16 * 7;
+  float* mn = mx + stride + 16 * 9;
+  float* ma = mn + stride + 16 * 11;
+  std::copy(acc.max.begin(), acc.max.end(), mx);
+  std::copy(acc.min.begin(), acc.min.end(), mn);
+  std::copy(acc.maxAbs.begin(), acc.maxAbs.end(), ma);
   for (size_t r0 = rowBegin; r0 < rowEnd; r0 += kFloatRun) {
     const size_t r1 = std::min(rowEnd, r0 + kFloatRun);
-    std::fill(runSum.begin(), runSum.end(), 0.0f);
-    std::fill(runSquares.begin(), runSquares.end(), 0.0f);
-    std::fill(runAbs.begin(), runAbs.end(), 0.0f);
+    std::fill(s, s + cols, 0.0f);
+    std::fill(sq, sq + cols, 0.0f);
+    std::fill(sa, sa + cols, 0.0f);
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
+    for (; r + kRowGroup <= r1; r += kRowGroup) {
       const uint8_t* row = data + r * rowBytes;
       for (size_t j = 0; j < vectorEnd; j += kWidth) {
-        const FV v0 = loadVector<D>(row, j), v1 = loadVector<D>(row + rowBytes, j);
-        const FV v2 = loadVector<D>(row + 2 * rowBytes, j), v3 = loadVector<D>(row + 3 * rowBytes, j);
-        const FV a0 = simd::abs(v0), a1 = simd::abs(v1), a2 = simd::abs(v2), a3 = simd::abs(v3);
-        storeFloats(s + j, loadFloats(s + j) + ((v0 + v1) + (v2 + v3)));
-        storeFloats(sq + j, loadFloats(sq + j) + ((v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)));
-        storeFloats(sa + j, loadFloats(sa + j) + ((a0 + a1) + (a2 + a3)));
-        storeFloats(mx + j, maxSkipNaN(loadFloats(mx + j), maxSkipNaN(maxSkipNaN(v0, v1), maxSkipNaN(v2, v3))));
-        storeFloats(mn + j, minSkipNaN(loadFloats(mn + j), minSkipNaN(minSkipNaN(v0, v1), minSkipNaN(v2, v3))));
-        storeFloats(ma + j, maxSkipNaN(loadFloats(ma + j), maxSkipNaN(maxSkipNaN(a0, a1), maxSkipNaN(a2, a3))));
+        FV v[kRowGroup], a[kRowGroup];
+        for (size_t g = 0; g < kRowGroup; ++g) v[g] = loadVector<D>(row + g * rowBytes, j), a[g] = simd::abs(v[g]);
+        FV vs = v[0], vq = v[0] * v[0], va = a[0], vmx = v[0], vmn = v[0], vma = a[0];
+        for (size_t g = 1; g < kRowGroup; ++g) {
+          vs += v[g];
+          vq += v[g] * v[g];
+          va += a[g];
+          vmx = maxSkipNaN(vmx, v[g]);
+          vmn = minSkipNaN(vmn, v[g]);
+          vma = maxSkipNaN(vma, a[g]);
+        }
+        storeFloats(s + j, loadFloats(s + j) + vs);
+        storeFloats(sq + j, loadFloats(sq + j) + vq);
+        storeFloats(sa + j, loadFloats(sa + j) + va);
+        storeFloats(mx + j, maxSkipNaN(loadFloats(mx + j), vmx));
+        storeFloats(mn + j, minSkipNaN(loadFloats(mn + j), vmn));
+        storeFloats(ma + j, maxSkipNaN(loadFloats(ma + j), vma));
       }
     }
     for (; r < r1; ++r) {
@@ -155,12 +171,15 @@ FAIRPRUNE_INLINE void scanColsImpl(const uint8_t* data, size_t cols, size_t rowB
         acc.sum[j] += v;
         acc.sumSquares[j] += static_cast<double>(v) * v;
         acc.sumAbs[j] += std::fabs(v);
-        acc.max[j] = v > acc.max[j] ? v : acc.max[j];
-        acc.min[j] = v < acc.min[j] ? v : acc.min[j];
-        acc.maxAbs[j] = std::fabs(v) > acc.maxAbs[j] ? std::fabs(v) : acc.maxAbs[j];
+        mx[j] = v > mx[j] ? v : mx[j];
+        mn[j] = v < mn[j] ? v : mn[j];
+        ma[j] = std::fabs(v) > ma[j] ? std::fabs(v) : ma[j];
       }
     }
   }
+  std::copy(mx, mx + cols, acc.max.begin());
+  std::copy(mn, mn + cols, acc.min.begin());
+  std::copy(ma, ma + cols, acc.maxAbs.begin());
 }
 
 // Non-template entry points carry the CPU clones (multiversioning does not apply to templates).
