@@ -85,3 +85,18 @@ test('bad input: one clear line, exit code 1, nothing written', async () => {
   expect(code).not.toBe(0);
   expect(stderr).toMatch(/argument 'magic' is invalid/);
 });
+
+test('analyze --device cuda without the CUDA provider says so and measures on the CPU', async () => {
+  const refs = JSON.parse(readFileSync(join(llama, 'refs/refs.json'), 'utf8')) as { optipfair_bias_metrics_pair0: { overall_mean_difference: number } };
+  const { code, stdout, stderr } = await run('analyze', llama, '--json', '--device', 'cuda', '--kernel-device', 'cpu', '--threads', '1');
+  expect(code).toBe(0);
+  const report = JSON.parse(stdout) as { metric: { overall: { mean_difference: number } } };
+  expect(Math.abs(report.metric.overall.mean_difference / refs.optipfair_bias_metrics_pair0.overall_mean_difference - 1)).toBeLessThan(1e-4);
+  expect(stderr).toMatch(/CUDA execution provider unavailable.*running on CPU/);
+});
+
+test('analyze rejects a bad --threads before any model work', async () => {
+  const { code, stderr } = await run('analyze', llama, '--threads', 'two');
+  expect(code).not.toBe(0);
+  expect(stderr).toMatch(/--threads.*positive integer/s);
+});

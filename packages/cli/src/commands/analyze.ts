@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyzeBias, loadPairs, type BiasReport } from '@fairprune/core';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 
 export interface CommonBiasFlags {
   pairs: string;
@@ -10,7 +10,16 @@ export interface CommonBiasFlags {
   onnxFile?: string;
   biasEstimator: 'positionwise' | 'pooled' | 'glu';
   aggregate: 'mean' | 'max';
+  device: 'cpu' | 'cuda';
+  kernelDevice: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
   json?: boolean;
+}
+
+function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
 }
 
 /** Options shared by `analyze` and `prune`. */
@@ -22,6 +31,9 @@ export function addBiasOptions(command: Command): Command {
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
     .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
     .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
+    .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInteger)
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -38,6 +50,9 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     ...(flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {}),
     estimator: flags.biasEstimator,
     aggregation: flags.aggregate,
+    sessionDevice: flags.device,
+    kernelDevice: flags.kernelDevice,
+    ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     onProgress: progress,
   };
 }
