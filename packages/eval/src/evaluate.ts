@@ -33,6 +33,8 @@ export interface EvaluateOptions {
   thread?: ScorerThread;
   hub?: HubOptions;
   onProgress?: (progress: EvalProgress) => void;
+  /** One-line notices, e.g. why CUDA was asked for but CPU is used. */
+  onNotice?: (message: string) => void;
 }
 
 export interface EvalProgress {
@@ -123,6 +125,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     { ...(options.device ? { device: options.device } : {}), ...(options.threads ? { threads: options.threads } : {}), config: folder.config },
     options.thread ?? defaultScorerThread(),
   );
+  if (scorer.fallbackReason) options.onNotice?.(scorer.fallbackReason);
   try {
     // elapsedMs counts scoring only, not opening the model, so rates and ETA describe the work itself
     started = Date.now();

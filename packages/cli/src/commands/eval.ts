@@ -73,6 +73,7 @@ export function registerEval(program: Command): void {
           logSamples: flags.logSamples === true,
           ...(flags.offline ? { hub: { offline: true } } : {}),
           onProgress: (p) => progress.update(p),
+          onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
         });
       } finally {
         progress.done();
