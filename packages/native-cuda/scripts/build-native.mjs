@@ -23,10 +23,9 @@ function cmakeJsRun(command, outDir, definitions) {
 // configure runs every time (cheap when cached) so a changed FAIRPRUNE_CUDA or architecture list takes effect;
 // `cmake-js compile` alone would reuse a stale configuration.
 function build(outDir, cudaMode) {
-  const definitions = [`--CDFAIRPRUNE_CUDA=${cudaMode}`];
-  if (process.env.FAIRPRUNE_CUDA_ARCHITECTURES) {
-    definitions.push(`--CDFAIRPRUNE_CUDA_ARCHITECTURES=${process.env.FAIRPRUNE_CUDA_ARCHITECTURES}`);
-  }
+  // Always passed (empty = CMake's default list) so an earlier custom list doesn't linger in the CMake cache.
+  const definitions = [`--CDFAIRPRUNE_CUDA=${cudaMode}`,
+    `--CDFAIRPRUNE_CUDA_ARCHITECTURES=${process.env.FAIRPRUNE_CUDA_ARCHITECTURES ?? ''}`];
   console.log(`build-native: ${outDir} (FAIRPRUNE_CUDA=${cudaMode})`);
   cmakeJsRun('configure', outDir, definitions);
   cmakeJsRun('build', outDir, definitions);
