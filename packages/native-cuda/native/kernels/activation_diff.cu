@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 
 #include "../common/cuda_device.h"
 #include "../common/cuda_memory.h"
@@ -91,10 +93,19 @@ __global__ void welfordKernel(const double* __restrict__ sumAbs, const double* _
   max[j] = mx;
 }
 
+// Pairs map to gridDim.y, whose limit is 65535.
+void checkPairs(const ActivationDiffInput& in) {
+  if (in.pairs > 65535) {
+    throw std::runtime_error("CUDA activation difference takes at most 65535 pairs per call, got " + std::to_string(in.pairs) +
+                             "; split the batch");
+  }
+}
+
 // Pass 1 over device-resident a and b into zeroed sums (2 × pairs × width doubles at `sums`).
 template <DType D>
 void launchDiffSums(const ActivationDiffInput& in, const uint8_t* a, const uint8_t* b, double* sums, cudaStream_t stream) {
   using E = DeviceElement<D>;
+  checkPairs(in);
   const size_t cells = in.pairs * in.width;
   CUDA_CHECK(cudaMemsetAsync(sums, 0, 2 * cells * sizeof(double), stream));
   const bool vector = (in.width * E::kBytes) % 16 == 0;

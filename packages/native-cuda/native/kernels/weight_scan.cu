@@ -136,6 +136,7 @@ __global__ void __launch_bounds__(32 * kColsWarps) scanColsKernel(const uint8_t*
   // Combine the 8 warps' partials one statistic at a time through shared memory (32 KB for 16-bit types).
   __shared__ double shared[kColsWarps][32 * kPerThread];
   auto combine = [&](int stat, auto value, auto merge) {
+#pragma unroll  // constant indices keep the per-thread arrays in registers
     for (int k = 0; k < kPerThread; ++k) shared[threadIdx.y][threadIdx.x * kPerThread + k] = static_cast<double>(value(k));
     __syncthreads();
     if (threadIdx.y == 0 && active) {
