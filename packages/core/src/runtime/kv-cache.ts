@@ -69,16 +69,19 @@ class KvCache {
 export class KvCacheDecoder implements Decoder {
   readonly usesCache = true;
   private cache: KvCache | undefined;
+  /** Set between start and the first advance: how many identical rows the single prompt row stands for. */
+  private startRows: number | undefined;
 
   constructor(
     private readonly session: ModelSession,
     private readonly layout: KvLayout,
   ) {}
 
-  async start(prompt: readonly number[]): Promise<Float32Array> {
+  async start(prompt: readonly number[], rows: number): Promise<Float32Array> {
     const outputs = await this.session.run(this.session.initialFeeds([prompt]));
-    // The prompt is run once; its cache is copied to every row on the first advance (all rows have parent 0).
+    // The prompt is run once; the rows are identical copies, so the first advance gathers every row from this one.
     this.cache = KvCache.fromPresent(this.layout, outputs, 1);
+    this.startRows = rows;
     const logits = this.logitsOf(outputs, 1);
     const vocab = logits.length / prompt.length;
     return logits.slice((prompt.length - 1) * vocab);
@@ -87,6 +90,11 @@ export class KvCacheDecoder implements Decoder {
   async advance(parents: readonly number[], tokens: readonly number[]): Promise<Float32Array> {
     if (!this.cache) throw new Error('KvCacheDecoder.advance called before start');
     if (parents.length !== tokens.length) throw new Error('advance: parents and tokens differ in length');
+    if (this.startRows !== undefined) {
+      for (const p of parents) if (p < 0 || p >= this.startRows) throw new Error(`advance: parent row ${p} out of range 0..${this.startRows - 1}`);
+      parents = parents.map(() => 0);
+      this.startRows = undefined;
+    }
     const cache = this.cache.reorder(parents);
     const rows = parents.length;
     const total = cache.length + 1;
