@@ -164,6 +164,9 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     const resps = mine.map((p) => results.get(p)!);
     return { doc, requests: mine, resps, metrics: task.score(doc, resps) };
   });
+  if (task.metrics.includes('perplexity') && bootstrapIters * docs.length > 5e7) {
+    options.onNotice?.(`bootstrapping perplexity_stderr: ${bootstrapIters} resamples of ${docs.length} documents, as lm-eval does (--bootstrap-iters lowers it)`);
+  }
   const metrics = aggregateTask(task, perDoc.map((p) => p.metrics), bootstrapIters);
 
   const output: EvalResults = {

@@ -42,16 +42,16 @@ export function bootstrapPerplexityStderr(logLikelihoods: readonly number[], ite
     throw new Error(`bootstrap iterations must be a positive integer, got ${iterations}`);
   }
   const n = logLikelihoods.length;
+  const xs = Float64Array.from(logLikelihoods);
   const chunkSize = Math.min(1000, iterations);
   const chunks = Math.floor(iterations / chunkSize);
-  const picks = new Uint32Array(n);
   const resampled: number[] = [];
   for (let chunk = 0; chunk < chunks; chunk++) {
     const rng = new PythonRandom(chunk);
     for (let r = 0; r < chunkSize; r++) {
-      rng.choiceIndices(n, n, picks);
+      // the resample's elements in draw order, summed left to right like Python's sum()
       let total = 0;
-      for (let i = 0; i < n; i++) total += logLikelihoods[picks[i]!]!;
+      for (let i = 0; i < n; i++) total += xs[Math.floor(rng.random() * n)]!;
       resampled.push(Math.exp(-(total / n)));
     }
   }

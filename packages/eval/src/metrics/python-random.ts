@@ -30,11 +30,6 @@ export class PythonRandom {
     return out;
   }
 
-  /** Draws `k` indices the way `choices` would pick elements (no allocation of the resample itself). */
-  choiceIndices(n: number, k: number, into: Uint32Array): void {
-    for (let i = 0; i < k; i++) into[i] = Math.floor(this.random() * n);
-  }
-
   nextUint32(): number {
     if (this.index >= N) this.twist();
     let y = this.state[this.index++]!;
