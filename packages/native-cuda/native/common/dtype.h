@@ -58,14 +58,4 @@ inline float loadElement(const uint8_t* bytes, size_t i) {
   }
 }
 
-// Calls fn.template operator()<D>() with the runtime dtype turned into a compile-time one.
-template <typename Fn>
-inline void dispatchDType(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32: fn.template operator()<DType::F32>(); break;
-    case DType::F16: fn.template operator()<DType::F16>(); break;
-    case DType::BF16: fn.template operator()<DType::BF16>(); break;
-  }
-}
-
 }  // namespace fairprune
