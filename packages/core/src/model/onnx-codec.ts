@@ -94,8 +94,11 @@ export class TensorDataReader {
     return this.inlineBytes(tensor).byteLength;
   }
 
-  /** `length` bytes starting `start` bytes into the tensor's data, as a fresh (aligned) buffer or an inline view. */
-  read(tensor: TensorProto, start = 0, length?: number): Uint8Array {
+  /**
+   * `length` bytes starting `start` bytes into the tensor's data: an inline view, or external bytes read into `into`
+   * (reused by streaming writers; valid until its next use) or else a fresh aligned buffer.
+   */
+  read(tensor: TensorProto, start = 0, length?: number, into?: (size: number) => Uint8Array): Uint8Array {
     const total = this.byteLength(tensor);
     const count = length ?? total - start;
     if (start < 0 || start + count > total) {
@@ -104,7 +107,7 @@ export class TensorDataReader {
     const external = externalLocation(tensor);
     if (!external) return this.inlineBytes(tensor).subarray(start, start + count);
     const { fd } = this.file(tensor, external);
-    const out = new Uint8Array(count);
+    const out = into ? into(count) : new Uint8Array(count);
     let done = 0;
     while (done < count) {
       const n = readSync(fd, out, done, Math.min(count - done, 1 << 30), external.offset + start + done);

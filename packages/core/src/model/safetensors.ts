@@ -70,12 +70,12 @@ export class SafetensorsFile {
     return entry;
   }
 
-  /** `length` bytes from `start` bytes into tensor `name`, as a fresh aligned buffer. */
-  read(name: string, start = 0, length?: number): Uint8Array {
+  /** `length` bytes from `start` bytes into tensor `name`, into `into(size)` (a reused buffer) or a fresh aligned one. */
+  read(name: string, start = 0, length?: number, into?: (size: number) => Uint8Array): Uint8Array {
     const entry = this.entry(name);
     const count = length ?? entry.end - entry.begin - start;
     if (start < 0 || start + count > entry.end - entry.begin) throw new SafetensorsError(`Read past the end of "${name}" in ${this.path}`);
-    const out = new Uint8Array(count);
+    const out = into ? into(count) : new Uint8Array(count);
     let done = 0;
     while (done < count) {
       const n = readSync(this.fd, out, done, Math.min(count - done, 1 << 30), this.dataStart + entry.begin + start + done);

@@ -15,17 +15,30 @@ export interface MatrixEdit {
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 
+/**
+ * A grow-only buffer reused across chunks and tensors: first touches of fresh large allocations (page faults) cost
+ * more than the copying itself on busy machines.
+ */
+export class ScratchBuffer {
+  private buffer = new Uint8Array(0);
+  get(size: number): Uint8Array {
+    if (this.buffer.byteLength < size) this.buffer = new Uint8Array(size);
+    return this.buffer.subarray(0, size);
+  }
+}
+
 export function editedShape(edit: MatrixEdit): [number, number] {
   return [edit.rows - (edit.dropRows?.length ?? 0), edit.cols - (edit.dropCols?.length ?? 0)];
 }
 
 /**
  * Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source.
- * Each yielded chunk is only valid until the next one is requested (one output buffer is reused).
+ * Each yielded chunk is only valid until the next one is requested (`output` is reused).
  */
 export function* streamEditedMatrix(
   read: (start: number, length: number) => Uint8Array,
   edit: MatrixEdit,
+  output: ScratchBuffer = new ScratchBuffer(),
   chunkBytes = DEFAULT_CHUNK_BYTES,
 ): Generator<Uint8Array> {
   const { rows, elementBytes } = edit;
@@ -44,7 +57,7 @@ export function* streamEditedMatrix(
   const outCols = keptCols?.length ?? cols;
   const outRowBytes = outCols * wordBytes;
   const zeroCols = inWords(edit.zeroCols);
-  const buffer = new Uint8Array(Math.min(rows, rowsPerChunk) * outRowBytes);
+  const buffer = output.get(Math.min(rows, rowsPerChunk) * outRowBytes);
   for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
     const r1 = Math.min(rows, r0 + rowsPerChunk);
     let keptRows = 0;

@@ -14,7 +14,7 @@ import {
 } from '../model/onnx-codec.js';
 import { SafetensorsFile, safetensorsElementBytes, writeSafetensors, type SafetensorsOutput } from '../model/safetensors.js';
 import type { PruneMode } from './plan.js';
-import { editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
+import { ScratchBuffer, editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
 
 
 /** Layer index → intermediate-neuron indices to prune. */
@@ -183,14 +183,16 @@ export function writeOnnxModelStreamed(
 ): void {
   const location = `${basename(outPath)}_data`;
   const writer = options.externalData ? new ExternalDataWriter(`${dirname(outPath)}/${location}`, location) : undefined;
+  const [input, output] = [new ScratchBuffer(), new ScratchBuffer()];
   try {
     for (const tensor of model.graph!.initializer) {
       const edit = edits.get(tensor.name);
       const external = externalLocation(tensor) !== undefined;
       if (!edit && !external && (!writer || tensor.rawData.byteLength < INLINE_THRESHOLD_BYTES)) continue;
       if (edit && !tensorDtype(tensor)) throw new OnnxFormatError(`Cannot edit "${tensor.name}": not a f32/f16/bf16 tensor`);
-      const read = (start: number, length: number) => reader.read(tensor, start, length);
-      const chunks = edit ? streamEditedMatrix(read, edit) : streamBytes(read, reader.byteLength(tensor));
+      // inline output keeps every chunk, so only external output may reuse the read buffer
+      const read = (start: number, length: number) => reader.read(tensor, start, length, writer ? (n) => input.get(n) : undefined);
+      const chunks = edit ? streamEditedMatrix(read, edit, output) : streamBytes(read, reader.byteLength(tensor));
       if (edit) {
         const [rows, cols] = editedShape(edit);
         tensor.dims = tensor.dims.length === 1 ? [BigInt(cols)] : [BigInt(rows), BigInt(cols)];
@@ -228,10 +230,11 @@ const HF_MLP_WEIGHT = /(^|\.)layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj|ga
  */
 export function pruneSafetensorsFile(srcPath: string, outPath: string, selection: Map<number, number[]>, mode: PruneMode): void {
   const source = new SafetensorsFile(srcPath);
+  const [input, output] = [new ScratchBuffer(), new ScratchBuffer()];
   try {
     const outputs: SafetensorsOutput[] = [];
     for (const entry of [...source.entries.values()].sort((a, b) => a.begin - b.begin)) {
-      const read = (start: number, length: number) => source.read(entry.name, start, length);
+      const read = (start: number, length: number) => source.read(entry.name, start, length, (n) => input.get(n));
       const match = HF_MLP_WEIGHT.exec(entry.name);
       const neurons = match ? selection.get(Number(match[2])) : undefined;
       const projection = match?.[3];
@@ -257,7 +260,7 @@ export function pruneSafetensorsFile(srcPath: string, outPath: string, selection
         name: entry.name,
         dtype: entry.dtype,
         shape: isMatrix ? [newRows, newCols] : [newCols],
-        chunks: () => streamEditedMatrix(read, edit),
+        chunks: () => streamEditedMatrix(read, edit, output),
       });
     }
     writeSafetensors(outPath, outputs, source.metadata);
