@@ -16,7 +16,9 @@ for (const pkg of readdirSync(join(root, 'packages'))) {
   }
   const report = JSON.parse(readFileSync(file, 'utf8'));
   passed += report.numPassedTests;
-  failed += report.numFailedTests + (report.numFailedTestSuites ?? 0);
+  // A test file that failed without a failing test (an import error, a crash) counts as one failure.
+  const brokenFiles = report.testResults.filter((file) => file.status === 'failed' && !file.assertionResults.some((t) => t.status === 'failed'));
+  failed += report.numFailedTests + brokenFiles.length;
   skipped += report.numPendingTests + (report.numTodoTests ?? 0);
 }
 if (missing.length) console.log(`no vitest report from: ${missing.join(', ')}`);

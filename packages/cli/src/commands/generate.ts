@@ -6,7 +6,8 @@ interface GenerateFlags {
   numBeams: number;
   maxLength: number;
   maxNewTokens?: number;
-  noRepeatNgramSize: number;
+  /** `--no-repeat-ngram-size`: commander reads a `--no-` prefix as negation and stores the value under this name. */
+  repeatNgramSize: number;
   earlyStopping: boolean | 'never';
   lengthPenalty: number;
   numReturnSequences: number;
@@ -55,7 +56,7 @@ export function registerGenerate(program: Command): void {
         numBeams: flags.numBeams,
         maxLength: flags.maxLength,
         ...(flags.maxNewTokens === undefined ? {} : { maxNewTokens: flags.maxNewTokens }),
-        noRepeatNgramSize: flags.noRepeatNgramSize,
+        noRepeatNgramSize: flags.repeatNgramSize,
         earlyStopping: flags.earlyStopping,
         lengthPenalty: flags.lengthPenalty,
         numReturnSequences: flags.numReturnSequences,
