@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `nx run @fairprune/eval:eval:boolq` / `eval:lambada`: evaluate one task with the built @fairprune/eval.
+// `nx run eval:boolq` / `nx run eval:lambada`: evaluate one task with the built @fairprune/eval.
 // With no options it evaluates the bundled demo model on the bundled mini set, offline. The demo lives in the CLI
 // package (packages/cli/demo, shipped with the `fairprune` binary); this workspace script reads it by path, which
 // adds no package dependency from eval to cli.
