@@ -10,7 +10,7 @@ import {
   type BiasReport,
   type PairTokenActivations,
 } from '../bias/analyze.js';
-import type { ModelFolder } from '../model/folder.js';
+import { openModelFolder, type ModelFolder } from '../model/folder.js';
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
@@ -132,6 +132,32 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
   return total;
 }
 
+/**
+ * Safetensors folders carry one intermediate_size, so removing different counts per layer cannot be written there.
+ * The writer refuses it; this says so before the analysis instead of after it.
+ */
+function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder): void {
+  if ((options.mode ?? 'remove') !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
+  const numLayers = folder.config.numHiddenLayers;
+  const fractions = options.layerFractions === undefined ? undefined : Object.values(options.layerFractions);
+  const reason =
+    options.plan !== undefined && new Set(Object.values(options.plan.layers).map((l) => l.length)).size > 1
+      ? 'the plan removes a different number of neurons per layer'
+      : options.globalTopK !== undefined
+        ? 'a global top-K selection removes a different number of neurons per layer'
+        : options.layers !== undefined && new Set(options.layers).size < numLayers
+          ? `pruning only layers ${options.layers.join(', ')} of ${numLayers} leaves the others wider`
+          : fractions !== undefined && (fractions.length < numLayers || new Set(fractions).size > 1)
+            ? 'per-layer fractions remove a different number of neurons per layer'
+            : undefined;
+  if (reason) {
+    throw new Error(
+      `${reason}, which cannot be written to ${folder.safetensorsFiles[0]} (config.json has one intermediate_size). ` +
+        'Use --mode zero (same shapes, zeroed weights), or --no-safetensors to write only the pruned ONNX.',
+    );
+  }
+}
+
 function writeJson(path: string, value: unknown): void {
   writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
   renameSync(`${path}.partial`, path);
@@ -158,6 +184,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     }
   };
 
+  checkRemovalFitsSafetensors(options, openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile }));
   progress(`opening ${modelDir}`);
   const opened = await time('open', () => openForAnalysis(modelDir, options));
   let before: BiasReport;

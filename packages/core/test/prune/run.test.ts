@@ -163,6 +163,21 @@ describe('bad input fails before any model work', () => {
     await expect(analyzeBias(broken, {})).rejects.toThrow(/model\.onnx/);
   });
 
+  test('uneven removal from a safetensors folder is refused before the model is analysed', async () => {
+    // The same garbage-ONNX folder, with the real safetensors: the refusal must come before the ONNX file is read.
+    const folder = join(tmp, 'uneven-model');
+    mkdirSync(join(folder, 'onnx'), { recursive: true });
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors']) copyFileSync(join(llama, f), join(folder, f));
+    writeFileSync(join(folder, 'onnx/model.onnx'), 'not an onnx file');
+    const out = join(tmp, 'uneven');
+    await expect(runFairnessPruning(folder, { outDir: out, globalTopK: 10 })).rejects.toThrow(/global top-K.*--mode zero.*--no-safetensors/);
+    await expect(runFairnessPruning(folder, { outDir: out, layerFractions: { 0: 0.1, 3: 0.2 } })).rejects.toThrow(/per-layer fractions/);
+    await expect(runFairnessPruning(folder, { outDir: out, layers: [1], fraction: 0.1 })).rejects.toThrow(/only layers 1 of 4/);
+    expect(existsSync(out)).toBe(false);
+    // Zero mode keeps the shapes, so it gets past the check and reaches the (broken) ONNX file.
+    await expect(runFairnessPruning(folder, { outDir: out, globalTopK: 10, mode: 'zero' })).rejects.toThrow(/model\.onnx/);
+  });
+
   test('an existing output folder needs --force', async () => {
     await expect(runFairnessPruning(llama, { outDir: FIXTURES })).rejects.toThrow(/already exists and is not empty; choose another path or pass --force/);
   });
