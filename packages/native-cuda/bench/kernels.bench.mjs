@@ -1,6 +1,7 @@
 // CPU kernel benchmark: GB/s of each native kernel against a plain one-pass read of the same bytes (sumBytes, C++)
 // and against the TS reference, at Llama-3.2-1B shapes and larger. Run: npx nx run @fairprune/native-cuda:bench
-// (plain node on dist/; BENCH_QUICK=1 runs fewer repeats). Targets on a 2-core machine: ≥ 60% of the read, ≥ 5× TS.
+// (plain node on dist/; BENCH_QUICK=1 runs fewer repeats; BENCH_ONLY=text runs only the cases whose
+// "kernel dtype" line contains it, e.g. BENCH_ONLY="scan cols"). Targets on a 2-core machine: ≥ 60% of the read, ≥ 5× TS.
 import { activationDiffBatched, backendInfo, reference, scanWeights } from '../dist/index.js';
 import { loadNativeAddon } from '../dist/binding.js';
 
@@ -49,7 +50,11 @@ function randomData(dtype, count, seed) {
 const rows = [];
 const gbps = (bytes, seconds) => bytes / seconds / 1e9;
 
+const only = process.env.BENCH_ONLY;
+const selected = (kernel, dtype) => !only || `${kernel} ${dtype}`.includes(only);
+
 async function benchScan(label, shape, dtype, axis, count, withReference) {
+  if (!selected(`scan ${axis}`, dtype)) return;
   const [r, c] = shape;
   const data = randomData(dtype, r * c, r + c);
   const matrix = { data, rows: r, cols: c, dtype };
@@ -64,6 +69,7 @@ async function benchScan(label, shape, dtype, axis, count, withReference) {
 }
 
 async function benchDiff(label, pairs, tokens, width, dtype, withReference) {
+  if (!selected('activation diff', dtype)) return;
   const n = pairs * tokens * width;
   const a = { data: randomData(dtype, n, 1), pairs, tokens, width, dtype };
   const b = { data: randomData(dtype, n, 2), pairs, tokens, width, dtype };
@@ -95,5 +101,5 @@ for (const r of rows) {
 }
 const worstRead = Math.min(...rows.map((r) => r.gbps / r.read));
 const withTs = rows.filter((r) => r.ts);
-const worstTs = Math.min(...withTs.map((r) => r.gbps / r.ts));
+const worstTs = withTs.length ? Math.min(...withTs.map((r) => r.gbps / r.ts)) : NaN;
 console.log(`\nworst: ${(100 * worstRead).toFixed(0)}% of the plain read (target ≥ 60%), ${worstTs.toFixed(0)}× the TS reference (target ≥ 5×)`);

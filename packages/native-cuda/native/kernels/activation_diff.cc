@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "../common/cpu_simd.h"
+#include "../common/cpu_isa.h"
 #include "../common/parallel.h"
 
 namespace fairprune {
@@ -18,89 +18,25 @@ constexpr size_t kFloatRun = 16;
 constexpr size_t kMinChunk = 2048;
 constexpr size_t kMaxChunk = 4096;
 
-// One pair, columns [j0, j1): token rows are read in order, four at a time combined in registers, into float
-// partials that are widened into double sums every kFloatRun tokens.
-template <DType D>
-FAIRPRUNE_INLINE double diffChunkImpl(const ActivationDiffInput& in, size_t pair, size_t j0, size_t j1,
-                                      const ActivationDiffOutput& out) {
-  using namespace simd;
-  const size_t rowBytes = in.width * dtypeBytes(D);
-  const uint8_t* a = in.a + pair * in.tokens * rowBytes;
-  const uint8_t* b = in.b + pair * in.tokens * rowBytes;
-  const size_t n = j1 - j0, vectorEnd = j0 + n - n % kWidth;
-  // diffRun sits 3 cache lines past the end of absRun so stores to one don't 4K-alias loads of the other.
-  constexpr size_t kSkew = 48;
-  alignas(64) float runs[2 * kMaxChunk + kSkew];
-  double sums[2 * kMaxChunk] = {};
-  float* absRun = runs - j0;  // indexed by absolute column
-  float* diffRun = absRun + n + kSkew;
-  double* sumAbs = sums - j0;
-  double* sumDiff = sumAbs + n;
-  for (size_t t0 = 0; t0 < in.tokens; t0 += kFloatRun) {
-    const size_t t1 = std::min(in.tokens, t0 + kFloatRun);
-    std::fill(runs, runs + 2 * n + kSkew, 0.0f);
-    size_t t = t0;
-    for (; t + 4 <= t1; t += 4) {
-      for (size_t j = j0; j < vectorEnd; j += kWidth) {
-        const uint8_t* at = a + t * rowBytes;
-        const uint8_t* bt = b + t * rowBytes;
-        const FV d0 = loadVector<D>(at, j) - loadVector<D>(bt, j);
-        const FV d1 = loadVector<D>(at + rowBytes, j) - loadVector<D>(bt + rowBytes, j);
-        const FV d2 = loadVector<D>(at + 2 * rowBytes, j) - loadVector<D>(bt + 2 * rowBytes, j);
-        const FV d3 = loadVector<D>(at + 3 * rowBytes, j) - loadVector<D>(bt + 3 * rowBytes, j);
-        storeFloats(absRun + j, loadFloats(absRun + j) + ((simd::abs(d0) + simd::abs(d1)) + (simd::abs(d2) + simd::abs(d3))));
-        storeFloats(diffRun + j, loadFloats(diffRun + j) + ((d0 + d1) + (d2 + d3)));
-      }
-    }
-    for (; t < t1; ++t) {
-      for (size_t j = j0; j < vectorEnd; j += kWidth) {
-        const FV d = (loadVector<D>(a + t * rowBytes, j) - loadVector<D>(b + t * rowBytes, j));
-        storeFloats(absRun + j, loadFloats(absRun + j) + simd::abs(d));
-        storeFloats(diffRun + j, loadFloats(diffRun + j) + d);
-      }
-    }
-    for (size_t j = j0; j < vectorEnd; ++j) {
-      sumAbs[j] += absRun[j];
-      sumDiff[j] += diffRun[j];
-    }
-  }
-  for (size_t j = vectorEnd; j < j1; ++j) {
-    for (size_t t = 0; t < in.tokens; ++t) {
-      const double d = static_cast<double>(loadElement<D>(a + t * rowBytes, j)) - loadElement<D>(b + t * rowBytes, j);
-      sumAbs[j] += std::fabs(d);
-      sumDiff[j] += d;
-    }
-  }
-  const double tokens = static_cast<double>(in.tokens);
-  double chunkSumAbs = 0;
-  for (size_t j = j0; j < j1; ++j) {
-    out.positionwise[pair * in.width + j] = static_cast<float>(sumAbs[j] / tokens);
-    out.pooled[pair * in.width + j] = static_cast<float>(std::fabs(sumDiff[j]) / tokens);
-    chunkSumAbs += sumAbs[j];
-  }
-  return chunkSumAbs;
-}
-
-#define FAIRPRUNE_DIFF_VARIANT(D, SUFFIX)                                                                  \
-  FAIRPRUNE_CPU_CLONES double diffChunk##SUFFIX(const ActivationDiffInput& in, size_t pair, size_t j0,      \
-                                               size_t j1, const ActivationDiffOutput& out) {               \
-    return diffChunkImpl<D>(in, pair, j0, j1, out);                                                         \
-  }
-FAIRPRUNE_DIFF_VARIANT(DType::F32, F32)
-FAIRPRUNE_DIFF_VARIANT(DType::F16, F16)
-FAIRPRUNE_DIFF_VARIANT(DType::BF16, BF16)
-#undef FAIRPRUNE_DIFF_VARIANT
-
-double diffChunk(const ActivationDiffInput& in, size_t pair, size_t j0, size_t j1, const ActivationDiffOutput& out) {
-  switch (in.dtype) {
-    case DType::F32: return diffChunkF32(in, pair, j0, j1, out);
-    case DType::F16: return diffChunkF16(in, pair, j0, j1, out);
-    case DType::BF16: return diffChunkBF16(in, pair, j0, j1, out);
-  }
-  return 0;
-}
-
 }  // namespace
+}  // namespace fairprune
+
+#ifdef FAIRPRUNE_ISA_LEVELS
+#define FAIRPRUNE_ISA 4
+#include "../common/cpu_isa_begin.inc"
+#include "activation_diff_simd.inc"
+#include "../common/cpu_isa_end.inc"
+#define FAIRPRUNE_ISA 3
+#include "../common/cpu_isa_begin.inc"
+#include "activation_diff_simd.inc"
+#include "../common/cpu_isa_end.inc"
+#endif
+#define FAIRPRUNE_ISA 1
+#include "../common/cpu_isa_begin.inc"
+#include "activation_diff_simd.inc"
+#include "../common/cpu_isa_end.inc"
+
+namespace fairprune {
 
 WelfordState::WelfordState(size_t w)
     : width(w), mean(w, 0.0), m2(w, 0.0), max(w, -std::numeric_limits<float>::infinity()) {}
@@ -117,7 +53,7 @@ void activationDiffCpu(const ActivationDiffInput& in, const ActivationDiffOutput
     for (size_t item = begin; item < end; ++item) {
       const size_t pair = item / chunksPerPair, chunk = item % chunksPerPair;
       const size_t j0 = std::min(in.width, chunk * chunkWidth), j1 = std::min(in.width, j0 + chunkWidth);
-      if (j0 < j1) chunkSums[item] = diffChunk(in, pair, j0, j1, out);
+      if (j0 < j1) chunkSums[item] = FAIRPRUNE_ISA_CALL(diffChunk, in, pair, j0, j1, out);
     }
   });
   const double elements = static_cast<double>(in.tokens) * static_cast<double>(in.width);
