@@ -45,12 +45,13 @@ constexpr size_t kFloatRun = 16;
 // Rows combined in registers before the per-column state of the 'cols' scan is read and written.
 constexpr size_t kRowGroup = 8;
 
-// Per-column accumulators of one thread, as structure-of-arrays.
+// Per-column accumulators of one work item, as structure-of-arrays. No maxAbs: it is max(max, −min) in magnitude,
+// derived once at the end, which saves the 'cols' loop a comparison per element and a state array.
 struct ColumnAccumulators {
   std::vector<double> sum, sumSquares, sumAbs;
-  std::vector<float> max, min, maxAbs;
+  std::vector<float> max, min;
   explicit ColumnAccumulators(size_t n)
-      : sum(n, 0), sumSquares(n, 0), sumAbs(n, 0), max(n, -kInf), min(n, kInf), maxAbs(n, 0) {}
+      : sum(n, 0), sumSquares(n, 0), sumAbs(n, 0), max(n, -kInf), min(n, kInf) {}
 };
 
 }  // namespace
@@ -74,27 +75,46 @@ struct ColumnAccumulators {
 namespace fairprune {
 namespace {
 
-// Each thread scans a contiguous range of rows into its own full-width accumulators; the ranges are merged in order.
+// 'cols' work items are blocks of kColumnBlock columns × ranges of rows. A block's per-column state (5 × 8 KB floats
+// + 3 × 16 KB doubles) stays in L2 while its rows stream through in 4–8 KB segments (measured best of 256–8192 at
+// [2048, 8192] and [14336, 4096]); blocks are split across threads, and rows only when there are fewer blocks than
+// threads (their partials are then merged in row order).
+constexpr size_t kColumnBlock = 2048;
+
 void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
-  std::vector<ColumnAccumulators> partials;
-  partials.reserve(cpuThreadCount());
-  for (unsigned w = 0; w < cpuThreadCount(); ++w) partials.emplace_back(0);
-  parallelFor(in.rows, kFloatRun, [&](size_t r0, size_t r1, size_t worker) {
-    partials[worker] = ColumnAccumulators(in.cols);
-    FAIRPRUNE_ISA_CALL(scanCols, in.dtype, in.data, in.cols, r0, r1, partials[worker]);
-  });
-  for (size_t j = 0; j < in.cols; ++j) {
-    NeuronAccumulator acc;
-    for (const auto& p : partials) {
-      if (p.sum.empty()) continue;
-      acc.sum += p.sum[j];
-      acc.sumSquares += p.sumSquares[j];
-      acc.sumAbs += p.sumAbs[j];
-      acc.max = p.max[j] > acc.max ? p.max[j] : acc.max;
-      acc.min = p.min[j] < acc.min ? p.min[j] : acc.min;
-      acc.maxAbs = p.maxAbs[j] > acc.maxAbs ? p.maxAbs[j] : acc.maxAbs;
+  const size_t blocks = (in.cols + kColumnBlock - 1) / kColumnBlock;
+  const size_t rowRanges = std::max<size_t>(1, std::min((cpuThreadCount() + blocks - 1) / blocks,
+                                                        (in.rows + kFloatRun - 1) / kFloatRun));
+  const size_t rowsPerRange = (in.rows + rowRanges - 1) / rowRanges;
+  const size_t rowBytes = in.cols * dtypeBytes(in.dtype);
+  std::vector<ColumnAccumulators> partials(blocks * rowRanges, ColumnAccumulators(0));
+  parallelFor(blocks * rowRanges, 1, [&](size_t begin, size_t end, size_t) {
+    for (size_t item = begin; item < end; ++item) {
+      const size_t block = item / rowRanges, range = item % rowRanges;
+      const size_t c0 = block * kColumnBlock, c1 = std::min(in.cols, c0 + kColumnBlock);
+      const size_t r0 = std::min(in.rows, range * rowsPerRange), r1 = std::min(in.rows, r0 + rowsPerRange);
+      partials[item] = ColumnAccumulators(c1 - c0);
+      FAIRPRUNE_ISA_CALL(scanCols, in.dtype, in.data + c0 * dtypeBytes(in.dtype), rowBytes, c1 - c0, r0, r1,
+                         partials[item]);
     }
-    store(acc, j, out);
+  });
+  for (size_t block = 0; block < blocks; ++block) {
+    const size_t c0 = block * kColumnBlock, c1 = std::min(in.cols, c0 + kColumnBlock);
+    for (size_t j = c0; j < c1; ++j) {
+      NeuronAccumulator acc;
+      for (size_t range = 0; range < rowRanges; ++range) {
+        const ColumnAccumulators& p = partials[block * rowRanges + range];
+        const size_t k = j - c0;
+        acc.sum += p.sum[k];
+        acc.sumSquares += p.sumSquares[k];
+        acc.sumAbs += p.sumAbs[k];
+        acc.max = p.max[k] > acc.max ? p.max[k] : acc.max;
+        acc.min = p.min[k] < acc.min ? p.min[k] : acc.min;
+      }
+      // max|w| = |max(max w, −min w)| (the abs only settles the sign of a zero); NaN elements were skipped by both.
+      if (in.rows > 0) acc.maxAbs = std::fabs(acc.max > -acc.min ? acc.max : -acc.min);
+      store(acc, j, out);
+    }
   }
 }
 
