@@ -114,15 +114,18 @@ export function fixGraphAfterRemoval(model: ModelProto, map: GraphMap, selection
         const source = initializers.get(input) ?? constantNodes.get(input)?.attribute.find((a) => a.name === 'value')?.t;
         const values = source ? readInts(source) : undefined;
         if (!values || !values.some((v) => widths.has(v))) return;
-        const copy = create(TensorProtoSchema, {
-          name: `${input}__fairprune_layer${index}`,
-          dataType: 7,
-          dims: source!.dims,
-          int64Data: values.map((v) => BigInt(widths.get(v) ?? v)),
-        });
-        graph.initializer.push(copy);
-        initializers.set(copy.name, copy);
-        node.input[slot] = copy.name;
+        const name = `${input}__fairprune_layer${index}`;
+        if (!initializers.has(name)) {
+          const copy = create(TensorProtoSchema, {
+            name,
+            dataType: 7,
+            dims: source!.dims,
+            int64Data: values.map((v) => BigInt(widths.get(v) ?? v)),
+          });
+          graph.initializer.push(copy);
+          initializers.set(name, copy);
+        }
+        node.input[slot] = name;
       });
     }
   }

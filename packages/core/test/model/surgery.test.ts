@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writePrunedFolder } from '../../src/prune/apply.js';
@@ -208,4 +208,41 @@ test('input folder files are byte-identical after pruning', () => {
   const before = snapshot();
   writePrunedFolder(src, join(root, 'from-copy'), { selection: { 0: [0, 1], 1: [0, 1], 2: [0, 1], 3: [0, 1] }, mode: 'remove', onnxFiles: ['onnx/model_external.onnx'] });
   expect(snapshot()).toBe(before);
+});
+
+test('constant Slice bounds of a fused gate_up are rewritten on removal (copies, not the shared constants)', async () => {
+  // The TorchScript Phi-3 export computes the gate/up split from the shape; give it constant bounds instead, as
+  // other exporters write them, with one constant shared by both halves and every layer.
+  const { create } = await import('@bufbuild/protobuf');
+  const { TensorProtoSchema } = await import('onnx-buf');
+  const { encodeOnnxModel } = await import('../../src/model/onnx-codec.js');
+  const dir = join(root, 'phi3-const-slices');
+  mkdirSync(join(dir, 'onnx'), { recursive: true });
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(fixtureDir('phi3'), f), join(dir, f));
+  const model = readOnnxModel(join(fixtureDir('phi3'), 'onnx/model.onnx'));
+  const int64 = (name: string, value: number) => create(TensorProtoSchema, { name, dataType: 7, dims: [1n], int64Data: [BigInt(value)] });
+  model.graph!.initializer.push(int64('c_zero', 0), int64('c_width', 256), int64('c_double', 512));
+  const map = mapGraph(model, 'phi3');
+  for (const layer of map.layers) {
+    for (const name of layer.fusedSplitNodes) {
+      const node = model.graph!.node.find((n) => n.name === name)!;
+      const first = node.output[0] === layer.tensors.gate_proj;
+      node.input[1] = first ? 'c_zero' : 'c_width';
+      node.input[2] = first ? 'c_width' : 'c_double';
+    }
+  }
+  writeFileSync(join(dir, 'onnx/model.onnx'), encodeOnnxModel(model));
+  const selection = randomSelection(99, 4, 256, 20);
+  writePrunedFolder(dir, join(root, 'phi3-const-removed'), { selection, mode: 'remove' });
+  writePrunedFolder(dir, join(root, 'phi3-const-zeroed'), { selection, mode: 'zero' });
+  const pruned = readOnnxModel(join(root, 'phi3-const-removed/onnx/model.onnx'));
+  expect(pruned.graph!.initializer.find((t) => t.name === 'c_width')!.int64Data).toEqual([256n]);
+  expect(pruned.graph!.initializer.filter((t) => t.name.startsWith('c_width__fairprune_layer')).map((t) => t.int64Data)).toEqual([[236n], [236n], [236n], [236n]]);
+  const prompts = loadRefs('phi3').prompts.slice(0, 1).map((p) => p.input_ids);
+  const [original] = await logitsOf(join(dir, 'onnx/model.onnx'), prompts);
+  const [reference] = await logitsOf(join(fixtureDir('phi3'), 'onnx/model.onnx'), prompts);
+  expect(maxAbsDiff(original!, reference!)).toBeLessThanOrEqual(1e-6);
+  const [removed] = await logitsOf(join(root, 'phi3-const-removed/onnx/model.onnx'), prompts);
+  const [zeroed] = await logitsOf(join(root, 'phi3-const-zeroed/onnx/model.onnx'), prompts);
+  expect(maxAbsDiff(removed!, zeroed!)).toBeLessThanOrEqual(1e-5);
 });
