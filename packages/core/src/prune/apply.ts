@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpat
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openModelFolder } from '../model/folder.js';
+import { SafetensorsFile } from '../model/safetensors.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
 import { TensorDataReader, checkExternalData, externalLocation, readOnnxModel, tensorByteLength, tensorDtype } from '../model/onnx-codec.js';
 import {
@@ -168,14 +169,19 @@ function copySupportFiles(input: string, temp: string, removed: boolean, widths:
   }
 }
 
-/** Shard indexes keep their weight_map (names do not change); total_size is recomputed from the new shards. */
+/** Shard indexes keep their weight_map (names do not change); total_size (tensor bytes, as HF counts) is recomputed. */
 function rewriteSafetensorsIndex(dir: string): void {
   const indexPath = join(dir, 'model.safetensors.index.json');
   if (!existsSync(indexPath)) return;
   const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { metadata?: Record<string, unknown>; weight_map: Record<string, string> };
   const shards = new Set(Object.values(index.weight_map));
   let total = 0;
-  for (const shard of shards) if (existsSync(join(dir, shard))) total += statSync(join(dir, shard)).size;
+  for (const shard of shards) {
+    if (!existsSync(join(dir, shard))) continue;
+    const file = new SafetensorsFile(join(dir, shard));
+    for (const entry of file.entries.values()) total += entry.end - entry.begin;
+    file.close();
+  }
   index.metadata = { ...index.metadata, total_size: total };
   writeFileSync(indexPath, JSON.stringify(index, null, 2) + '\n');
 }

@@ -246,3 +246,33 @@ test('constant Slice bounds of a fused gate_up are rewritten on removal (copies,
   const [zeroed] = await logitsOf(join(root, 'phi3-const-zeroed/onnx/model.onnx'), prompts);
   expect(maxAbsDiff(removed!, zeroed!)).toBeLessThanOrEqual(1e-5);
 });
+
+test('sharded safetensors: every shard pruned, index total_size recomputed', async () => {
+  const { writeSafetensors } = await import('../../src/model/safetensors.js');
+  const dir = join(root, 'sharded');
+  mkdirSync(dir);
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(fixtureDir('llama'), f), join(dir, f));
+  const source = new SafetensorsFile(join(fixtureDir('llama'), 'model.safetensors'));
+  const names = [...source.entries.keys()].sort();
+  const weightMap: Record<string, string> = {};
+  const shards = [names.filter((n) => !n.includes('layers.3')), names.filter((n) => n.includes('layers.3'))];
+  shards.forEach((shard, i) => {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    for (const n of shard) weightMap[n] = file;
+    writeSafetensors(join(dir, file), shard.map((n) => ({ ...source.entry(n), chunks: () => [source.read(n)] })));
+  });
+  source.close();
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: weightMap }));
+  const out = join(root, 'sharded-removed');
+  const result = writePrunedFolder(dir, out, { selection: randomSelection(5, 4, 256, 16), mode: 'remove' });
+  expect(result.safetensorsFiles).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+  const last = new SafetensorsFile(join(out, 'model-00002-of-00002.safetensors'));
+  expect(last.entry('model.layers.3.mlp.down_proj.weight').shape).toEqual([64, 240]);
+  last.close();
+  const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+  expect(index.weight_map).toEqual(weightMap);
+  // HF's total_size counts tensor bytes: 4 layers × 3 MLP matrices shrink by 16 × 64 floats each
+  const original = readFileSync(join(fixtureDir('llama'), 'model.safetensors'));
+  const originalTensorBytes = original.length - 8 - Number(original.readBigUInt64LE(0));
+  expect(index.metadata.total_size).toBe(originalTensorBytes - 4 * 3 * 16 * 64 * 4);
+});
