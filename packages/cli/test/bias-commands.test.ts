@@ -1,28 +1,15 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, test, vi } from 'vitest';
-import { main } from '../src/main.js';
+import { afterAll, expect, test } from 'vitest';
+import { runCli } from './run-cli.js';
 
 const fixtures = join(import.meta.dirname, '../../../../shared/fixtures');
 const llama = join(fixtures, 'llama');
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-cli-bias-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** Runs the CLI in-process, capturing stdout and stderr. */
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
-  try {
-    const code = await main(['node', 'fairprune', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const run = (...args: string[]) => runCli(...args);
 
 test('analyze --json --out: stdout is the report, the file equals it, progress is on stderr', async () => {
   const refs = JSON.parse(readFileSync(join(llama, 'refs/refs.json'), 'utf8')) as { optipfair_bias_metrics_pair0: { overall_mean_difference: number } };

@@ -1,23 +1,11 @@
-import { afterEach, expect, test, vi } from 'vitest';
+import { expect, test } from 'vitest';
 import { join } from 'node:path';
-import { main } from '../src/main.js';
-
-const FIXTURES = join(import.meta.dirname, '../../../../shared/fixtures');
-
-function captureOutput() {
-  const out: string[] = [];
-  const err: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (err.push(String(chunk)), true));
-  return { stdout: () => out.join(''), stderr: () => err.join('') };
-}
-afterEach(() => vi.restoreAllMocks());
+import { FIXTURES, runCli } from './run-cli.js';
 
 test('inspect --json prints one JSON object with a layers array', async () => {
-  const io = captureOutput();
-  const code = await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'qwen2'), '--onnx-file', 'onnx/model_dynamo.onnx', '--json']);
+  const { code, stdout, stderr } = await runCli('inspect', join(FIXTURES, 'qwen2'), '--onnx-file', 'onnx/model_dynamo.onnx', '--json');
   expect(code).toBe(0);
-  const parsed = JSON.parse(io.stdout()) as {
+  const parsed = JSON.parse(stdout) as {
     modelType: string; onnxFile: string; layers: { gate: { name: string; dtype: string; shape: number[]; layout: string }; tensors: Record<string, string> }[];
   };
   expect(parsed.modelType).toBe('qwen2');
@@ -28,15 +16,15 @@ test('inspect --json prints one JSON object with a layers array', async () => {
 });
 
 test('inspect prints a readable summary of a fused Phi-3 MLP', async () => {
-  const io = captureOutput();
-  expect(await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'phi3')])).toBe(0);
-  expect(io.stdout()).toMatch(/architecture\s+phi3 \(Phi3ForCausalLM\)/);
-  expect(io.stdout()).toMatch(/4 GLU layers, activation silu/);
-  expect(io.stdout()).toMatch(/gate\s+onnx::MatMul_\d+\s+f32 \[64, 512\] in_out \(fused, half 0\)/);
+  const { code, stdout, stderr } = await runCli('inspect', join(FIXTURES, 'phi3'));
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/architecture\s+phi3 \(Phi3ForCausalLM\)/);
+  expect(stdout).toMatch(/4 GLU layers, activation silu/);
+  expect(stdout).toMatch(/gate\s+onnx::MatMul_\d+\s+f32 \[64, 512\] in_out \(fused, half 0\)/);
 });
 
 test('inspect of a missing folder fails with a clear message', async () => {
-  const io = captureOutput();
-  expect(await main(['node', 'fairprune', 'inspect', join(FIXTURES, 'nope')])).toBe(1);
-  expect(io.stderr()).toMatch(/fairprune: Model folder not found: .*nope/);
+  const { code, stdout, stderr } = await runCli('inspect', join(FIXTURES, 'nope'));
+  expect(code).toBe(1);
+  expect(stderr).toMatch(/fairprune: Model folder not found: .*nope/);
 });

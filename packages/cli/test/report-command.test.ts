@@ -2,9 +2,9 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runFairnessPruning } from '@fairprune/core';
-import { main } from '../src/main.js';
+import { runCli } from './run-cli.js';
 import { buildReportData, loadReportData, renderReport } from '../src/report/index.js';
 import { launchChromium } from './report-browser.js';
 import { biasAfter, components, evalAfter, evalBefore, fixturesDir, layerCount, neuronLayers, readActivation, refs, tokenLabels } from './report-fixtures.js';
@@ -13,19 +13,7 @@ const work = mkdtempSync(join(tmpdir(), 'fairprune-report-cmd-'));
 const beforeDir = join(work, 'analysis-before');
 const afterDir = join(work, 'pruned');
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
-  try {
-    const code = await main(['node', 'fairprune', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const run = (args: string[]) => runCli(...args);
 
 /** Text of one `<section id=...>` of the report. */
 function sectionOf(html: string, id: string): string {
