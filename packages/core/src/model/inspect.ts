@@ -1,5 +1,5 @@
 import { relative } from 'node:path';
-import { openModelFolder, requireOnnxPath } from './folder.js';
+import { openModelFolder, requireOnnxPath, type ModelConfig } from './folder.js';
 import { mapGraph, type LayerTensors, type WeightInfo } from './graph-map.js';
 import { checkExternalData, readOnnxModel } from './onnx-codec.js';
 
@@ -11,15 +11,7 @@ export interface ModelInspection {
   onnxFile: string;
   onnxFiles: string[];
   safetensorsFiles: string[];
-  config: {
-    hiddenSize: number;
-    intermediateSize: number;
-    numHiddenLayers: number;
-    numAttentionHeads: number;
-    numKeyValueHeads: number;
-    headDim: number;
-    vocabSize: number;
-  };
+  config: Pick<ModelConfig, 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'vocabSize'>;
   activation: string;
   activationDtype: string;
   kvCache: boolean;
