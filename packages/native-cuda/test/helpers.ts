@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { DType, ElementData } from '../src/types.js';
+import type { ActivationDiff, DType, ElementData, WeightStats } from '../src/types.js';
 
 /** mulberry32: small seeded PRNG so every run sees the same "random" data. */
 export function rng(seed: number): () => number {
@@ -89,3 +89,25 @@ export const referenceIntended = process.env['FAIRPRUNE_EXPECT_REFERENCE'] === '
 export function addonExists(path: string): boolean {
   return existsSync(path);
 }
+
+/** Relative tolerance of the kernels' sums (see the tolerance note at the top of kernels.test.ts). */
+export const relative = 2e-6;
+
+/** A weight scan against the reference: max/min/maxAbs exact, sums within `relative` of the bounding magnitude. */
+export function checkScan(label: string, actual: WeightStats, expected: WeightStats): void {
+  expect(actual.count, `${label}: count`).toBe(expected.count);
+  expectSameNumbers(`${label} max`, actual.max, expected.max);
+  expectSameNumbers(`${label} min`, actual.min, expected.min);
+  expectSameNumbers(`${label} maxAbs`, actual.maxAbs, expected.maxAbs);
+  expectClose(`${label} sum`, actual.sum, expected.sum, (i) => relative * Math.abs(expected.sumAbs[i]!));
+  expectClose(`${label} sumSquares`, actual.sumSquares, expected.sumSquares, (i) => relative * Math.abs(expected.sumSquares[i]!));
+  expectClose(`${label} sumAbs`, actual.sumAbs, expected.sumAbs, (i) => relative * Math.abs(expected.sumAbs[i]!));
+}
+
+/** An activation difference against the reference; pooled ≤ positionwise, and positionwise bounds the rounding of both. */
+export function checkDiff(label: string, actual: ActivationDiff, expected: ActivationDiff): void {
+  expectClose(`${label} positionwise`, actual.positionwise, expected.positionwise, (j) => relative * expected.positionwise[j]!);
+  expectClose(`${label} pooled`, actual.pooled, expected.pooled, (j) => relative * expected.positionwise[j]!);
+  expectClose(`${label} meanAbs`, [actual.meanAbs], [expected.meanAbs], () => relative * Math.abs(expected.meanAbs));
+}
+

@@ -9,29 +9,11 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import * as referenceKernels from '../src/reference/index.js';
 import type { ActivationDiff, DType, ElementData, WeightStats } from '../src/types.js';
-import { addonExists, addonsUnderTest, expectClose, expectSameNumbers, misaligned, randomElements, referenceIntended } from './helpers.js';
+import { addonExists, addonsUnderTest, checkDiff, checkScan, expectClose, expectSameNumbers, misaligned, randomElements, referenceIntended, relative } from './helpers.js';
 
 type Api = typeof import('../src/index.js');
 const dtypes: DType[] = ['f32', 'f16', 'bf16'];
-const relative = 2e-6;
 const axes = ['rows', 'cols'] as const;
-
-function checkScan(label: string, actual: WeightStats, expected: WeightStats): void {
-  expect(actual.count, `${label}: count`).toBe(expected.count);
-  expectSameNumbers(`${label} max`, actual.max, expected.max);
-  expectSameNumbers(`${label} min`, actual.min, expected.min);
-  expectSameNumbers(`${label} maxAbs`, actual.maxAbs, expected.maxAbs);
-  expectClose(`${label} sum`, actual.sum, expected.sum, (i) => relative * Math.abs(expected.sumAbs[i]!));
-  expectClose(`${label} sumSquares`, actual.sumSquares, expected.sumSquares, (i) => relative * Math.abs(expected.sumSquares[i]!));
-  expectClose(`${label} sumAbs`, actual.sumAbs, expected.sumAbs, (i) => relative * Math.abs(expected.sumAbs[i]!));
-}
-
-// pooled ≤ positionwise, and positionwise bounds the rounding of both.
-function checkDiff(label: string, actual: ActivationDiff, expected: ActivationDiff): void {
-  expectClose(`${label} positionwise`, actual.positionwise, expected.positionwise, (j) => relative * expected.positionwise[j]!);
-  expectClose(`${label} pooled`, actual.pooled, expected.pooled, (j) => relative * expected.positionwise[j]!);
-  expectClose(`${label} meanAbs`, [actual.meanAbs], [expected.meanAbs], () => relative * Math.abs(expected.meanAbs));
-}
 
 // References are computed once per case and shared by both addons (the big ones take ~0.3 s each in TS).
 const scanReferences = new Map<string, WeightStats>();

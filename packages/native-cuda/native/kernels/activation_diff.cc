@@ -12,11 +12,11 @@ namespace {
 
 // Tokens are summed in float over runs of kFloatRun, then in double (as in weight_scan.cc).
 constexpr size_t kFloatRun = 16;
-// Work items are column chunks of one pair: at least kMinChunk wide, so every token row is read in long sequential
-// segments (short segments at a large stride defeat the prefetcher), and at most kMaxChunk, so the chunk's
-// partials and sums live on the stack (no allocation, no page faults per call).
-constexpr size_t kMinChunk = 2048;
-constexpr size_t kMaxChunk = 4096;
+// Work items are column chunks of one pair: at least kMinChunk wide, so every token row is read in sequential
+// segments of 1–4 KB, and at most kMaxChunk, so the chunk's float partials and double sums (24 KB) stay in L1 between
+// token groups and live on the stack (no allocation per call). 1024 measured ~1.5× faster than 4096 at [16, 16, 8192].
+constexpr size_t kMinChunk = 512;
+constexpr size_t kMaxChunk = 1024;
 
 }  // namespace
 }  // namespace fairprune
