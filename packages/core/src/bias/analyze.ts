@@ -121,6 +121,8 @@ export async function openForAnalysis(modelDir: string, options: AnalyzeOptions)
   else keys.add('gate_proj').add('up_proj');
   const capture = await ActivationCapture.create(onnxPath, {
     keys: [...keys] as ActivationKey[],
+    // A handful of forwards per pair: opening fast matters more than forward speed.
+    prepackWeights: false,
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
