@@ -1,26 +1,67 @@
+/**
+ * Fairness Pruning for LLMs: measure how differently a decoder model treats prompt pairs that differ only in a
+ * demographic word, score every GLU MLP neuron by that bias and by its weight importance, and write a model folder
+ * with the most biased, least important neurons removed.
+ *
+ * Most users need {@link analyzeBias} and {@link runFairnessPruning}; the lower layers are exported for tools that
+ * reuse single stages.
+ * @packageDocumentation
+ */
+
+/** The npm package name, for reports and `tool` fields. */
 export const packageName = '@fairprune/core';
-export * from './model/folder.js';
-export * from './model/tokenizer.js';
-export * from './model/dtype.js';
-export * from './runtime/session.js';
-export { pca, projectPair, matchTokens, type PcaResult, type RowMatrix, type PairProjection, type PromptActivations, type ProjectedPrompt, type ProjectedToken, type ProjectPairOptions, type TokenLink } from './report-data/index.js';
-export * from './model/onnx-codec.js';
-export * from './model/graph-map.js';
-export * from './runtime/capture.js';
-export * from './runtime/kv-cache.js';
-export * from './runtime/generate.js';
-export * from './bias/pairs.js';
-export * from './bias/metrics.js';
-export * from './bias/compare.js';
-export * from './bias/neuron-scores.js';
-export * from './bias/behaviour.js';
-export * from './bias/analyze.js';
-export * from './prune/importance.js';
-export * from './prune/select.js';
-export * from './prune/plan.js';
-export * from './model/safetensors.js';
-export * from './model/weights.js';
-export * from './prune/surgery.js';
-export * from './prune/apply.js';
-export * from './model/inspect.js';
-export * from './prune/run.js';
+
+// Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
+export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
+export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
+export { inspectModel, type ModelInspection } from './model/inspect.js';
+export { f32ToF16, type WeightDType } from './model/dtype.js';
+
+// ONNX codec & graph map: decode/encode ModelProto with external data, and find each decoder layer's GLU MLP by structure.
+export { readOnnxModel, encodeOnnxModel, checkExternalData, tensorByteLength, tensorDtype, ExternalDataWriter, OnnxFormatError } from './model/onnx-codec.js';
+export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensors, type ActivationKey, type WeightInfo, type WeightLayout } from './model/graph-map.js';
+
+// Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
+export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
+export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
+export { generate, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
+
+// Bias: prompt pairs, the optiPfair activation metric, per-neuron bias scores, behavioural log-odds, the analysis entry point.
+export { loadPairs, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';
+export { HOOK_TYPES, type HookType, type BiasMetrics, type ComponentMetrics, type DifferenceStats, type LayerMetrics, type ProgressionMetrics } from './bias/metrics.js';
+export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from './bias/neuron-scores.js';
+export { measureBehaviour, type BehaviourResult, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
+export {
+  analyzeBias,
+  METRIC_COMPONENTS,
+  type AnalyzeOptions,
+  type BiasAnalysis,
+  type BiasReport,
+  type PairReport,
+  type PairSetMeasurement,
+  type PairTokenActivations,
+} from './bias/analyze.js';
+
+// Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.
+export { OnnxWeights, SafetensorsWeights, type LayerMlpMatrices, type WeightMatrix } from './model/weights.js';
+export { modelImportance, IMPORTANCE_METHODS, type ImportanceMethod, type ModelImportance, type MlpWeightSource, type LayerMlpWeights } from './prune/importance.js';
+export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, type LayerSelection } from './prune/select.js';
+export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
+export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';
+export { SurgeryError, type NeuronSelection } from './prune/surgery.js';
+export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+
+// Report data: PCA of token activations and the 2-D projection of one pair that the report draws.
+export {
+  pca,
+  projectPair,
+  type PcaResult,
+  type RowMatrix,
+  type PairProjection,
+  type PromptActivations,
+  type ProjectedPrompt,
+  type ProjectedToken,
+  type ProjectPairOptions,
+  type TokenLink,
+} from './report-data/index.js';
