@@ -29,7 +29,7 @@ export function f16ToF32(bits: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
-/** Round-to-nearest-even float32 → float16 bits. */
+/** IEEE half-precision bits (as an unsigned 16-bit number) of `value`, rounded to nearest even; overflow gives ±Infinity. */
 export function f32ToF16(value: number): number {
   f32[0] = value;
   const x = u32[0]!;

@@ -4,26 +4,41 @@ import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
 /** The config.json fields the pipeline reads. Everything else stays available in `raw`. */
 export interface ModelConfig {
+  /** `model_type` (e.g. `llama`, `gemma3_text`); `unknown` when absent. */
   modelType: string;
+  /** `architectures` (e.g. `["LlamaForCausalLM"]`); empty when absent. */
   architectures: string[];
+  /** `hidden_size`: width of the residual stream. */
   hiddenSize: number;
+  /** `intermediate_size`: MLP expansion width (neurons per layer) as published, before any pruning. */
   intermediateSize: number;
+  /** `num_hidden_layers`: decoder layers. */
   numHiddenLayers: number;
+  /** `num_attention_heads`. */
   numAttentionHeads: number;
+  /** `num_key_value_heads`; defaults to `numAttentionHeads` (no grouped-query attention). */
   numKeyValueHeads: number;
+  /** `head_dim`; defaults to `hiddenSize / numAttentionHeads`. */
   headDim: number;
+  /** `vocab_size`. */
   vocabSize: number;
+  /** `bos_token_id`, if given. */
   bosTokenId: number | undefined;
+  /** `eos_token_id` as a list (configs give one id or several). */
   eosTokenIds: number[];
+  /** `pad_token_id`, if given. */
   padTokenId: number | undefined;
+  /** `tie_word_embeddings`: the LM head shares the embedding matrix. */
   tieWordEmbeddings: boolean;
   /** The parsed config.json as written. */
   raw: Record<string, unknown>;
 }
 
+/** An opened model folder: its parsed config, a lazily loaded tokenizer, and the weight files found. */
 export interface ModelFolder {
   /** Absolute path of the folder. */
   dir: string;
+  /** The parsed `config.json`. */
   config: ModelConfig;
   /** Loaded on first access (building a 128k-vocab BPE takes about a second); load errors name the file. */
   readonly tokenizer: TextTokenizer;
@@ -35,16 +50,24 @@ export interface ModelFolder {
   safetensorsFiles: string[];
 }
 
+/** Options of {@link openModelFolder}. */
 export interface OpenModelFolderOptions {
   /** ONNX file relative to the folder (the CLI's `--onnx-file`). Default: `onnx/model.onnx`, else `model.onnx`. */
   onnxFile?: string;
 }
 
+/** A model folder, its `config.json` or its ONNX file is missing or unreadable; the message names the path. */
 export class ModelFolderError extends Error {
+  /** Always `'ModelFolderError'`. */
   override name = 'ModelFolderError';
 }
 
-/** Opens a Hugging Face-style model folder: reads config.json and the tokenizer, lists the weight files. */
+/**
+ * Opens a Hugging Face-style model folder: reads config.json, checks tokenizer.json exists (it is parsed on first use
+ * of `tokenizer`), lists the ONNX and safetensors files. Reads no weights.
+ * @throws {@link ModelFolderError} when the folder, config.json or tokenizer.json is missing, a required config field
+ *   is missing, or `options.onnxFile` does not exist or lies outside the folder.
+ */
 export function openModelFolder(dir: string, options: OpenModelFolderOptions = {}): ModelFolder {
   const absDir = resolve(dir);
   if (!existsSync(absDir) || !statSync(absDir).isDirectory()) {
@@ -141,7 +164,10 @@ function chooseOnnxFile(dir: string, onnxFile: string | undefined): string | und
   return undefined;
 }
 
-/** The ONNX path of a folder, or an error that says which files exist. */
+/**
+ * The ONNX path of a folder, for the steps that need one.
+ * @throws {@link ModelFolderError} when the folder has no default ONNX file; the message lists the `.onnx` files found.
+ */
 export function requireOnnxPath(folder: ModelFolder): string {
   if (folder.onnxPath !== undefined) return folder.onnxPath;
   const found = folder.onnxFiles.length > 0 ? `found: ${folder.onnxFiles.join(', ')}; pass --onnx-file` : 'no .onnx file found';

@@ -5,12 +5,15 @@ import { dtypeFromOnnx, type WeightDType } from './dtype.js';
 /** 'in_out': MatMul B as stored by ONNX exporters ([in, out], neurons are columns); 'out_in': HF layout (Transpose/Gemm transB). */
 export type WeightLayout = 'in_out' | 'out_in';
 
+/** One projection weight of a mapped layer, as stored in the graph. */
 export interface WeightInfo {
   /** Initializer name. */
   name: string;
+  /** Element type of the stored initializer (before any Cast in the graph). */
   dtype: WeightDType;
   /** Stored shape of the initializer. */
   shape: number[];
+  /** Which axis of `shape` holds the output neurons. */
   layout: WeightLayout;
   /** Fused gate_up weight (Phi-3): which half of the output axis this projection is (0 = first). */
   fusedHalf?: 0 | 1;
@@ -18,46 +21,85 @@ export interface WeightInfo {
 
 /** Graph tensor names per decoder layer, keyed as the fixtures' reference activations. */
 export interface LayerTensors {
+  /** Output of the layer's input norm (the tensor the q/k/v projections read). */
   input_norm: string;
+  /** Output of the attention output projection (o_proj). */
   attention_output: string;
+  /** gate_proj output, before the activation. */
   gate_proj: string;
+  /** up_proj output. */
   up_proj: string;
+  /** act(gate) · up: the down_proj input, one value per MLP neuron. */
   glu_product: string;
+  /** down_proj output. */
   down_proj: string;
+  /** The MLP's output; the same tensor as `down_proj` (optiPfair hooks both names). */
   mlp_output: string;
 }
 
+/** A capturable tensor kind of a layer: a key of {@link LayerTensors}. */
 export type ActivationKey = keyof LayerTensors;
 export const ACTIVATION_KEYS: readonly ActivationKey[] = [
   'input_norm', 'attention_output', 'gate_proj', 'up_proj', 'glu_product', 'down_proj', 'mlp_output',
 ];
 
+/** One decoder layer as found in the graph: its GLU MLP weights and nodes, and the tensors to capture. */
 export interface LayerMap {
+  /** Decoder layer index (order of the down projections in the graph). */
   index: number;
+  /** Graph tensor names of this layer's activations. */
   tensors: LayerTensors;
+  /** gate_proj weight. */
   gate: WeightInfo;
+  /** up_proj weight (the same initializer as `gate` when fused). */
   up: WeightInfo;
+  /** down_proj weight. */
   down: WeightInfo;
   /** Node names of the projections (gate and up are the same node when fused). */
-  nodes: { gate: string; up: string; down: string; attentionOutput: string };
+  nodes: {
+    /** gate_proj MatMul/Gemm. */
+    gate: string;
+    /** up_proj MatMul/Gemm. */
+    up: string;
+    /** down_proj MatMul/Gemm. */
+    down: string;
+    /** Attention output projection (o_proj). */
+    attentionOutput: string;
+  };
   /** Slice/Split nodes splitting a fused gate_up output (Phi-3), empty otherwise. */
   fusedSplitNodes: string[];
+  /** gate and up are the two halves of one fused weight (Phi-3 `gate_up_proj`). */
   fusedGateUp: boolean;
   /** 'silu' | 'gelu_tanh' | 'gelu' | … as recognised from the activation ops. */
   activation: string;
+  /** MLP neurons (down_proj input width). */
   intermediateSize: number;
+  /** Residual width (down_proj output width). */
   hiddenSize: number;
 }
 
+/** Result of {@link mapGraph}: every decoder layer's MLP and the graph's logits and KV-cache interface. */
 export interface GraphMap {
+  /** Decoder layers in graph order. */
   layers: LayerMap[];
+  /** Name of the logits output (`logits`, else the first output). */
   logits: string;
   /** Element type of the MLP activations (f16 models give f16 intermediates; a Cast after the weight changes it). */
   activationDtype: WeightDType;
-  kv: { pastInputs: string[]; presentOutputs: string[] } | undefined;
+  /** The KV-cache inputs and outputs; undefined for a graph without past_key_values inputs. */
+  kv:
+    | {
+        /** `past_key_values.{i}.key` / `.value` inputs. */
+        pastInputs: string[];
+        /** `present.{i}.key` / `.value` outputs. */
+        presentOutputs: string[];
+      }
+    | undefined;
 }
 
+/** The graph has no recognisable GLU MLP (e.g. GPT-2-style or quantized MatMulNBits graphs) or inconsistent widths; names the file. */
 export class GraphMapError extends Error {
+  /** Always `'GraphMapError'`. */
   override name = 'GraphMapError';
 }
 
@@ -88,7 +130,11 @@ interface ProjectionSource {
   split?: { node: NodeProto; half: 0 | 1 };
 }
 
-/** Finds, by graph structure, the GLU MLP and attention tensors of every decoder layer. `where` names the file in errors. */
+/**
+ * Finds, by graph structure rather than node names (exporters name nodes differently), the GLU MLP and attention
+ * tensors of every decoder layer. `where` names the file in errors.
+ * @throws {@link GraphMapError} when no GLU MLP is found or a layer's widths disagree.
+ */
 export function mapGraph(model: ModelProto, where: string): GraphMap {
   const graph = model.graph;
   if (!graph) throw new GraphMapError(`${where}: no graph`);

@@ -3,25 +3,57 @@ import { openModelFolder, requireOnnxPath, type ModelConfig } from './folder.js'
 import { mapGraph, type LayerTensors, type WeightInfo } from './graph-map.js';
 import { checkExternalData, readOnnxModel } from './onnx-codec.js';
 
+/** What {@link inspectModel} reports (the data behind `fairprune inspect --json`). */
 export interface ModelInspection {
+  /** Absolute path of the folder. */
   dir: string;
+  /** `model_type` from config.json. */
   modelType: string;
+  /** `architectures` from config.json. */
   architectures: string[];
   /** The ONNX file inspected, relative to the folder. */
   onnxFile: string;
+  /** Every `.onnx` file in the folder and its `onnx/` subfolder, relative paths. */
   onnxFiles: string[];
+  /** Safetensors shards, relative paths. */
   safetensorsFiles: string[];
+  /** The config.json sizes that matter for pruning. */
   config: Pick<ModelConfig, 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'vocabSize'>;
+  /** MLP activation recognised in layer 0 (`silu`, `gelu_tanh`, `gelu`, …). */
   activation: string;
+  /** Element type of the MLP activations in the graph (`f32`, `f16`, `bf16`). */
   activationDtype: string;
+  /** Whether the graph takes past_key_values inputs. */
   kvCache: boolean;
+  /** Name of the logits output. */
   logits: string;
-  layers: { index: number; intermediateSize: number; fusedGateUp: boolean; gate: WeightInfo; up: WeightInfo; down: WeightInfo; tensors: LayerTensors }[];
+  /** Every mapped decoder layer, in order. */
+  layers: {
+    /** Decoder layer index. */
+    index: number;
+    /** Neurons in this layer's MLP (the graph's width, which may differ from config.json after pruning). */
+    intermediateSize: number;
+    /** gate and up share one fused weight (Phi-3 `gate_up_proj`). */
+    fusedGateUp: boolean;
+    /** gate_proj weight. */
+    gate: WeightInfo;
+    /** up_proj weight. */
+    up: WeightInfo;
+    /** down_proj weight. */
+    down: WeightInfo;
+    /** Graph tensors activations can be captured at. */
+    tensors: LayerTensors;
+  }[];
   /** Disagreements between config.json and the graph. */
   warnings: string[];
 }
 
-/** What fairprune sees in a model folder: config, the mapped decoder layers and their weights. Reads no weights. */
+/**
+ * What fairprune sees in a model folder: config, the mapped decoder layers and their weights. Reads no weight data,
+ * but checks that external data files exist and are long enough.
+ * @param options.onnxFile  ONNX file relative to the folder (default `onnx/model.onnx`, else `model.onnx`).
+ * @throws {@link ModelFolderError}, {@link OnnxFormatError} or {@link GraphMapError} naming the file at fault.
+ */
 export function inspectModel(dir: string, options: { onnxFile?: string } = {}): ModelInspection {
   const folder = openModelFolder(dir, options);
   const onnxPath = requireOnnxPath(folder);

@@ -10,14 +10,19 @@ import {
 } from 'onnx-buf';
 import { bytesPerElement, dtypeFromOnnx, type WeightDType } from './dtype.js';
 
+/** An .onnx file or its external data is missing, truncated, corrupt or unsupported; the message names the file and tensor. */
 export class OnnxFormatError extends Error {
+  /** Always `'OnnxFormatError'`. */
   override name = 'OnnxFormatError';
 }
 
 /** protobuf cannot hold a ModelProto over 2 GiB, and Node cannot readFileSync past 2 GiB either. */
 const MAX_INLINE_MODEL_BYTES = 2 ** 31 - 1;
 
-/** Decodes a ModelProto from a .onnx file. External tensor data is NOT read (see TensorDataReader). */
+/**
+ * Decodes a ModelProto from a .onnx file. External tensor data is not read (use {@link checkExternalData} to check it).
+ * @throws {@link OnnxFormatError} when the file is missing, over 2 GiB, not a ModelProto, or has no graph nodes.
+ */
 export function readOnnxModel(path: string): ModelProto {
   if (!existsSync(path)) throw new OnnxFormatError(`ONNX file not found: ${path}`);
   const size = statSync(path).size;
@@ -36,6 +41,7 @@ export function readOnnxModel(path: string): ModelProto {
   return model;
 }
 
+/** Serialises a ModelProto to .onnx bytes. Tensors stay where they point (inline or external). */
 export function encodeOnnxModel(model: ModelProto): Uint8Array {
   return toBinary(ModelProtoSchema, model);
 }
@@ -60,11 +66,15 @@ export function tensorDims(tensor: TensorProto): number[] {
   return tensor.dims.map(Number);
 }
 
+/** Element type of a float tensor; undefined for any other data type (integers, f64, …). */
 export function tensorDtype(tensor: TensorProto): WeightDType | undefined {
   return dtypeFromOnnx(tensor.dataType);
 }
 
-/** Byte length of a float tensor's data (f32/f16/bf16), from its dims. */
+/**
+ * Byte length of a float tensor's data (f32/f16/bf16), from its dims.
+ * @throws {@link OnnxFormatError} for any other data type.
+ */
 export function tensorByteLength(tensor: TensorProto): number {
   const dtype = tensorDtype(tensor);
   if (!dtype) throw new OnnxFormatError(`Tensor "${tensor.name}" has data type ${tensor.dataType}, not f32/f16/bf16`);
@@ -160,7 +170,11 @@ export class TensorDataReader {
   }
 }
 
-/** Checks that every external initializer's file exists and holds all its bytes, without reading them. */
+/**
+ * Checks that every external float initializer's file exists and holds all its bytes, without reading them, so a
+ * broken folder fails before minutes of work. `modelPath` is the .onnx file the locations are relative to.
+ * @throws {@link OnnxFormatError} naming the tensor and the missing or short file.
+ */
 export function checkExternalData(model: ModelProto, modelPath: string): void {
   const reader = new TensorDataReader(dirname(modelPath));
   try {
@@ -180,12 +194,16 @@ export function checkExternalData(model: ModelProto, modelPath: string): void {
   }
 }
 
-/** Streams bytes into one external data file at running, aligned offsets. */
+/**
+ * Streams bytes into one external data file at running, aligned offsets, so models past protobuf's 2 GiB limit can
+ * be written tensor by tensor. Creates `path` (fails if it exists); call close().
+ */
 export class ExternalDataWriter {
   private readonly fd: number;
   private offset = 0;
 
   constructor(
+    /** File the bytes are written to. */
     readonly path: string,
     /** The `location` recorded in the model (relative to the .onnx). */
     readonly location: string,
@@ -200,6 +218,7 @@ export class ExternalDataWriter {
     return this.offset;
   }
 
+  /** Writes `bytes` after what was written so far. */
   append(bytes: Uint8Array): void {
     let done = 0;
     while (done < bytes.byteLength) {
@@ -221,6 +240,7 @@ export class ExternalDataWriter {
     ];
   }
 
+  /** Closes the file; the writer cannot be used after. */
   close(): void {
     closeSync(this.fd);
   }

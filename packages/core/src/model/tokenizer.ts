@@ -6,18 +6,29 @@ import { Tokenizer } from '@huggingface/tokenizers';
 export interface TextTokenizer {
   /** With `addSpecialTokens` (default true) the post-processor adds BOS as the model was trained. */
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  /** Text of `ids`; special tokens are kept unless `skipSpecialTokens` (default false). */
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** Id of one vocabulary entry, undefined when it is not in the vocabulary. */
   tokenToId(token: string): number | undefined;
+  /** From `bos_token` in tokenizer_config.json; undefined when not declared. */
   bosTokenId: number | undefined;
+  /** From `eos_token` in tokenizer_config.json; undefined when not declared. */
   eosTokenId: number | undefined;
+  /** From `pad_token` in tokenizer_config.json; undefined when not declared. */
   padTokenId: number | undefined;
 }
 
+/** tokenizer.json is missing, not valid JSON, or not a tokenizer @huggingface/tokenizers can build; names the file. */
 export class TokenizerLoadError extends Error {
+  /** Always `'TokenizerLoadError'`. */
   override name = 'TokenizerLoadError';
 }
 
-/** Loads `tokenizer.json` + `tokenizer_config.json` from a folder with @huggingface/tokenizers (offline). */
+/**
+ * Loads `tokenizer.json` (+ `tokenizer_config.json` when present, for the special tokens) from a folder with
+ * @huggingface/tokenizers, offline.
+ * @throws {@link TokenizerLoadError} when tokenizer.json is missing or unreadable.
+ */
 export function loadTokenizer(dir: string): TextTokenizer {
   const tokenizerPath = join(dir, 'tokenizer.json');
   const configPath = join(dir, 'tokenizer_config.json');

@@ -7,26 +7,43 @@ import { SafetensorsFile } from './safetensors.js';
 
 /** Structurally the native scan's MatrixView: raw little-endian bytes (any offset), row-major. */
 export interface WeightMatrix {
+  /** rows × cols little-endian elements of `dtype`, row-major. */
   data: Uint8Array;
+  /** First dimension as stored. */
   rows: number;
+  /** Second dimension as stored. */
   cols: number;
+  /** Element type of `data`. */
   dtype: WeightDType;
 }
 
 /** A layer's gate and up weights as stored, and the axis holding the neurons ('cols' for ONNX [in, out], 'rows' for HF [out, in]). */
 export interface LayerMlpMatrices {
+  /** gate_proj weight (one half of a fused gate_up weight). */
   gate: WeightMatrix;
+  /** up_proj weight (the other half of a fused gate_up weight). */
   up: WeightMatrix;
+  /** Axis of both matrices that indexes the MLP neurons. */
   neuronAxis: 'rows' | 'cols';
 }
 
-/** gate/up/down weights of a mapped ONNX model, read by fd for external data. Call close(). */
+/**
+ * gate/up/down weights of a mapped ONNX model, read by fd for external data (so files past 2 GiB work); each call
+ * reads one layer's matrices into memory. Call close().
+ * @throws (constructor) {@link OnnxFormatError} or {@link GraphMapError} naming the file.
+ */
 export class OnnxWeights {
+  /** The graph map the layers are looked up in. */
   readonly map: GraphMap;
   private readonly reader: TensorDataReader;
   private readonly initializers: Map<string, TensorProto>;
 
-  constructor(readonly path: string, readonly model: ModelProto = readOnnxModel(path)) {
+  constructor(
+    /** The .onnx file; external data is read relative to its folder. */
+    readonly path: string,
+    /** The decoded model, when the caller has already read it. */
+    readonly model: ModelProto = readOnnxModel(path),
+  ) {
     this.map = mapGraph(model, path);
     this.reader = new TensorDataReader(dirname(path));
     this.initializers = new Map(model.graph!.initializer.map((t) => [t.name, t]));
@@ -43,12 +60,18 @@ export class OnnxWeights {
   }
 
   /** The down projection of one layer; its neurons are on the input axis. */
-  down(layer: number): { matrix: WeightMatrix; neuronAxis: 'rows' | 'cols' } {
+  down(layer: number): {
+    /** down_proj weight as stored. */
+    matrix: WeightMatrix;
+    /** Axis that indexes the MLP neurons (the down projection's inputs). */
+    neuronAxis: 'rows' | 'cols';
+  } {
     const info = this.map.layers[layer];
     if (!info) throw new Error(`${this.path}: no layer ${layer}`);
     return this.projection(info.down, 'input');
   }
 
+  /** Closes the external data files. */
   close(): void {
     this.reader.close();
   }
@@ -90,6 +113,10 @@ export class SafetensorsWeights {
     this.files = paths.map((p) => new SafetensorsFile(p));
   }
 
+  /**
+   * Gate and up of one layer, found by HF tensor names (`layers.{i}.mlp.gate_proj.weight`, or a fused `gate_up_proj`).
+   * @throws when the layer's weights are missing or not 2-D F32/F16/BF16, naming the files.
+   */
   layerMlp(layer: number): LayerMlpMatrices {
     const fused = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.gate_up_proj\\.weight$`));
     if (fused) {
@@ -102,6 +129,7 @@ export class SafetensorsWeights {
     return { gate: this.matrix(gate), up: this.matrix(up), neuronAxis: 'rows' };
   }
 
+  /** Closes the shard files. */
   close(): void {
     for (const f of this.files) f.close();
   }

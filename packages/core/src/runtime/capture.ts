@@ -5,15 +5,18 @@ import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '..
 import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
 import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
 
+/** One captured activation of one prompt. */
 export interface CapturedTensor {
   /** Row-major [T, width] float32. */
   data: Float32Array;
+  /** Shape of `data`: token positions T, then values per position. */
   shape: [number, number];
 }
 
 /** Keyed `${key}_layer_${i}` exactly as the fixtures' reference activations (e.g. `glu_product_layer_2`). */
 export type CapturedActivations = Map<string, CapturedTensor>;
 
+/** Options of {@link ActivationCapture.create}: session options plus which tensors to capture. */
 export interface ActivationCaptureOptions extends ModelSessionOptions {
   /** Which layers (default all). */
   layers?: readonly number[];
@@ -27,12 +30,18 @@ export interface ActivationCaptureOptions extends ModelSessionOptions {
  */
 export class ActivationCapture {
   private constructor(
+    /** The session over the modified graph. */
     readonly session: ModelSession,
+    /** The graph map of the original model. */
     readonly map: GraphMap,
     /** capture key → graph output name. */
     readonly outputs: ReadonlyMap<string, string>,
   ) {}
 
+  /**
+   * Maps the graph at `onnxPath`, adds the requested tensors as outputs and opens a session over the result.
+   * @throws {@link OnnxFormatError} or {@link GraphMapError} naming the file, or onnxruntime's load error.
+   */
   static async create(onnxPath: string, options: ActivationCaptureOptions = {}): Promise<ActivationCapture> {
     const model = readOnnxModel(onnxPath);
     checkExternalData(model, onnxPath);
@@ -76,6 +85,7 @@ export class ActivationCapture {
     return results;
   }
 
+  /** Frees the session. */
   async release(): Promise<void> {
     await this.session.release();
   }

@@ -12,6 +12,7 @@ export interface GenerationOptions {
   numBeams?: number;
   /** Total length including the prompt (HF default 20). Ignored when `maxNewTokens` is set. */
   maxLength?: number;
+  /** Tokens to generate after the prompt; overrides `maxLength`. */
   maxNewTokens?: number;
   /** true: stop when `numBeams` hypotheses are finished; false: HF's heuristic; "never": the canonical bound. */
   earlyStopping?: boolean | 'never';
@@ -19,6 +20,7 @@ export interface GenerationOptions {
   lengthPenalty?: number;
   /** Bans any n-gram of this size from occurring twice in the sequence (prompt included), 0 = off. */
   noRepeatNgramSize?: number;
+  /** Sequences returned per prompt, best first; at most `numBeams` (default 1). */
   numReturnSequences?: number;
   /** End-of-sequence id(s); a finished greedy row stops here. */
   eosTokenId?: number | readonly number[];
@@ -26,6 +28,7 @@ export interface GenerationOptions {
   padTokenId?: number;
 }
 
+/** One generated sequence. */
 export interface GeneratedSequence {
   /** Prompt ids followed by the generated ids (EOS included when it was generated). */
   ids: number[];
@@ -236,7 +239,11 @@ export async function beamSearch(decoder: Decoder, prompt: readonly number[], op
   return finished.slice(0, opts.numReturnSequences).map((s) => ({ ids: [...prompt, ...s.tokens], score: s.score }));
 }
 
-/** Generates for each prompt (greedy when numBeams is 1); returns numReturnSequences sequences per prompt. */
+/**
+ * Generates for each prompt (token ids, BOS included; greedy when numBeams is 1) with a KV cache when the graph has
+ * one (`cache: false` forces prefix recomputation); returns numReturnSequences sequences per prompt.
+ * @throws on an empty prompt or invalid options (naming the option).
+ */
 export async function generate(
   session: ModelSession,
   prompts: readonly (readonly number[])[],
@@ -256,8 +263,16 @@ export async function generate(
   return results;
 }
 
-/** eos/pad ids as `generate()` would take them: generation_config.json first, then config.json. */
-export function readGenerationDefaults(modelDir: string): Pick<GenerationOptions, 'eosTokenId' | 'padTokenId'> & { maxLength?: number } {
+/**
+ * eos/pad ids as `generate()` would take them: generation_config.json first, then config.json; absent files give `{}`.
+ * @throws when one of the files is not valid JSON.
+ */
+export function readGenerationDefaults(
+  modelDir: string,
+): Pick<GenerationOptions, 'eosTokenId' | 'padTokenId'> & {
+  /** `max_length` of generation_config.json, when set there. */
+  maxLength?: number;
+} {
   const read = (name: string): Record<string, unknown> => {
     const path = join(modelDir, name);
     if (!existsSync(path)) return {};

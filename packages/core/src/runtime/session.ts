@@ -2,13 +2,16 @@ import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/folder.js';
 import { f16ToF32 } from '../model/dtype.js';
 
+/** onnxruntime execution provider. */
 export type SessionDevice = 'cpu' | 'cuda';
 
+/** Options of {@link ModelSession.create}. */
 export interface ModelSessionOptions {
   /** Execution provider. `cuda` falls back to CPU (with `onFallback` called) when the provider libraries are missing. */
   device?: SessionDevice;
   /** intra-op threads; default: ORT's choice. */
   threads?: number;
+  /** onnxruntime graph optimisation level. Default `all`. */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
    * Let onnxruntime pre-pack MatMul weights when the session opens (default true): faster forwards, but a slower
@@ -26,20 +29,29 @@ export interface ModelSessionOptions {
 
 /** The KV-cache interface of a model in the optimum / transformers.js layout. */
 export interface KvLayout {
+  /** Layers with a past key/value pair. */
   numLayers: number;
+  /** Key/value heads, from the graph, else from `ModelSessionOptions.config`. */
   numKvHeads: number;
+  /** Head dimension, from the graph, else from `ModelSessionOptions.config`. */
   headDim: number;
+  /** Element type of the past/present tensors. */
   dtype: 'float32' | 'float16';
   /** Per layer i: `past_key_values.i.key` / `.value` inputs and `present.i.key` / `.value` outputs. */
   pastKeyNames: string[];
+  /** `past_key_values.i.value` input per layer. */
   pastValueNames: string[];
+  /** `present.i.key` output per layer. */
   presentKeyNames: string[];
+  /** `present.i.value` output per layer. */
   presentValueNames: string[];
 }
 
+/** Logits of {@link ModelSession.forward}. */
 export interface ForwardResult {
   /** Row-major [B, T, V] float32 logits. */
   logits: Float32Array;
+  /** Shape of `logits`: batch rows B, positions T, vocabulary size V. */
   dims: [number, number, number];
 }
 
@@ -47,15 +59,21 @@ let logLevelSet = false;
 
 /** One onnxruntime-node session over a decoder model, plain or KV-cache form. */
 export class ModelSession {
+  /** Graph input names. */
   readonly inputNames: readonly string[];
+  /** Graph output names. */
   readonly outputNames: readonly string[];
   /** Present when the graph has past_key_values.* inputs. */
   readonly kv: KvLayout | undefined;
+  /** The graph takes `position_ids` (fed as 0..T−1 from the past length). */
   readonly needsPositionIds: boolean;
+  /** The graph takes `attention_mask` (fed as all ones: sequences are never padded). */
   readonly needsAttentionMask: boolean;
+  /** Name of the logits output (`logits`, else the first output). */
   readonly logitsName: string;
 
   private constructor(
+    /** The underlying onnxruntime session, for raw access. */
     readonly ort: ort.InferenceSession,
     /** The execution provider actually used. */
     readonly device: SessionDevice,
@@ -78,7 +96,11 @@ export class ModelSession {
     }
   }
 
-  /** Opens a model from a path (ORT reads external data itself) or from bytes. */
+  /**
+   * Opens a model from a path (ORT reads external data itself) or from bytes.
+   * @throws when onnxruntime cannot load the model (the message names the file), or the graph has inputs other than
+   *   input_ids, attention_mask, position_ids and past_key_values.
+   */
   static async create(model: string | Uint8Array, options: ModelSessionOptions = {}): Promise<ModelSession> {
     if (!logLevelSet) {
       // ORT prints a line on failed provider loads even when we handle the error; we report it ourselves.
@@ -178,6 +200,7 @@ export class ModelSession {
     return { logits: tensorToFloat32(logits), dims: [dims[0]!, dims[1]!, dims[2]!] };
   }
 
+  /** Frees the onnxruntime session; the object cannot be used after. */
   async release(): Promise<void> {
     await this.ort.release();
   }
