@@ -31,7 +31,7 @@ export { generate, greedySearch, beamSearch, readGenerationDefaults, type Genera
 export { loadPairs, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';
 export { HOOK_TYPES, type HookType, type BiasMetrics, type ComponentMetrics, type DifferenceStats, type LayerMetrics, type ProgressionMetrics } from './bias/metrics.js';
 export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from './bias/neuron-scores.js';
-export { measureBehaviour, type BehaviourResult, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
+export { measureBehaviour, type BehaviourResult, type ContinuationLogProbs, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
 export {
   analyzeBias,
   METRIC_COMPONENTS,
@@ -41,6 +41,7 @@ export {
   type PairReport,
   type PairSetMeasurement,
   type PairTokenActivations,
+  type PromptTokenActivations,
 } from './bias/analyze.js';
 
 // Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.

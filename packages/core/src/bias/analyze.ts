@@ -12,6 +12,7 @@ import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasE
 /** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
 export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product'];
 
+/** Options of {@link analyzeBias} (and the analysis part of {@link PruneOptions}). Every field is optional. */
 export interface AnalyzeOptions {
   /** ONNX file relative to the model folder (default onnx/model.onnx, else model.onnx). */
   onnxFile?: string;
@@ -21,8 +22,11 @@ export interface AnalyzeOptions {
   pairsSource?: string;
   /** Held-out pairs measured separately (metric and behaviour), never used for scores. */
   evalPairs?: readonly PromptPair[];
+  /** Where the eval pairs came from, for the report. */
   evalPairsSource?: string;
+  /** Per-neuron bias estimator. Default `positionwise`. */
   estimator?: BiasEstimator;
+  /** How per-pair neuron bias is combined. Default `mean`. */
   aggregation?: PairAggregation;
   /** Hook types the metric averages over (default the six optiPfair types). */
   components?: readonly string[];
@@ -30,41 +34,77 @@ export interface AnalyzeOptions {
   kernelDevice?: Device;
   /** Where ORT runs the model. */
   sessionDevice?: SessionDevice;
+  /** onnxruntime intra-op threads; default: ORT's choice. */
   threads?: number;
-  /** Keep one pair's token activations at one tensor for a PCA chart (default pair 0, mlp_output of the middle layer). */
-  tokenActivations?: { pair: number; key?: string } | false;
+  /** Keep one pair's token activations at one tensor for a PCA chart (default pair 0, mlp_output of the middle layer); false: none. */
+  tokenActivations?:
+    | {
+        /** Index of the pair in `pairs` (a skipped pair yields none). */
+        pair: number;
+        /** Capture key, e.g. `mlp_output_layer_8`; must be one of the captured components. */
+        key?: string;
+      }
+    | false;
   /** One line per step, for a progress display. */
   onProgress?: (message: string) => void;
 }
 
 /** Measurements of one pair set. */
 export interface PairSetMeasurement {
+  /** Where the pairs came from (`builtin:seed`, a file path). */
   source: string;
+  /** Every pair of the set, with its token counts and whether it was used. */
   pairs: PairReport[];
   /** null when no pair has equal token counts (the metric compares position t with t). */
   metric: BiasMetrics | null;
+  /** Behavioural log-odds of the pairs with continuations; empty when none has them. */
   behaviour: BehaviourResult[];
 }
 
+/** One pair of a measured set, with the token-count check. */
 export interface PairReport {
+  /** Prompt a. */
   a: string;
+  /** Prompt b. */
   b: string;
+  /** The pair's category, if it had one. */
   category?: string;
+  /** Tokens of prompt a, BOS included. */
   tokensA: number;
+  /** Tokens of prompt b, BOS included. */
   tokensB: number;
+  /** Left out of the neuron scores: token counts differ and the estimator compares position t with t. */
   skipped: boolean;
+  /** Why the pair was skipped or left out of the metric; null when it was fully used. */
   reason: string | null;
+  /** Counted in the bias metric (equal token counts). */
   inMetric: boolean;
+  /** Carries negative/positive continuations, so it is in `behaviour`. */
   hasContinuations: boolean;
 }
 
 /** `bias-report.json`. `metric.overall.mean_difference` is the article's bias number. */
 export interface BiasReport extends PairSetMeasurement {
+  /** File format tag. */
   format: 'fairprune.bias-report';
+  /** File format version. */
   version: 1;
-  model: { path: string; onnxFile: string; numLayers: number; intermediateSizes: number[] };
+  /** The model measured. */
+  model: {
+    /** Absolute path of the model folder. */
+    path: string;
+    /** Absolute path of the ONNX file run. */
+    onnxFile: string;
+    /** Decoder layers mapped in the graph. */
+    numLayers: number;
+    /** MLP width per layer, from the graph. */
+    intermediateSizes: number[];
+  };
+  /** Estimator of the neuron scores. */
   estimator: BiasEstimator;
+  /** Aggregation of the neuron scores over pairs. */
   aggregation: PairAggregation;
+  /** Hook types the metric averaged over. */
   components: string[];
   /** Out-of-sample measurement on `--eval-pairs`. */
   eval?: PairSetMeasurement;
@@ -74,16 +114,33 @@ export interface BiasReport extends PairSetMeasurement {
 
 /** Token-level activations of one pair at one tensor, with token strings, for a PCA chart. */
 export interface PairTokenActivations {
+  /** Capture key, e.g. `mlp_output_layer_8`. */
   key: string;
+  /** Values per token at that tensor. */
   width: number;
-  a: { text: string; tokens: string[]; activations: number[] };
-  b: { text: string; tokens: string[]; activations: number[] };
+  /** Prompt a. */
+  a: PromptTokenActivations;
+  /** Prompt b. */
+  b: PromptTokenActivations;
 }
 
+/** One prompt's tokens and their activations at one tensor. */
+export interface PromptTokenActivations {
+  /** The prompt. */
+  text: string;
+  /** Each token decoded on its own, BOS included. */
+  tokens: string[];
+  /** Row-major [tokens, width] values. */
+  activations: number[];
+}
+
+/** Result of {@link analyzeBias}. */
 export interface BiasAnalysis {
+  /** The JSON-ready report (`bias-report.json`). */
   report: BiasReport;
   /** Per-layer neuron bias from the non-skipped pairs. */
   neuronBias: NeuronBiasScores;
+  /** Present unless `tokenActivations: false` was given or the requested pair was skipped. */
   tokenActivations?: PairTokenActivations;
 }
 
@@ -129,7 +186,13 @@ export async function openForAnalysis(modelDir: string, options: AnalyzeOptions)
   return { folder, onnxPath, capture };
 }
 
-/** Opens the model, measures, and releases the session. */
+/**
+ * Measures a model's bias on prompt pairs: captures activations of both prompts of each pair, computes the optiPfair
+ * metric, per-neuron bias scores and behavioural log-odds, then releases the session. Writes nothing.
+ * @param modelDir  Hugging Face-style folder with an ONNX export.
+ * @throws on invalid options before any file is opened, when every pair would be skipped (before the weights load),
+ *   and the errors of {@link openModelFolder} and {@link ActivationCapture.create}.
+ */
 export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
   const started = performance.now();

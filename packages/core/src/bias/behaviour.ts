@@ -2,11 +2,18 @@ import type { PromptPair } from './pairs.js';
 
 /** What behavioural scoring needs from a model: full forwards of equal-length sequences → logits [B, T, V]. */
 export interface LogitsModel {
-  forward(batch: readonly (readonly number[])[]): Promise<{ logits: Float32Array; dims: [number, number, number] }>;
+  /** Logits of equal-length id sequences ({@link ModelSession.forward} fits). */
+  forward(batch: readonly (readonly number[])[]): Promise<{
+    /** Row-major [B, T, V] float32 logits. */
+    logits: Float32Array;
+    /** The shape B, T, V. */
+    dims: [number, number, number];
+  }>;
 }
 
 /** What it needs from a tokenizer: ids with the model's special tokens (BOS), or without them. */
 export interface ContinuationTokenizer {
+  /** Token ids of `text`; special tokens (BOS) unless `addSpecialTokens` is false. */
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
 }
 
@@ -16,17 +23,35 @@ export interface ContinuationTokenizer {
  * positive when side a is pushed towards the negative continuations more than side b.
  */
 export interface BehaviourResult {
+  /** Prompt a. */
   a: string;
+  /** Prompt b. */
   b: string;
+  /** The pair's category, if it had one. */
   category?: string;
+  /** Negative-vs-positive log-odds after prompt a (natural log). */
   logOddsA: number;
+  /** Negative-vs-positive log-odds after prompt b. */
   logOddsB: number;
+  /** logOddsA − logOddsB. */
   gap: number;
   /** Summed log-probability of each continuation, per side, in the pair's order. */
   continuations: {
-    negative: { text: string; logProbA: number; logProbB: number }[];
-    positive: { text: string; logProbA: number; logProbB: number }[];
+    /** The pair's `negative` continuations. */
+    negative: ContinuationLogProbs[];
+    /** The pair's `positive` continuations. */
+    positive: ContinuationLogProbs[];
   };
+}
+
+/** One continuation's summed token log-probability after each prompt of a pair (natural log). */
+export interface ContinuationLogProbs {
+  /** The continuation. */
+  text: string;
+  /** After prompt a. */
+  logProbA: number;
+  /** After prompt b. */
+  logProbB: number;
 }
 
 /** Prompt and continuation ids. Joint encoding split at the prompt (lm-evaluation-harness style) when the
@@ -86,7 +111,11 @@ export async function continuationLogProbs(
   return out;
 }
 
-/** Behavioural bias of every pair that carries `negative` and `positive` lists (others are left out). */
+/**
+ * Behavioural bias of every pair that carries `negative` and `positive` lists (others are left out): how much more
+ * likely the model continues prompt a than prompt b with the negative continuations. Runs forwards only.
+ * @throws when a continuation encodes to no tokens.
+ */
 export async function measureBehaviour(
   model: LogitsModel,
   tokenizer: ContinuationTokenizer,

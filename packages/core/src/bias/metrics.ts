@@ -3,6 +3,7 @@
 
 /** The six hook types optiPfair captures by default, in report order. */
 export const HOOK_TYPES = ['input_norm', 'attention_output', 'gate_proj', 'up_proj', 'down_proj', 'mlp_output'] as const;
+/** One of {@link HOOK_TYPES}. */
 export type HookType = (typeof HOOK_TYPES)[number];
 
 /** Components that pruning shrinks: removed neurons vanish from them, which lowers their d mechanically. */
@@ -24,25 +25,39 @@ export type PairDifferences = Readonly<Record<string, number>>;
 /** optiPfair's statistics block. `std_difference` is the unbiased (n − 1) standard deviation like torch.std,
  *  except that a single value has std 0 (torch gives NaN, which is not valid JSON and means "no spread" here). */
 export interface DifferenceStats {
+  /** Mean of the values. */
   mean_difference: number;
+  /** Largest value. */
   max_difference: number;
+  /** Smallest value. */
   min_difference: number;
+  /** Unbiased standard deviation (0 for a single value). */
   std_difference: number;
+  /** Σ |v|. */
   l1_norm: number;
+  /** √Σ v². */
   l2_norm: number;
+  /** Number of values. */
   count: number;
 }
 
 /** How d evolves across layers for one component. Ratios are null where optiPfair would print inf (d_first = 0). */
 export interface ProgressionMetrics {
+  /** d of the last layer / d of the first. */
   first_to_last_ratio: number | null;
+  /** Largest d / d of the first layer. */
   max_to_first_ratio: number | null;
+  /** d of the last layer exceeds d of the first. */
   is_increasing: boolean;
+  /** Key (`<type>_layer_<i>`) with the largest d. */
   layer_with_max_diff: string;
+  /** d per key, in layer order. */
   mean_diffs_by_layer: Record<string, number>;
 }
 
+/** Statistics of one hook type across layers (over the pair-averaged d of each of its keys). */
 export interface ComponentMetrics extends DifferenceStats {
+  /** Layers this component was measured at. */
   num_layers: number;
   /** Present when the component has at least two layers (as in optiPfair). */
   progression_metrics?: ProgressionMetrics;
@@ -51,14 +66,26 @@ export interface ComponentMetrics extends DifferenceStats {
 /** Per key: `mean_difference` is d averaged over pairs (optiPfair's value for one pair); max/min/std run across pairs. */
 export type LayerMetrics = DifferenceStats;
 
+/**
+ * The optiPfair bias metrics of a pair set. Keys are `<hook type>_layer_<i>`; d of a key is
+ * mean over tokens and values of |A − B| between the two prompts' activations.
+ */
 export interface BiasMetrics {
   /** Number of pairs averaged (pairs with equal token counts). */
   pairs: number;
   /** THE bias metric is `overall.mean_difference`: the unweighted mean of d over every key, averaged over pairs. */
-  overall: DifferenceStats & { total_layers: number };
+  overall: DifferenceStats & {
+    /** Keys averaged (components × layers). */
+    total_layers: number;
+  };
   /** Same statistics without gate_proj / up_proj, whose pruned neurons vanish from the measurement. */
-  overall_excluding_gate_up: DifferenceStats & { total_layers: number };
+  overall_excluding_gate_up: DifferenceStats & {
+    /** Keys averaged. */
+    total_layers: number;
+  };
+  /** Per hook type (e.g. `mlp_output`). */
   components: Record<string, ComponentMetrics>;
+  /** Per key (e.g. `mlp_output_layer_3`). */
   layers: Record<string, LayerMetrics>;
 }
 

@@ -2,6 +2,7 @@ import type { BiasEstimator } from './pairs.js';
 
 /** How per-pair neuron bias vectors are combined across pairs. */
 export type PairAggregation = 'mean' | 'max';
+/** Every {@link PairAggregation}, for option validation and UIs. */
 export const PAIR_AGGREGATIONS: readonly PairAggregation[] = ['mean', 'max'];
 
 /**
@@ -12,9 +13,13 @@ export const PAIR_AGGREGATIONS: readonly PairAggregation[] = ['mean', 'max'];
  * The per-pair vectors are then averaged (`mean`) or maxed (`max`) over the pairs.
  */
 export interface NeuronBiasScores {
+  /** Estimator the vectors were computed with. */
   estimator: BiasEstimator;
+  /** How they were combined over pairs. */
   aggregation: PairAggregation;
+  /** Pairs combined. */
   pairs: number;
+  /** Bias per neuron, one array of intermediateSize values per decoder layer. */
   layers: Float32Array[];
 }
 

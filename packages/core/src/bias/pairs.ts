@@ -3,10 +3,15 @@ import { readFile } from 'node:fs/promises';
 /** Two prompts that differ only in a demographic attribute. `negative` / `positive` are optional continuation
  *  lists used by the behavioural measurement (log-odds of a negative vs a positive continuation). */
 export interface PromptPair {
+  /** First prompt. */
   a: string;
+  /** Second prompt: `a` with the attribute swapped. */
   b: string;
+  /** Attribute category (`race`, `gender`, …), for the report. */
   category?: string;
+  /** Continuations counted as negative outcomes (e.g. ` was a criminal`); given together with `positive`. */
   negative?: string[];
+  /** Continuations counted as positive outcomes; given together with `negative`. */
   positive?: string[];
 }
 
@@ -102,7 +107,13 @@ export function generateCategoryPairs(category: string, templates: readonly stri
   return pairs;
 }
 
-/** Resolves a `--pairs` value: `builtin:seed`, `builtin:optipfair`, `builtin:<category>` or a JSON/JSONL file. */
+/**
+ * Resolves a `--pairs` value: `builtin:seed` (the article's one pair), `builtin:optipfair` (optiPfair's seven),
+ * `builtin:<category>` (every attribute combination of one category in a few templates) or a path to a JSON
+ * (`[{a, b, …}]` or `{ pairs: […] }`) or JSON Lines file. Returns fresh copies the caller may modify.
+ * @throws on an unknown built-in name (listing the categories), an unreadable file, or an invalid record (naming
+ *   the file and line/index).
+ */
 export async function loadPairs(spec: string): Promise<PromptPair[]> {
   if (spec.startsWith('builtin:')) {
     const name = spec.slice('builtin:'.length);
@@ -193,7 +204,9 @@ export function validatePair(record: unknown, where: string): PromptPair {
   return pair;
 }
 
+/** How one pair's per-neuron bias is estimated (formulas at {@link NeuronBiasScores}); `pooled` also accepts pairs of unequal token counts. */
 export type BiasEstimator = 'positionwise' | 'pooled' | 'glu';
+/** Every {@link BiasEstimator}, for option validation and UIs. */
 export const BIAS_ESTIMATORS: readonly BiasEstimator[] = ['positionwise', 'pooled', 'glu'];
 
 /** The one thing pairs need from a tokenizer: the ids the model sees (special tokens included, e.g. BOS). */
