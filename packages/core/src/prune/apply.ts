@@ -16,8 +16,11 @@ import {
 } from './surgery.js';
 import type { PruneMode } from './plan.js';
 
+/** Options of {@link writePrunedFolder}. */
 export interface WritePrunedFolderOptions {
+  /** Neurons to prune per layer; indices must lie in the layer's width, and `remove` must keep at least one. */
   selection: NeuronSelection;
+  /** Remove the neurons (smaller model) or zero their weights (same shapes). */
   mode: PruneMode;
   /** ONNX files to prune, relative to the folder. Default: the folder's ONNX file (`onnx/model.onnx`, else `model.onnx`). */
   onnxFiles?: readonly string[];
@@ -31,9 +34,13 @@ export interface WritePrunedFolderOptions {
   onProgress?: (message: string) => void;
 }
 
+/** What {@link writePrunedFolder} wrote. */
 export interface PrunedFolderResult {
+  /** Absolute path of the written folder. */
   outputDir: string;
+  /** Pruned ONNX files, relative to the folder. */
   onnxFiles: string[];
+  /** Pruned safetensors files, relative to the folder. */
   safetensorsFiles: string[];
   /** MLP width per layer after pruning. */
   intermediateSizes: number[];
@@ -44,8 +51,11 @@ export interface PrunedFolderResult {
 const LARGE_MODEL_BYTES = 2 ** 30;
 
 /**
- * Writes a pruned copy of a model folder. Everything is written under a temporary sibling folder that is renamed
- * to `outputDir` at the end; the input folder is only read.
+ * Writes a pruned copy of a model folder: ONNX graphs and safetensors pruned, config/tokenizer/generation files
+ * copied (config.json with the new width). Everything is written under a temporary sibling folder that is renamed to `outputDir` at the end; the
+ * input folder is only read.
+ * @throws {@link SurgeryError} when `outputDir` exists (without `force`) or overlaps the input, the selection is
+ *   invalid, or the folder has no weights to prune; {@link OnnxFormatError} / {@link GraphMapError} for bad models.
  */
 export function writePrunedFolder(inputDir: string, outputDir: string, options: WritePrunedFolderOptions): PrunedFolderResult {
   const input = realpathSync(resolve(inputDir));

@@ -10,6 +10,7 @@ import { scanWeights, type Device, type MatrixView, type WeightStats } from '@fa
  *  - l2:  ‖w_g‖₂ + ‖w_u‖₂
  *  (vow, pon and l2 follow optiPfair's IMPORTANCE_FUNCTIONS.) */
 export type ImportanceMethod = 'maw' | 'ppm' | 'vow' | 'pon' | 'l2';
+/** Every {@link ImportanceMethod}, for option validation and UIs. */
 export const IMPORTANCE_METHODS: readonly ImportanceMethod[] = ['maw', 'ppm', 'vow', 'pon', 'l2'];
 
 /** Combines the native scan statistics of the gate and up weights of one layer. */
@@ -50,7 +51,9 @@ export function importanceFromStats(method: ImportanceMethod, gate: WeightStats,
 
 /** A layer's gate and up weights as they lie in the file, and which axis holds the neurons. */
 export interface LayerMlpWeights {
+  /** gate_proj weight as raw bytes (an {@link OnnxWeights} / {@link SafetensorsWeights} matrix fits). */
   gate: MatrixView;
+  /** up_proj weight, same layout as `gate`. */
   up: MatrixView;
   /** 'rows' for HF safetensors [out, in]; 'cols' for ONNX MatMul initializers [in, out]. */
   neuronAxis: 'rows' | 'cols';
@@ -69,7 +72,9 @@ export async function layerImportance(
 
 /** Importance of every layer's neurons, read from the model's weights as they lie, and a hash of the bytes. */
 export interface ModelImportance {
+  /** The method the scores were computed with. */
   method: ImportanceMethod;
+  /** Importance per neuron, one array of intermediateSize values per layer (higher = more important). */
   layers: Float32Array[];
   /** Identifies the weights a plan was made on: sha256 (hex) over every layer's gate_proj and up_proj shape, dtype and
    *  per-neuron scan statistics (max, min, max|w|, sum, sum of squares, sum |w|, as float32). Any realistic change of a
@@ -80,10 +85,15 @@ export interface ModelImportance {
 
 /** Where gate/up weights come from: the model layer's OnnxWeights or SafetensorsWeights. */
 export interface MlpWeightSource {
+  /** Gate and up weights of one layer. */
   layerMlp(layer: number): LayerMlpWeights;
 }
 
-/** Scans gate and up weights of layers 0..numLayers−1 with the native kernels. */
+/**
+ * Importance of every neuron of layers 0..numLayers−1: scans their gate and up weights with the native kernels
+ * (`options.device`, default `auto`: CUDA when available), one layer in memory at a time.
+ * @throws when a layer's gate and up widths differ, and the weight source's errors.
+ */
 export async function modelImportance(
   weights: MlpWeightSource,
   numLayers: number,

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 
 /** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
 export type PruneMode = 'remove' | 'zero';
+/** Every {@link PruneMode}, for option validation and UIs. */
 export const PRUNE_MODES: readonly PruneMode[] = ['remove', 'zero'];
 
 export const PLAN_FORMAT = 'fairprune.pruning-plan';
@@ -9,12 +10,15 @@ export const PLAN_VERSION = 1;
 
 /** Which model a plan was computed on: the folder, and a hash of the weight bytes that were read. */
 export interface PlanModelIdentity {
+  /** Absolute path of the model folder the plan was made on. */
   path: string;
   /** The weight file the neurons were scored on (relative to `path`). */
   weightsFile: string;
-  /** sha256 (hex) of the MLP weights read for importance, in layer order (gate, up, down of layer 0, then 1, …). */
+  /** {@link ModelImportance.weightsHash} of the weights the neurons were scored on; a plan re-applied to other weights is refused. */
   weightsHash: string;
+  /** Decoder layers. */
   numLayers: number;
+  /** Residual width. */
   hiddenSize: number;
   /** Expansion width per layer before pruning. */
   intermediateSizes: number[];
@@ -22,18 +26,27 @@ export interface PlanModelIdentity {
 
 /** A manifest that says exactly which neurons go, with every option that led there; `apply` re-applies it. */
 export interface PruningPlan {
+  /** File format tag, `fairprune.pruning-plan`. */
   format: typeof PLAN_FORMAT;
+  /** File format version (1). */
   version: typeof PLAN_VERSION;
+  /** ISO 8601 time the plan was made. */
   createdAt: string;
+  /** What made it (`@fairprune/core`). */
   tool: string;
+  /** The model the plan was computed on. */
   model: PlanModelIdentity;
   /** Every option of the run (pairs, estimator, aggregation, importance, method, w, fractions, …), as given. */
   options: Record<string, unknown>;
+  /** Remove or zero the neurons. */
   mode: PruneMode;
   /** Pruned neuron indices per layer, ascending; every decoder layer is listed ([] when untouched). */
   layers: Record<string, number[]>;
+  /** Parameter counts of the model (safetensors tensors, else the ONNX float initializers). */
   parameters: {
+    /** Before pruning. */
     before: number;
+    /** After pruning (equal to `before` in zero mode). */
     after: number;
     /** Parameters removed (remove) or set to zero (zero). */
     affected: number;
@@ -85,7 +98,11 @@ export function planLayerMap(plan: PruningPlan): Map<number, number[]> {
   return map;
 }
 
-/** Checks a plan's structure and indices; `where` names the file in messages. */
+/**
+ * Checks a parsed plan's format, version, mode and neuron indices (in range, no repeats, at least one neuron kept per
+ * layer) and returns it typed; `where` names the file in messages.
+ * @throws naming `where` and the first problem found.
+ */
 export function validatePlan(value: unknown, where: string): PruningPlan {
   const fail = (message: string): never => {
     throw new Error(`Pruning plan ${where}: ${message}`);
@@ -116,6 +133,10 @@ export function validatePlan(value: unknown, where: string): PruningPlan {
   return plan;
 }
 
+/**
+ * Reads and validates a `pruning-plan.json`, e.g. to re-apply it with {@link PruneOptions.plan}.
+ * @throws when the file is unreadable, not JSON, or fails {@link validatePlan}.
+ */
 export async function readPlan(file: string): Promise<PruningPlan> {
   let text: string;
   try {

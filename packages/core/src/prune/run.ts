@@ -22,16 +22,23 @@ import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod,
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
   outDir: string;
+  /** Weight-importance method. Default `maw`. */
   importance?: ImportanceMethod;
+  /** Prunability formula. Default `hybrid`. */
   method?: ScoreMethod;
   /** w in P = w·bias_n + (1 − w)·(1 − imp_n). Default 0.5. */
   biasWeight?: number;
   /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. */
   fraction?: number;
+  /** Fraction per layer index; layers not listed are not pruned. Replaces `fraction`. */
   layerFractions?: Record<number, number>;
+  /** Prune the K highest prunability scores across the (selected) layers. Replaces `fraction`. */
   globalTopK?: number;
+  /** Only these layers are pruned (with `fraction` or `globalTopK`). */
   layers?: number[];
+  /** Round each layer's kept width down to a multiple of this (e.g. 8 or 64 for kernel-friendly shapes). */
   divisor?: number;
+  /** Default `remove`. */
   mode?: PruneMode;
   /** Write pruned safetensors too (default: when the folder has them). Non-uniform removal needs false. */
   safetensors?: boolean;
@@ -47,37 +54,65 @@ export interface PruneOptions extends AnalyzeOptions {
 
 /** Per-neuron data of one layer for charts: bias vs importance, and what was pruned. */
 export interface LayerNeuronScores {
+  /** Decoder layer index. */
   layer: number;
+  /** Bias score per neuron (before pruning). */
   bias: number[];
+  /** Importance per neuron. */
   importance: number[];
+  /** Prunability P per neuron (higher = pruned first). */
   prunability: number[];
+  /** Whether each neuron was pruned. */
   pruned: boolean[];
 }
 
 /** `neuron-scores.json`. */
 export interface NeuronScoresFile {
+  /** File format tag. */
   format: 'fairprune.neuron-scores';
+  /** File format version. */
   version: 1;
+  /** Bias estimator used. */
   estimator: string;
+  /** Aggregation over pairs used. */
   aggregation: string;
+  /** Importance method used. */
   importance: ImportanceMethod;
+  /** Prunability formula used. */
   method: ScoreMethod;
+  /** w of the hybrid formula. */
   biasWeight: number;
+  /** One entry per decoder layer. */
   layers: LayerNeuronScores[];
   /** One pair's token activations at one tensor (before pruning), for a PCA chart. */
   tokenActivations?: PairTokenActivations;
 }
 
+/** Result of {@link runFairnessPruning}; everything in it was also written under `outDir`. */
 export interface PruneResult {
+  /** Absolute path of the pruned model folder. */
   outDir: string;
+  /** The plan applied (`pruning-plan.json`). */
   plan: PruningPlan;
+  /** Bias of the original model (`bias-report.before.json`). */
   before: BiasReport;
+  /** Bias of the pruned model (`bias-report.after.json`); absent with `analyzeAfter: false`. */
   after?: BiasReport;
+  /** Per-neuron scores and what was pruned (`neuron-scores.json`). */
   neuronScores: NeuronScoresFile;
   /** Wall time per stage, milliseconds. */
   timings: Record<string, number>;
   /** Files written inside `outDir` besides the model. */
-  files: { plan: string; before: string; after?: string; neuronScores: string };
+  files: {
+    /** `pruning-plan.json`. */
+    plan: string;
+    /** `bias-report.before.json`. */
+    before: string;
+    /** `bias-report.after.json`, when the pruned model was measured. */
+    after?: string;
+    /** `neuron-scores.json`. */
+    neuronScores: string;
+  };
 }
 
 /** Selection options from prune options, with the project defaults. */
@@ -164,9 +199,13 @@ function writeJson(path: string, value: unknown): void {
 }
 
 /**
- * Fairness Pruning end to end: measure bias and per-neuron scores, score importance from the weights, select,
- * write the pruned model folder with `pruning-plan.json`, `bias-report.before.json`, `neuron-scores.json`, and
- * measure the pruned model again (`bias-report.after.json`).
+ * Fairness Pruning end to end: measure bias and per-neuron scores, score importance from the weights, select (or
+ * re-apply `options.plan`), write the pruned model folder with `pruning-plan.json`, `bias-report.before.json`,
+ * `neuron-scores.json`, and measure the pruned model again (`bias-report.after.json`). The input folder is only read.
+ * @param modelDir  Hugging Face-style folder with an ONNX export.
+ * @throws on invalid options or a non-empty `outDir` (without `force`) before any model work; when a given plan's
+ *   weights hash differs from this model's (without `force`); and the errors of {@link analyzeBias} and
+ *   {@link writePrunedFolder}.
  */
 export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
   validatePruneOptions(options);

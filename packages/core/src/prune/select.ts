@@ -2,6 +2,7 @@
 
 /** `hybrid`: P = w·bias_n + (1 − w)·(1 − imp_n). `bias`: P = raw bias (the notebook's bias-only mode). */
 export type ScoreMethod = 'hybrid' | 'bias';
+/** Every {@link ScoreMethod}, for option validation and UIs. */
 export const SCORE_METHODS: readonly ScoreMethod[] = ['hybrid', 'bias'];
 
 export const NORMALISE_EPSILON = 1e-8;
@@ -38,7 +39,12 @@ export function prunability(
   return biasN.map((b, i) => biasWeight * b + (1 - biasWeight) * (1 - importanceN[i]!));
 }
 
+/**
+ * Options of {@link selectNeurons}. Give exactly one of `fraction`, `layerFractions` or `globalTopK`; every mode keeps
+ * at least one neuron per layer.
+ */
 export interface SelectionOptions {
+  /** How the prunability P is computed. */
   method: ScoreMethod;
   /** w in [0, 1]; ignored by `bias`. */
   biasWeight: number;
@@ -54,6 +60,7 @@ export interface SelectionOptions {
   divisor?: number;
 }
 
+/** The selection in one layer. */
 export interface LayerSelection {
   /** Pruned neuron indices, ascending. */
   pruned: number[];
@@ -129,8 +136,10 @@ export function pruneCount(width: number, fraction: number, divisor?: number): n
 }
 
 /**
- * Selects the neurons to prune from per-layer bias and importance (index = layer). Returns one entry per layer
+ * Selects the neurons to prune from per-layer bias and importance (index = layer): the highest prunability P first,
+ * ties broken by lower layer, then lower neuron index, so results are reproducible. Returns one entry per layer
  * (layers left alone have an empty `pruned`).
+ * @throws on invalid options (naming the option), layer counts that differ, or a global top-K above what can go.
  */
 export function selectNeurons(
   bias: readonly ArrayLike<number>[],

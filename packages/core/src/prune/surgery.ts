@@ -20,7 +20,9 @@ import { ScratchBuffer, editedShape, streamBytes, streamEditedMatrix, type Matri
 /** Layer index → intermediate-neuron indices to prune. */
 export type NeuronSelection = Readonly<Record<number, readonly number[]>> | ReadonlyMap<number, readonly number[]>;
 
+/** A pruned folder cannot be written: invalid selection, output overlapping the input, unsupported weight sharing; names the file or layer. */
 export class SurgeryError extends Error {
+  /** Always `'SurgeryError'`. */
   override name = 'SurgeryError';
 }
 
