@@ -33,7 +33,7 @@ uint64_t sumBytesCpu(const uint8_t* data, size_t bytes) {
   const unsigned threads = cpuThreadCount();
   std::vector<uint64_t> partial(threads, 0);
   parallelFor(words, 4096, [&](size_t w0, size_t w1, size_t worker) {
-    partial[worker] = sumWords(data + w0 * 8, w1 - w0);
+    partial[worker] += sumWords(data + w0 * 8, w1 - w0);
   });
   uint64_t total = 0;
   for (uint64_t p : partial) total += p;

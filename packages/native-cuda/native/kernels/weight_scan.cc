@@ -77,14 +77,16 @@ namespace {
 
 // 'cols' work items are blocks of kColumnBlock columns × ranges of rows. A block's per-column state (5 × 8 KB floats
 // + 3 × 16 KB doubles) stays in L2 while its rows stream through in 4–8 KB segments (measured best of 256–8192 at
-// [2048, 8192] and [14336, 4096]); blocks are split across threads, and rows only when there are fewer blocks than
-// threads (their partials are then merged in row order).
+// [2048, 8192] and [14336, 4096]); rows are split into ranges only as far as needed for load balancing, and the
+// ranges' partials are merged in row order (so results don't depend on the thread count or timing).
 constexpr size_t kColumnBlock = 2048;
+constexpr size_t kMinRangeRows = 256;
 
 void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
   const size_t blocks = (in.cols + kColumnBlock - 1) / kColumnBlock;
-  const size_t rowRanges = std::max<size_t>(1, std::min((cpuThreadCount() + blocks - 1) / blocks,
-                                                        (in.rows + kFloatRun - 1) / kFloatRun));
+  // Enough items for parallelFor to balance (kPiecesPerWorker per thread), but ranges of at least kMinRangeRows.
+  const size_t wantedRanges = (cpuThreadCount() * kPiecesPerWorker + blocks - 1) / blocks;
+  const size_t rowRanges = std::max<size_t>(1, std::min(wantedRanges, in.rows / kMinRangeRows));
   const size_t rowsPerRange = (in.rows + rowRanges - 1) / rowRanges;
   const size_t rowBytes = in.cols * dtypeBytes(in.dtype);
   std::vector<ColumnAccumulators> partials(blocks * rowRanges, ColumnAccumulators(0));
