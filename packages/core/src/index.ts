@@ -8,7 +8,7 @@
  * @packageDocumentation
  */
 
-/** The npm package name, for reports and `tool` fields. */
+/** The npm package name of this library. */
 export const packageName = '@fairprune/core';
 
 // Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
