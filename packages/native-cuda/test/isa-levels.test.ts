@@ -2,7 +2,7 @@
 // native/common/cpu_isa.h) and the addon runs the best one the CPU has. FAIRPRUNE_CPU_ISA, read by the addon on
 // every call, caps the level, so each level's code is checked here against the reference on any x86-64 machine that
 // has the level (a machine without AVX-512 runs its AVX2 code twice). Shapes cover the vector tails, the 'cols' scan's
-// column blocks (2048 wide) with a partial last block and the row split, and every f16/bf16 bit pattern.
+// column blocks (1024 wide) with a partial last block and the row split, and every f16/bf16 bit pattern.
 import { afterAll, describe, expect, test } from 'vitest';
 import * as api from '../src/index.js';
 import * as referenceKernels from '../src/reference/index.js';

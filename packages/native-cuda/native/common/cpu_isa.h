@@ -5,8 +5,9 @@
 // decode) can't be inlined into the templates a clone calls, but can into templates defined inside a target region.
 #pragma once
 
-// GCC on x86-64 only (Clang's C++ front end ignores #pragma GCC target); elsewhere only isa1 is built.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+// GCC ≥ 12 on x86-64 only (x86-64-vN names in targets and __builtin_cpu_supports; Clang doesn't apply
+// #pragma GCC target to C++ functions); elsewhere only isa1 is built.
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 12 && !defined(__clang__) && !defined(__CUDACC__)
 #define FAIRPRUNE_ISA_LEVELS 1
 #include <immintrin.h>
 #endif

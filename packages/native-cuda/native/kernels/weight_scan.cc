@@ -75,11 +75,12 @@ struct ColumnAccumulators {
 namespace fairprune {
 namespace {
 
-// 'cols' work items are blocks of kColumnBlock columns × ranges of rows. A block's per-column state (5 × 8 KB floats
-// + 3 × 16 KB doubles) stays in L2 while its rows stream through in 4–8 KB segments (measured best of 256–8192 at
-// [2048, 8192] and [14336, 4096]); rows are split into ranges only as far as needed for load balancing, and the
-// ranges' partials are merged in row order (so results don't depend on the thread count or timing).
-constexpr size_t kColumnBlock = 2048;
+// 'cols' work items are blocks of kColumnBlock columns × ranges of rows. A block's per-column state (5 × 4 KB floats
+// + 3 × 8 KB doubles) stays in L1/L2 while its rows stream through in 2–4 KB segments (of 256–8192, 1024–2048 were
+// fastest at [2048, 8192] and [14336, 4096], and 1024 held up best while other processes shared the cores); rows are
+// split into ranges only as far as needed for load balancing, and the ranges' partials are merged in row order (so
+// results don't depend on the thread count or timing).
+constexpr size_t kColumnBlock = 1024;
 constexpr size_t kMinRangeRows = 256;
 
 void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
