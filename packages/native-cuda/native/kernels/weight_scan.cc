@@ -42,16 +42,26 @@ inline void store(const NeuronAccumulator& acc, size_t neuron, const WeightScanO
 // Float partial sums cover at most this many values per lane before they are widened into double accumulators:
 // the float rounding error stays below ~16 ulp of the partial, and the long sums are exact to double precision.
 constexpr size_t kFloatRun = 16;
-// Rows combined in registers before the per-column state of the 'cols' scan is read and written.
-constexpr size_t kRowGroup = 8;
 
-// Per-column accumulators of one work item, as structure-of-arrays. No maxAbs: it is max(max, −min) in magnitude,
-// derived once at the end, which saves the 'cols' loop a comparison per element and a state array.
+// Columns per 'cols' work item (see weightScanColsCpu): of 256–2048, 512 was fastest at [2048, 8192] (f32/f16/bf16).
+constexpr size_t kColumnBlock = 512;
+
+// Per-column accumulators of one 'cols' work item, as structure-of-arrays of fixed capacity, so an item's state
+// lives on its worker's stack: no allocation per call (fresh heap pages fault in, which costs more than the scan
+// of a small matrix). No maxAbs: it is max(max, −min) in magnitude, derived once at the end, which saves the loop
+// a comparison per element and a state register.
 struct ColumnAccumulators {
-  std::vector<double> sum, sumSquares, sumAbs;
-  std::vector<float> max, min;
-  explicit ColumnAccumulators(size_t n)
-      : sum(n, 0), sumSquares(n, 0), sumAbs(n, 0), max(n, -kInf), min(n, kInf) {}
+  // Each array one cache line longer than needed, so the arrays start at different offsets within a 4 KB page:
+  // otherwise the stores into one would 4K-alias the loads from the next (a stall while the store is in flight).
+  double sum[kColumnBlock + 8], sumSquares[kColumnBlock + 8], sumAbs[kColumnBlock + 8];
+  float max[kColumnBlock + 16], min[kColumnBlock + 16];
+  void reset(size_t n) {
+    std::fill(sum, sum + n, 0.0);
+    std::fill(sumSquares, sumSquares + n, 0.0);
+    std::fill(sumAbs, sumAbs + n, 0.0);
+    std::fill(max, max + n, -kInf);
+    std::fill(min, min + n, kInf);
+  }
 };
 
 }  // namespace
@@ -75,13 +85,27 @@ struct ColumnAccumulators {
 namespace fairprune {
 namespace {
 
-// 'cols' work items are blocks of kColumnBlock columns × ranges of rows. A block's per-column state (5 × 4 KB floats
-// + 3 × 8 KB doubles) stays in L1/L2 while its rows stream through in 2–4 KB segments (of 256–8192, 1024–2048 were
-// fastest at [2048, 8192] and [14336, 4096], and 1024 held up best while other processes shared the cores); rows are
-// split into ranges only as far as needed for load balancing, and the ranges' partials are merged in row order (so
-// results don't depend on the thread count or timing).
-constexpr size_t kColumnBlock = 1024;
+// 'cols' work items are blocks of kColumnBlock columns × ranges of rows; rows are split into ranges only as far as
+// needed for load balancing. With one range an item's results go straight to the output; otherwise the ranges'
+// partials are merged in row order (so results don't depend on the thread count or timing).
 constexpr size_t kMinRangeRows = 256;
+
+// Merges column k of partials[0..count) (one per row range, in row order) into neuron `neuron` of out.
+void storeColumn(const ColumnAccumulators* partials, size_t count, size_t k, size_t neuron, bool anyRows,
+                 const WeightScanOutput& out) {
+  NeuronAccumulator acc;
+  for (size_t range = 0; range < count; ++range) {
+    const ColumnAccumulators& p = partials[range];
+    acc.sum += p.sum[k];
+    acc.sumSquares += p.sumSquares[k];
+    acc.sumAbs += p.sumAbs[k];
+    acc.max = p.max[k] > acc.max ? p.max[k] : acc.max;
+    acc.min = p.min[k] < acc.min ? p.min[k] : acc.min;
+  }
+  // max|w| = |max(max w, −min w)| (the abs only settles the sign of a zero); NaN elements were skipped by both.
+  if (anyRows) acc.maxAbs = std::fabs(acc.max > -acc.min ? acc.max : -acc.min);
+  store(acc, neuron, out);
+}
 
 void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
   const size_t blocks = (in.cols + kColumnBlock - 1) / kColumnBlock;
@@ -90,34 +114,29 @@ void weightScanColsCpu(const WeightScanInput& in, const WeightScanOutput& out) {
   const size_t rowRanges = std::max<size_t>(1, std::min(wantedRanges, in.rows / kMinRangeRows));
   const size_t rowsPerRange = (in.rows + rowRanges - 1) / rowRanges;
   const size_t rowBytes = in.cols * dtypeBytes(in.dtype);
-  std::vector<ColumnAccumulators> partials(blocks * rowRanges, ColumnAccumulators(0));
+  // Kept between calls (grow-only, per calling thread): a fresh multi-page allocation per call costs its page faults
+  // every time, which on small and medium matrices was a large share of the call.
+  thread_local std::vector<ColumnAccumulators> partialsStore;
+  if (rowRanges > 1 && partialsStore.size() < blocks * rowRanges) partialsStore.resize(blocks * rowRanges);
+  ColumnAccumulators* partials = partialsStore.data();
   parallelFor(blocks * rowRanges, 1, [&](size_t begin, size_t end, size_t) {
+    ColumnAccumulators local;
     for (size_t item = begin; item < end; ++item) {
       const size_t block = item / rowRanges, range = item % rowRanges;
       const size_t c0 = block * kColumnBlock, c1 = std::min(in.cols, c0 + kColumnBlock);
       const size_t r0 = std::min(in.rows, range * rowsPerRange), r1 = std::min(in.rows, r0 + rowsPerRange);
-      partials[item] = ColumnAccumulators(c1 - c0);
-      FAIRPRUNE_ISA_CALL(scanCols, in.dtype, in.data + c0 * dtypeBytes(in.dtype), rowBytes, c1 - c0, r0, r1,
-                         partials[item]);
+      ColumnAccumulators& acc = rowRanges > 1 ? partials[item] : local;
+      acc.reset(c1 - c0);
+      FAIRPRUNE_ISA_CALL(scanCols, in.dtype, in.data + c0 * dtypeBytes(in.dtype), rowBytes, c1 - c0, r0, r1, acc);
+      if (rowRanges == 1) {
+        for (size_t j = c0; j < c1; ++j) storeColumn(&acc, 1, j - c0, j, in.rows > 0, out);
+      }
     }
   });
+  if (rowRanges == 1) return;
   for (size_t block = 0; block < blocks; ++block) {
     const size_t c0 = block * kColumnBlock, c1 = std::min(in.cols, c0 + kColumnBlock);
-    for (size_t j = c0; j < c1; ++j) {
-      NeuronAccumulator acc;
-      for (size_t range = 0; range < rowRanges; ++range) {
-        const ColumnAccumulators& p = partials[block * rowRanges + range];
-        const size_t k = j - c0;
-        acc.sum += p.sum[k];
-        acc.sumSquares += p.sumSquares[k];
-        acc.sumAbs += p.sumAbs[k];
-        acc.max = p.max[k] > acc.max ? p.max[k] : acc.max;
-        acc.min = p.min[k] < acc.min ? p.min[k] : acc.min;
-      }
-      // max|w| = |max(max w, −min w)| (the abs only settles the sign of a zero); NaN elements were skipped by both.
-      if (in.rows > 0) acc.maxAbs = std::fabs(acc.max > -acc.min ? acc.max : -acc.min);
-      store(acc, j, out);
-    }
+    for (size_t j = c0; j < c1; ++j) storeColumn(&partials[block * rowRanges], rowRanges, j - c0, j, in.rows > 0, out);
   }
 }
 
