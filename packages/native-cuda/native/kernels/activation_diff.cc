@@ -21,20 +21,8 @@ constexpr size_t kMaxChunk = 1024;
 }  // namespace
 }  // namespace fairprune
 
-#ifdef FAIRPRUNE_ISA_LEVELS
-#define FAIRPRUNE_ISA 4
-#include "../common/cpu_isa_begin.inc"
-#include "activation_diff_simd.inc"
-#include "../common/cpu_isa_end.inc"
-#define FAIRPRUNE_ISA 3
-#include "../common/cpu_isa_begin.inc"
-#include "activation_diff_simd.inc"
-#include "../common/cpu_isa_end.inc"
-#endif
-#define FAIRPRUNE_ISA 1
-#include "../common/cpu_isa_begin.inc"
-#include "activation_diff_simd.inc"
-#include "../common/cpu_isa_end.inc"
+#define FAIRPRUNE_SIMD_BODY "../kernels/activation_diff_simd.inc"
+#include "../common/cpu_isa_instantiate.inc"
 
 namespace fairprune {
 

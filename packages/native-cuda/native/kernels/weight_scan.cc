@@ -67,20 +67,8 @@ struct ColumnAccumulators {
 }  // namespace
 }  // namespace fairprune
 
-#ifdef FAIRPRUNE_ISA_LEVELS
-#define FAIRPRUNE_ISA 4
-#include "../common/cpu_isa_begin.inc"
-#include "weight_scan_simd.inc"
-#include "../common/cpu_isa_end.inc"
-#define FAIRPRUNE_ISA 3
-#include "../common/cpu_isa_begin.inc"
-#include "weight_scan_simd.inc"
-#include "../common/cpu_isa_end.inc"
-#endif
-#define FAIRPRUNE_ISA 1
-#include "../common/cpu_isa_begin.inc"
-#include "weight_scan_simd.inc"
-#include "../common/cpu_isa_end.inc"
+#define FAIRPRUNE_SIMD_BODY "../kernels/weight_scan_simd.inc"
+#include "../common/cpu_isa_instantiate.inc"
 
 namespace fairprune {
 namespace {
