@@ -142,20 +142,27 @@ struct OutputArrays {
   Napi::Float32Array value(size_t i) { return arrays[i].Value(); }
 };
 
+// (data, rows, cols, dtype, axis) starting at argument `first`, checked: the input of a weight scan.
+WeightScanInput scanInputArgs(const Napi::CallbackInfo& info, const std::string& fn, size_t first) {
+  const Napi::Env env = info.Env();
+  const ByteView data = byteViewArg(info, first, fn, "data");
+  const size_t rows = sizeArg(info, first + 1, fn, "rows"), cols = sizeArg(info, first + 2, fn, "cols");
+  const DType dtype = dtypeArg(info, first + 3, fn);
+  const std::string axisName = stringArg(info, first + 4, fn, "axis");
+  THROW_RANGE_IF(axisName != "rows" && axisName != "cols",
+                 fn + ": argument 'axis' must be 'rows' or 'cols', got '" + axisName + "'");
+  const WeightScanInput input{data.data, rows, cols, dtype, axisName == "rows" ? Axis::Rows : Axis::Cols};
+  checkByteLength(env, data, input.bytes(), fn, "data");
+  return input;
+}
+
 // scanWeights(data, rows, cols, dtype, axis, device) → Promise<{max, min, maxAbs, sum, sumSquares, sumAbs, device}>
 Napi::Value ScanWeights(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   const std::string fn = "scanWeights";
   THROW_TYPE_IF(info.Length() != 6, fn + ": expected 6 arguments (data, rows, cols, dtype, axis, device)");
-  const ByteView data = byteViewArg(info, 0, fn, "data");
-  const size_t rows = sizeArg(info, 1, fn, "rows"), cols = sizeArg(info, 2, fn, "cols");
-  const DType dtype = dtypeArg(info, 3, fn);
-  const std::string axisName = stringArg(info, 4, fn, "axis");
-  THROW_RANGE_IF(axisName != "rows" && axisName != "cols",
-                 fn + ": argument 'axis' must be 'rows' or 'cols', got '" + axisName + "'");
+  const WeightScanInput input = scanInputArgs(info, fn, 0);
   const DeviceChoice device = deviceArg(info, 5, fn);
-  const WeightScanInput input{data.data, rows, cols, dtype, axisName == "rows" ? Axis::Rows : Axis::Cols};
-  checkByteLength(env, data, input.bytes(), fn, "data");
 
   auto outputs = std::make_shared<OutputArrays>(env, 6, input.neurons());
   const WeightScanOutput output{outputs->data(0), outputs->data(1), outputs->data(2),
@@ -180,12 +187,13 @@ Napi::Value ScanWeights(const Napi::CallbackInfo& info) {
   return queue(worker);
 }
 
-ActivationDiffInput diffInputArgs(const Napi::CallbackInfo& info, const std::string& fn) {
+// (a, b, pairs, tokens, width, dtype) starting at argument `first`, checked: the input of an activation difference.
+ActivationDiffInput diffInputArgs(const Napi::CallbackInfo& info, const std::string& fn, size_t first = 0) {
   const Napi::Env env = info.Env();
-  const ByteView a = byteViewArg(info, 0, fn, "a"), b = byteViewArg(info, 1, fn, "b");
-  const size_t pairs = sizeArg(info, 2, fn, "pairs"), tokens = sizeArg(info, 3, fn, "tokens");
-  const size_t width = sizeArg(info, 4, fn, "width");
-  const DType dtype = dtypeArg(info, 5, fn);
+  const ByteView a = byteViewArg(info, first, fn, "a"), b = byteViewArg(info, first + 1, fn, "b");
+  const size_t pairs = sizeArg(info, first + 2, fn, "pairs"), tokens = sizeArg(info, first + 3, fn, "tokens");
+  const size_t width = sizeArg(info, first + 4, fn, "width");
+  const DType dtype = dtypeArg(info, first + 5, fn);
   const ActivationDiffInput input{a.data, b.data, pairs, tokens, width, dtype};
   checkByteLength(env, a, input.bytes() / 2, fn, "a");
   checkByteLength(env, b, input.bytes() / 2, fn, "b");
@@ -419,12 +427,7 @@ Napi::Value CudaBenchmark(const Napi::CallbackInfo& info) {
           env, hostToDeviceMilliseconds(sizeArg(info, 1, fn, "bytes"), pinned, sizeArg(info, 2, fn, "repeats")));
     }
     if (kind == "scan") {
-      const ByteView data = byteViewArg(info, 1, fn, "data");
-      const size_t rows = sizeArg(info, 2, fn, "rows"), cols = sizeArg(info, 3, fn, "cols");
-      const DType dtype = dtypeArg(info, 4, fn);
-      const std::string axis = stringArg(info, 5, fn, "axis");
-      const WeightScanInput input{data.data, rows, cols, dtype, axis == "cols" ? Axis::Cols : Axis::Rows};
-      checkByteLength(env, data, input.bytes(), fn, "data");
+      const WeightScanInput input = scanInputArgs(info, fn, 1);
       OutputArrays outputs(env, 6, input.neurons());
       const WeightScanOutput output{outputs.data(0), outputs.data(1), outputs.data(2),
                                     outputs.data(3), outputs.data(4), outputs.data(5)};
@@ -437,15 +440,9 @@ Napi::Value CudaBenchmark(const Napi::CallbackInfo& info) {
     }
     if (kind == "diff") {
       Napi::Object result = Napi::Object::New(env);
-      const ByteView a = byteViewArg(info, 1, fn, "a"), b = byteViewArg(info, 2, fn, "b");
-      const size_t pairs = sizeArg(info, 3, fn, "pairs"), tokens = sizeArg(info, 4, fn, "tokens");
-      const size_t width = sizeArg(info, 5, fn, "width");
-      const DType dtype = dtypeArg(info, 6, fn);
-      const ActivationDiffInput input{a.data, b.data, pairs, tokens, width, dtype};
-      checkByteLength(env, a, input.bytes() / 2, fn, "a");
-      checkByteLength(env, b, input.bytes() / 2, fn, "b");
-      OutputArrays outputs(env, 2, pairs * width);
-      Napi::Float64Array meanAbs = Napi::Float64Array::New(env, pairs);
+      const ActivationDiffInput input = diffInputArgs(info, fn, 1);
+      OutputArrays outputs(env, 2, input.pairs * input.width);
+      Napi::Float64Array meanAbs = Napi::Float64Array::New(env, input.pairs);
       const ActivationDiffOutput output{outputs.data(0), outputs.data(1), meanAbs.Data()};
       const double ms =
           activationDiffCudaDeviceBenchmark(input, static_cast<int>(sizeArg(info, 7, fn, "repeats")), output);
