@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "cuda_device.h"
+
 namespace fairprune {
 
 // Owning device allocation; grow() keeps the allocation when it is already large enough.
@@ -39,6 +41,25 @@ struct CudaSession {
 // pinned staging buffers so the CPU's copy of chunk k+1 overlaps the DMA of chunk k. Returns once the copies are
 // queued; the stream orders later kernels after them.
 void uploadHost(CudaSession& session, void* device, const uint8_t* host, size_t bytes);
+
+// Mean milliseconds of `launch()` over `repeats` runs on `stream`, after one untimed warm-up run; timed with CUDA
+// events so only device time counts. Shared by the device benchmarks of every kernel.
+template <typename Launch>
+double meanMilliseconds(cudaStream_t stream, int repeats, Launch&& launch) {
+  launch();
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  CUDA_CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < repeats; ++i) launch();
+  CUDA_CHECK(cudaEventRecord(stop, stream));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / repeats;
+}
 
 }  // namespace fairprune
 #endif

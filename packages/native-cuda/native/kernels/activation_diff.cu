@@ -188,22 +188,11 @@ double activationDiffCudaDeviceBenchmark(const ActivationDiffInput& in, int repe
   DeviceBuffer a(bytes), b(bytes), sums(2 * in.pairs * in.width * sizeof(double)), results(resultBytes(in));
   CUDA_CHECK(cudaMemcpy(a.as<uint8_t>(), in.a, bytes, cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(b.as<uint8_t>(), in.b, bytes, cudaMemcpyHostToDevice));
-  launchDiff(in, a.as<uint8_t>(), b.as<uint8_t>(), sums.as<double>(), results.as<uint8_t>(), session.stream);  // warm-up
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  CUDA_CHECK(cudaEventRecord(start, session.stream));
-  for (int i = 0; i < repeats; ++i) {
+  const double ms = meanMilliseconds(session.stream, repeats, [&] {
     launchDiff(in, a.as<uint8_t>(), b.as<uint8_t>(), sums.as<double>(), results.as<uint8_t>(), session.stream);
-  }
-  CUDA_CHECK(cudaEventRecord(stop, session.stream));
-  CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  });
   copyDiffToHost(in, results.as<uint8_t>(), out, session.stream);
-  return ms / repeats;
+  return ms;
 }
 
 CudaWelford::CudaWelford(size_t width, DiffStatistic statistic) : width_(width), statistic_(statistic) {

@@ -8,31 +8,10 @@
 #include "read_bandwidth.h"
 
 namespace fairprune {
-namespace {
-
-template <typename Copy>
-double meanMilliseconds(int repeats, Copy&& copy) {
-  copy();  // warm-up
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i) copy();
-  CUDA_CHECK(cudaEventRecord(stop));
-  CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / repeats;
-}
-
-}  // namespace
-
 double deviceCopyMilliseconds(size_t bytes, int repeats) {
   DeviceBuffer source(bytes), destination(bytes);
   CUDA_CHECK(cudaMemset(source.as<void>(), 1, bytes));
-  return meanMilliseconds(repeats, [&] {
+  return meanMilliseconds(nullptr, repeats, [&] {
     CUDA_CHECK(cudaMemcpyAsync(destination.as<void>(), source.as<void>(), bytes, cudaMemcpyDeviceToDevice));
   });
 }
@@ -47,7 +26,7 @@ double hostToDeviceMilliseconds(size_t bytes, bool pinned, int repeats) {
     pageable.assign(bytes, 1);
     host = pageable.data();
   }
-  const double ms = meanMilliseconds(repeats, [&] {
+  const double ms = meanMilliseconds(nullptr, repeats, [&] {
     CUDA_CHECK(cudaMemcpy(destination.as<void>(), host, bytes, cudaMemcpyHostToDevice));
   });
   if (pinned) cudaFreeHost(host);

@@ -251,20 +251,11 @@ double weightScanCudaDeviceBenchmark(const WeightScanInput& in, int repeats, con
   DeviceBuffer matrix(in.bytes()), workspace(std::max<size_t>(workspaceBytes(in), 8)), stats(6 * in.neurons() * sizeof(float));
   CUDA_CHECK(cudaMemcpy(matrix.as<uint8_t>(), in.data, in.bytes(), cudaMemcpyHostToDevice));
   const DeviceStats deviceStats = statsIn(stats.as<float>(), in.neurons());
-  launchScanAnyType(in, matrix.as<uint8_t>(), workspace.as<double>(), deviceStats, session.stream);  // warm-up
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  CUDA_CHECK(cudaEventRecord(start, session.stream));
-  for (int i = 0; i < repeats; ++i) launchScanAnyType(in, matrix.as<uint8_t>(), workspace.as<double>(), deviceStats, session.stream);
-  CUDA_CHECK(cudaEventRecord(stop, session.stream));
-  CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  const double ms = meanMilliseconds(session.stream, repeats, [&] {
+    launchScanAnyType(in, matrix.as<uint8_t>(), workspace.as<double>(), deviceStats, session.stream);
+  });
   copyStatsToHost(stats.as<float>(), in.neurons(), out, session.stream);
-  return ms / repeats;
+  return ms;
 }
 
 }  // namespace fairprune
