@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     hidden: { type: 'string', default: '2048' },
     intermediate: { type: 'string', default: '8192' },
     vocab: { type: 'string', default: '128256' },
-    tokenizer: { type: 'string', default: join(here, '../../../shared/fixtures/llama3-tokenizer') },
+    tokenizer: { type: 'string', default: join(here, '../../fixtures/llama3-tokenizer') },
   },
 });
 if (!args.out) throw new Error('--out <folder> is required');

@@ -2,9 +2,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
+import { FIXTURES } from '@fairprune/fixtures';
 import { runCli } from './run-cli.js';
 
-const fixtures = join(import.meta.dirname, '../../../../shared/fixtures');
+const fixtures = FIXTURES;
 const llama = join(fixtures, 'llama');
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-cli-bias-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -2,11 +2,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fixtureDir } from '@fairprune/fixtures';
 import { demoSettings, runDemo, type DemoSummary } from '../src/demo/run-demo.js';
 import { formatDemoSummary } from '../src/commands/demo.js';
 
 // The bundled demo model is a copy of this fixture, so its HF references are the demo's independent truth.
-const refs = JSON.parse(readFileSync(new URL('../../../../shared/fixtures/llama/refs/refs.json', import.meta.url), 'utf8')) as {
+const refs = JSON.parse(readFileSync(join(fixtureDir('llama'), 'refs/refs.json'), 'utf8')) as {
   prompts: Array<{ text: string; beam5_article_text: string }>;
   optipfair_bias_metrics_pair0: { overall_mean_difference: number };
 };

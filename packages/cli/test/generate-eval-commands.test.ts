@@ -2,7 +2,8 @@ import { afterAll, beforeAll, expect, test, vi } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, runCli } from './run-cli.js';
+import { FIXTURES } from '@fairprune/fixtures';
+import { runCli } from './run-cli.js';
 
 /** `fairprune generate` and `fairprune eval` on the bundled demo model, checked against the HF references. */
 const DEMO = join(import.meta.dirname, '../demo');

@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest';
 import { join } from 'node:path';
-import { FIXTURES, runCli } from './run-cli.js';
+import { FIXTURES } from '@fairprune/fixtures';
+import { runCli } from './run-cli.js';
 
 test('inspect --json prints one JSON object with a layers array', async () => {
   const { code, stdout, stderr } = await runCli('inspect', join(FIXTURES, 'qwen2'), '--onnx-file', 'onnx/model_dynamo.onnx', '--json');

@@ -1,5 +1,5 @@
 /**
- * Realistic report data built from the Llama fixture's HF references (../shared/fixtures/llama/refs), computed here
+ * Realistic report data built from the Llama fixture's HF references (fixtures/llama/refs), computed here
  * independently of the pipeline code: optiPfair's per-layer metrics, per-neuron bias from the captured gate/up
  * activations, MAW importance, a PCA input of real activations, beam-search texts and per-document eval results.
  * Where no reference exists for a pruned model (its metrics, generations, eval), the "after" values are derived
@@ -8,9 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTokenizer, projectPair } from '@fairprune/core';
+import { FIXTURES } from '@fairprune/fixtures';
 import type { BehaviourView, BiasReportView, EvalResultsView, ReportData } from '../src/report/index.js';
 
-export const fixturesDir = join(import.meta.dirname, '../../../../shared/fixtures');
+export const fixturesDir = FIXTURES;
 const llamaDir = join(fixturesDir, 'llama');
 
 interface RefsPrompt {

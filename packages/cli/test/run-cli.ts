@@ -1,9 +1,6 @@
-import { join } from 'node:path';
 import { vi } from 'vitest';
 import { main } from '../src/main.js';
 
-/** The shared fixtures beside the checkout (read-only). */
-export const FIXTURES = join(import.meta.dirname, '../../../../shared/fixtures');
 
 /** Runs the CLI in-process as `fairprune ...args`, capturing stdout and stderr. */
 export async function runCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

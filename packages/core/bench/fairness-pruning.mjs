@@ -12,7 +12,7 @@ import { analyzeBias, loadPairs, modelImportance, OnnxWeights, runFairnessPrunin
 import { backendInfo, scanWeights } from '@fairprune/native-cuda';
 
 const args = process.argv.slice(2);
-const modelDir = resolve(args.find((a) => !a.startsWith('--')) ?? join(import.meta.dirname, '../../../../shared/fixtures/llama'));
+const modelDir = resolve(args.find((a) => !a.startsWith('--')) ?? join(import.meta.dirname, '../../../fixtures/llama'));
 const keep = args.includes('--keep');
 const out = join(mkdtempSync(join(tmpdir(), 'fairprune-bench-')), 'pruned');
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(0);

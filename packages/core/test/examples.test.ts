@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
+import { fixtureDir } from '@fairprune/fixtures';
 import type { BiasReport, PairProjection, PruneResult, PruningPlan } from '../src/index.js';
 
 const example = join(import.meta.dirname, '../examples/analyze-and-prune.mjs');
@@ -13,7 +14,7 @@ const { analyzeAndPrune } = (await import(example)) as {
     options?: { fraction?: number; log?: (line: string) => void },
   ): Promise<{ before: BiasReport; after?: BiasReport; plan: PruningPlan; files: PruneResult['files']; projection?: PairProjection }>;
 };
-const llama = join(import.meta.dirname, '../../../../shared/fixtures/llama');
+const llama = fixtureDir('llama');
 const work = mkdtempSync(join(tmpdir(), 'fairprune-example-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { FIXTURES } from '@fairprune/fixtures';
 import { matchTokens, pca, projectPair } from '../src/report-data/index.js';
 
-const fixtures = join(import.meta.dirname, '../../../../shared/fixtures');
+const fixtures = FIXTURES;
 const readF32 = (file: string): Float32Array => {
   const bytes = readFileSync(join(fixtures, 'llama', file));
   return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));

@@ -19,7 +19,7 @@ if (!existsSync(dist)) throw new Error(`build first: npx tsc -b packages/eval/ts
 const { evaluate, getTask, loadDocs, encodePair, modelInput, resolveMaxLength, scoreRows } = await import(dist);
 const { openModelFolder, ModelSession, KvCacheDecoder, RecomputeDecoder, beamSearch, readGenerationDefaults } = await import('@fairprune/core');
 
-const fixtures = resolve(here, '../../../../shared/fixtures');
+const fixtures = resolve(here, '../../../fixtures');
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: join(fixtures, 'llama') },

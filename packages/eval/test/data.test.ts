@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { cachedPath, fetchHubFile, loadDocs, tasks } from '../src/index.js';
-import { BOOLQ_MINI, LAMBADA_MINI } from './fixtures.js';
+import { DATA } from '@fairprune/fixtures';
 
 let dir: string;
 beforeAll(() => {
@@ -15,10 +15,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const jsonl = (path: string) => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 test('LAMBADA: jsonl and parquet give identical docs', async () => {
-  const rows = jsonl(LAMBADA_MINI);
+  const rows = jsonl(DATA.lambadaMini);
   const parquet = join(dir, 'lambada.parquet');
   parquetWriteFile({ filename: parquet, columnData: [{ name: 'text', data: rows.map((r) => r.text as string), type: 'STRING' }] });
-  const fromJsonl = await loadDocs(tasks.lambada_openai, { file: LAMBADA_MINI });
+  const fromJsonl = await loadDocs(tasks.lambada_openai, { file: DATA.lambadaMini });
   const fromParquet = await loadDocs(tasks.lambada_openai, { file: parquet });
   expect(fromJsonl.docs).toHaveLength(64);
   expect(fromParquet.docs).toEqual(fromJsonl.docs);
@@ -26,7 +26,7 @@ test('LAMBADA: jsonl and parquet give identical docs', async () => {
 });
 
 test('BoolQ: jsonl and parquet (hub schema: idx INT32, label INT64) give identical docs; SuperGLUE bool labels map to 0/1', async () => {
-  const rows = jsonl(BOOLQ_MINI);
+  const rows = jsonl(DATA.boolqMini);
   const parquet = join(dir, 'boolq.parquet');
   parquetWriteFile({
     filename: parquet,
@@ -37,7 +37,7 @@ test('BoolQ: jsonl and parquet (hub schema: idx INT32, label INT64) give identic
       { name: 'label', data: rows.map((r) => BigInt(r.label as number)), type: 'INT64' },
     ],
   });
-  const fromJsonl = await loadDocs(tasks.boolq, { file: BOOLQ_MINI });
+  const fromJsonl = await loadDocs(tasks.boolq, { file: DATA.boolqMini });
   expect((await loadDocs(tasks.boolq, { file: parquet })).docs).toEqual(fromJsonl.docs);
   expect(fromJsonl.docs.map((d) => (d as { label: number }).label)).toEqual(rows.map((r) => r.label));
 
@@ -71,7 +71,7 @@ test('hub data already cached is read without any network access', async () => {
   const target = cachedPath(tasks.lambada_openai.hubFile, cacheDir);
   expect(target).toBe(join(cacheDir, 'datasets', 'EleutherAI', 'lambada_openai', 'main', 'data', 'lambada_test.jsonl'));
   mkdirSync(join(target, '..'), { recursive: true });
-  writeFileSync(target, readFileSync(LAMBADA_MINI));
+  writeFileSync(target, readFileSync(DATA.lambadaMini));
   // an unroutable endpoint and offline off: a fetch attempt would fail the test
   const loaded = await loadDocs(tasks.lambada_openai, { hub: true }, { hub: { cacheDir, offline: false, endpoint: 'http://127.0.0.1:9' }, limit: 3 });
   expect(loaded.path).toBe(target);

@@ -2,18 +2,18 @@ import { describe, expect, test } from 'vitest';
 import { join } from 'node:path';
 import { openModelFolder } from '@fairprune/core';
 import { evaluate, encodePair, lambadaRequest, loadDocs, tasks, type EvalResults, type Sample } from '../src/index.js';
-import { BOOLQ_MINI, FIXTURES, LAMBADA_MINI, evalRefs } from './fixtures.js';
+import { DATA, FIXTURES, readRefs } from '@fairprune/fixtures';
 
 /** Per-document log-likelihoods of the ONNX fixtures against lm-evaluation-harness-protocol references from HF. */
 
-const ARCHS = ['llama', 'qwen2', 'gemma'] as const;
+const ARCHITECTURES = ['llama', 'qwen2', 'gemma'] as const;
 const LIMIT = 32; // refs cover docs 0–31
 
 async function run(arch: string, task: 'lambada_openai' | 'boolq', batchSize: number): Promise<EvalResults> {
   return evaluate({
     model: join(FIXTURES, arch),
     task,
-    data: { file: task === 'boolq' ? BOOLQ_MINI : LAMBADA_MINI },
+    data: { file: task === 'boolq' ? DATA.boolqMini : DATA.lambadaMini },
     limit: LIMIT,
     batchSize,
     logSamples: true,
@@ -27,13 +27,13 @@ function samples(results: EvalResults, task: 'lambada_openai' | 'boolq'): Sample
   return results.samples![task]!;
 }
 
-describe.each(ARCHS)('%s', (arch) => {
-  const refs = evalRefs(arch);
+describe.each(ARCHITECTURES)('%s', (arch) => {
+  const refs = readRefs(arch).eval;
   const batchSizes = arch === 'llama' ? [1, 8] : [8];
 
   test('LAMBADA tokenization split equals the reference ctx_ids / cont_ids', async () => {
     const { tokenizer } = openModelFolder(join(FIXTURES, arch));
-    const { docs } = await loadDocs(tasks.lambada_openai, { file: LAMBADA_MINI }, { limit: LIMIT });
+    const { docs } = await loadDocs(tasks.lambada_openai, { file: DATA.lambadaMini }, { limit: LIMIT });
     docs.forEach((doc, i) => {
       const { context, continuation } = lambadaRequest((doc as { text: string }).text);
       expect(encodePair(tokenizer, context, continuation, false)).toEqual({ context: refs.lambada[i]!.ctx_ids, continuation: refs.lambada[i]!.cont_ids });
@@ -90,7 +90,7 @@ test('batch sizes 1 and 8 agree on every document (padded rows score as unpadded
 
 test('results record the configuration', async () => {
   const out = await run('llama', 'boolq', 8);
-  expect(out.config).toMatchObject({ model: join(FIXTURES, 'llama'), data: BOOLQ_MINI, bos: false, limit: 32, batch_size: 8, device: 'cpu' });
+  expect(out.config).toMatchObject({ model: join(FIXTURES, 'llama'), data: DATA.boolqMini, bos: false, limit: 32, batch_size: 8, device: 'cpu' });
   expect(out.config.fairprune_version).toMatch(/^\d+\.\d+\.\d+/);
   expect(out['n-samples'].boolq).toEqual({ effective: 32 });
 });
@@ -106,12 +106,12 @@ test('--bos prepends the BOS id to context and whole encodings', async () => {
 });
 
 test('the KV-cache graph (empty past) scores like the plain graph', async () => {
-  const refs = evalRefs('llama');
+  const refs = readRefs('llama').eval;
   const out = await evaluate({
     model: join(FIXTURES, 'llama'),
     onnxFile: 'onnx/model_kv.onnx',
     task: 'lambada_openai',
-    data: { file: LAMBADA_MINI },
+    data: { file: DATA.lambadaMini },
     limit: LIMIT,
     batchSize: 8,
     logSamples: true,

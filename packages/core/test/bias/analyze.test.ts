@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { analyzeBias } from '../../src/bias/analyze.js';
 import { loadPairs } from '../../src/bias/pairs.js';
-import { ARCHITECTURES, FIXTURES, readRefs } from './fixtures.js';
+import { ARCHITECTURES, FIXTURES, readRefs } from '@fairprune/fixtures';
 
 function expectRelative(actual: number, expected: number, tolerance = 1e-4): void {
   expect(Math.abs(actual - expected) / Math.abs(expected)).toBeLessThanOrEqual(tolerance);

@@ -5,7 +5,7 @@ import { continuationIds, continuationLogProbs, measureBehaviour } from '../../s
 import { loadPairs } from '../../src/bias/pairs.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { ModelSession } from '../../src/runtime/session.js';
-import { FIXTURES, readRefs } from './fixtures.js';
+import { FIXTURES, readRefs } from '@fairprune/fixtures';
 
 const dir = join(FIXTURES, 'llama');
 const tokenizer = loadTokenizer(dir);

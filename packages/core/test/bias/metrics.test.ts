@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { comparePair } from '../../src/bias/compare.js';
 import { activationKey, computeBiasMetrics, differenceStats, HOOK_TYPES } from '../../src/bias/metrics.js';
-import { ARCHITECTURES, readRefs, refActivations } from './fixtures.js';
+import { ARCHITECTURES, readRefs, refActivations } from '@fairprune/fixtures';
 
 const metricKeys = (layers: number) => Array.from({ length: layers }, (_, l) => HOOK_TYPES.map((t) => activationKey(t, l))).flat();
 

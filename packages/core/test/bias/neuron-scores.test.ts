@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { comparePair } from '../../src/bias/compare.js';
 import { NeuronBiasAggregator } from '../../src/bias/neuron-scores.js';
 import type { BiasEstimator } from '../../src/bias/pairs.js';
-import { readRefs, refActivations, type RefTensor } from './fixtures.js';
+import { readRefs, refActivations, type RefTensor } from '@fairprune/fixtures';
 
 const arch = 'llama';
 const refs = readRefs(arch);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, describe, expect, test } from 'vitest';
 import { checkPairs, generateCategoryPairs, loadPairs, requireUsablePairs, type TokenCounter } from '../../src/bias/pairs.js';
-import { FIXTURES, readRefs } from './fixtures.js';
+import { FIXTURES, readRefs } from '@fairprune/fixtures';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-pairs-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

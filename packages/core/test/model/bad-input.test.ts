@@ -12,7 +12,7 @@ import { writePrunedFolder } from '../../src/prune/apply.js';
 import { ActivationCapture } from '../../src/runtime/capture.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { SafetensorsFile } from '../../src/model/safetensors.js';
-import { fixtureDir } from './fixtures.js';
+import { fixtureDir } from '@fairprune/fixtures';
 
 const root = mkdtempSync(join(tmpdir(), 'fp-bad-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

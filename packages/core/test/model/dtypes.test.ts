@@ -12,11 +12,11 @@ import { ONNX_BFLOAT16, decodeToFloat32, f32ToBf16 } from '../../src/model/dtype
 import { ActivationCapture } from '../../src/runtime/capture.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { writePrunedFolder } from '../../src/prune/apply.js';
-import { fixtureDir, loadRefs, maxAbsDiff, readRef } from './fixtures.js';
+import { fixtureDir, maxAbsDiff, readRefData, readRefs } from '@fairprune/fixtures';
 
 const root = mkdtempSync(join(tmpdir(), 'fp-dtypes-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-const refsFile = () => loadRefs('llama') as unknown as { prompts: ReturnType<typeof loadRefs>['prompts']; maw_importance: number[][] };
+const refsFile = () => readRefs('llama');
 
 /** Llama fixture with every MLP weight stored as bf16 and a Cast to float after it (how bf16 checkpoints are often exported). */
 function writeBf16Folder(dir: string): void {
@@ -107,7 +107,7 @@ describe('fp16 (llama/onnx/model_fp16.onnx)', () => {
       const prompt = refsFile().prompts[0]!;
       const got = await capture.capture(prompt.input_ids);
       for (const [key, ref] of Object.entries(prompt.activations)) {
-        const expected = readRef('llama', ref);
+        const expected = readRefData('llama', ref);
         const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
         expect(got.get(key)!.data).toBeInstanceOf(Float32Array);
         expect(maxAbsDiff(got.get(key)!.data, expected), key).toBeLessThanOrEqual(2e-2 * Math.max(1, scale));
@@ -172,7 +172,7 @@ describe('bf16 weights (converted in a helper, Cast to float after each)', () =>
     const capture = await ActivationCapture.create(path, { threads: 1 });
     const prompt = refsFile().prompts[1]!;
     const got = await capture.capture(prompt.input_ids);
-    const ref = readRef('llama', prompt.activations['glu_product_layer_2']!);
+    const ref = readRefData('llama', prompt.activations['glu_product_layer_2']!);
     const scale = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     expect(maxAbsDiff(got.get('glu_product_layer_2')!.data, ref)).toBeLessThanOrEqual(3e-2 * Math.max(1, scale));
     await capture.release();

@@ -3,9 +3,9 @@ import { mkdtempSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModelFolder } from '../../src/model/folder.js';
-import { ARCHS, EXTRA_ARCHS, fixtureDir, loadRefs } from './fixtures.js';
+import { ARCHITECTURES, EXTRA_ARCHITECTURES, fixtureDir, readRefs } from '@fairprune/fixtures';
 
-describe.each([...ARCHS, ...EXTRA_ARCHS])('%s folder', (arch) => {
+describe.each([...ARCHITECTURES, ...EXTRA_ARCHITECTURES])('%s folder', (arch) => {
   const folder = openModelFolder(fixtureDir(arch));
   test('config, weight files and default ONNX file', () => {
     expect(folder.config.numHiddenLayers).toBe(4);
@@ -15,7 +15,7 @@ describe.each([...ARCHS, ...EXTRA_ARCHS])('%s folder', (arch) => {
     expect(folder.safetensorsFiles).toEqual([join(fixtureDir(arch), 'model.safetensors')]);
   });
   test('tokenizer ids equal the HF reference input_ids (BOS included)', () => {
-    for (const prompt of loadRefs(arch).prompts) {
+    for (const prompt of readRefs(arch).prompts) {
       expect(folder.tokenizer.encode(prompt.text)).toEqual(prompt.input_ids);
     }
     expect(folder.tokenizer.bosTokenId).toBe(folder.config.bosTokenId);

@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import { mapGraph } from '../../src/model/graph-map.js';
 import { readOnnxModel } from '../../src/model/onnx-codec.js';
 import { ActivationCapture } from '../../src/runtime/capture.js';
-import { ARCHS, EXTRA_ARCHS, ONNX_FORMS, fixtureDir, loadRefs, maxAbsDiff, readRef } from './fixtures.js';
+import { ARCHITECTURES, EXTRA_ARCHITECTURES, fixtureDir, maxAbsDiff, ONNX_FORMS, readRefData, readRefs } from '@fairprune/fixtures';
 
-const cases = [...ARCHS, ...EXTRA_ARCHS].flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as const));
+const cases = [...ARCHITECTURES, ...EXTRA_ARCHITECTURES].flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as const));
 
 describe.each(cases)('%s %s', (arch, form) => {
   const path = join(fixtureDir(arch), form);
-  const refs = loadRefs(arch).prompts;
+  const refs = readRefs(arch).prompts;
   let capture: ActivationCapture;
   beforeAll(async () => {
     capture = await ActivationCapture.create(path, { threads: 1 });
@@ -41,7 +41,7 @@ describe.each(cases)('%s %s', (arch, form) => {
         const got = captured.get(key);
         expect(got, key).toBeDefined();
         expect(got!.shape, key).toEqual(prompt.activations[key]!.shape);
-        expect(maxAbsDiff(got!.data, readRef(arch, prompt.activations[key]!)), `${key} pair ${prompt.pair}${prompt.side}`).toBeLessThanOrEqual(1e-4);
+        expect(maxAbsDiff(got!.data, readRefData(arch, prompt.activations[key]!)), `${key} pair ${prompt.pair}${prompt.side}`).toBeLessThanOrEqual(1e-4);
       }
     });
   });

@@ -8,7 +8,7 @@ import { mapGraph } from '../../src/model/graph-map.js';
 import { externalLocation, readOnnxModel } from '../../src/model/onnx-codec.js';
 import { SafetensorsFile } from '../../src/model/safetensors.js';
 import { decodeToFloat32 } from '../../src/model/dtype.js';
-import { fixtureDir, loadRefs, maxAbsDiff } from './fixtures.js';
+import { fixtureDir, maxAbsDiff, readRefs } from '@fairprune/fixtures';
 
 const root = mkdtempSync(join(tmpdir(), 'fp-surgery-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -53,7 +53,7 @@ const cases = [
 
 describe.each(cases)('%s %s: remove vs zero', (arch, form) => {
   const selection = randomSelection(arch.length * 7 + form.length, 4, 256, 37);
-  const prompts = loadRefs(arch).prompts.slice(0, 2).map((p) => p.input_ids);
+  const prompts = readRefs(arch).prompts.slice(0, 2).map((p) => p.input_ids);
   const tag = `${arch}-${form.replace(/\W/g, '_')}`;
   const removedDir = join(root, `${tag}-removed`);
   const zeroedDir = join(root, `${tag}-zeroed`);
@@ -187,7 +187,7 @@ describe('writing rules', () => {
     expect(result.intermediateSizes).toEqual([253, 256, 255, 256]);
     const map = mapGraph(readOnnxModel(join(out, 'onnx/model.onnx')), out);
     expect(map.layers.map((l) => l.intermediateSize)).toEqual([253, 256, 255, 256]);
-    const [logits] = await logitsOf(join(out, 'onnx/model.onnx'), [loadRefs('llama').prompts[0]!.input_ids]);
+    const [logits] = await logitsOf(join(out, 'onnx/model.onnx'), [readRefs('llama').prompts[0]!.input_ids]);
     expect(logits!.every(Number.isFinite)).toBe(true);
   });
 
@@ -238,7 +238,7 @@ test('constant Slice bounds of a fused gate_up are rewritten on removal (copies,
   const pruned = readOnnxModel(join(root, 'phi3-const-removed/onnx/model.onnx'));
   expect(pruned.graph!.initializer.find((t) => t.name === 'c_width')!.int64Data).toEqual([256n]);
   expect(pruned.graph!.initializer.filter((t) => t.name.startsWith('c_width__fairprune_layer')).map((t) => t.int64Data)).toEqual([[236n], [236n], [236n], [236n]]);
-  const prompts = loadRefs('phi3').prompts.slice(0, 1).map((p) => p.input_ids);
+  const prompts = readRefs('phi3').prompts.slice(0, 1).map((p) => p.input_ids);
   const [original] = await logitsOf(join(dir, 'onnx/model.onnx'), prompts);
   const [reference] = await logitsOf(join(fixtureDir('phi3'), 'onnx/model.onnx'), prompts);
   expect(maxAbsDiff(original!, reference!)).toBeLessThanOrEqual(1e-6);

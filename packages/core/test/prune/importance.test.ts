@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { join } from 'node:path';
 import { OnnxWeights } from '../../src/model/weights.js';
 import { IMPORTANCE_METHODS, layerImportance, modelImportance, type ImportanceMethod } from '../../src/prune/importance.js';
-import { ARCHITECTURES, FIXTURES, readRefs, readSafetensors, row, type RefTensor } from '../bias/fixtures.js';
+import { ARCHITECTURES, FIXTURES, readRefs, readSafetensorsF32, type RefTensor, row } from '@fairprune/fixtures';
 
 /** Plain float64 definitions over one neuron's gate row g and up row u. */
 const plain: Record<ImportanceMethod, (g: Float32Array, u: Float32Array) => number> = {
@@ -35,7 +35,7 @@ function transposed(t: RefTensor) {
 
 describe.each(ARCHITECTURES)('importance on %s', (arch) => {
   const refs = readRefs(arch);
-  const weights = readSafetensors(arch);
+  const weights = readSafetensorsF32(arch);
   const layerWeights = (layer: number) => ({
     gate: weights.get(`model.layers.${layer}.mlp.gate_proj.weight`)!,
     up: weights.get(`model.layers.${layer}.mlp.up_proj.weight`)!,
@@ -81,7 +81,7 @@ describe('importance read from ONNX initializers', () => {
     const weights = new OnnxWeights(path);
     const result = await modelImportance(weights, weights.map.layers.length, 'ppm');
     weights.close();
-    const hf = readSafetensors('phi3');
+    const hf = readSafetensorsF32('phi3');
     const gateUp = hf.get('model.layers.2.mlp.gate_up_proj.weight')!;
     const width = gateUp.shape[0]! / 2;
     expect(result.layers[2]).toHaveLength(width);

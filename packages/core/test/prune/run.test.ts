@@ -9,7 +9,7 @@ import { writePrunedFolder } from '../../src/prune/apply.js';
 import { readPlan } from '../../src/prune/plan.js';
 import { runFairnessPruning, type PruneResult } from '../../src/prune/run.js';
 import { ModelSession } from '../../src/runtime/session.js';
-import { FIXTURES } from '../bias/fixtures.js';
+import { FIXTURES } from '@fairprune/fixtures';
 
 const llama = join(FIXTURES, 'llama');
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-prune-'));

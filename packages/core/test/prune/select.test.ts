@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { comparePair } from '../../src/bias/compare.js';
 import { layerImportance } from '../../src/prune/importance.js';
 import { minMaxNormalise, pruneCount, selectNeurons, validateSelectionOptions, type SelectionOptions } from '../../src/prune/select.js';
-import { readRefs, readSafetensors, refActivations, row } from '../bias/fixtures.js';
+import { readRefs, readSafetensorsF32, refActivations, row } from '@fairprune/fixtures';
 
 describe('selection on llama: ppm, w 0.5, fraction 0.1, pair 0', () => {
   test('equals an independent float64 computation from the HF references', async () => {
@@ -10,7 +10,7 @@ describe('selection on llama: ppm, w 0.5, fraction 0.1, pair 0', () => {
     const numLayers = refs.maw_importance.length;
     const a = refActivations('llama', refs, 0, 'a');
     const b = refActivations('llama', refs, 0, 'b');
-    const weights = readSafetensors('llama');
+    const weights = readSafetensorsF32('llama');
     const tensors = (layer: number) => ({
       gate: weights.get(`model.layers.${layer}.mlp.gate_proj.weight`)!,
       up: weights.get(`model.layers.${layer}.mlp.up_proj.weight`)!,

@@ -5,7 +5,7 @@ import { ModelSession } from '../../src/runtime/session.js';
 import { openModelFolder } from '../../src/model/folder.js';
 import { generate, readGenerationDefaults } from '../../src/runtime/generate.js';
 import { openDecoder } from '../../src/runtime/kv-cache.js';
-import { ARCHS, fixtureDir } from '../model/fixtures.js';
+import { ARCHITECTURES, fixtureDir } from '@fairprune/fixtures';
 
 /** HF transformers' `generate()` outputs for pairs 0 and 1 (refs.json), compared token for token. */
 interface GenerationRef {
@@ -21,7 +21,7 @@ const FORMS = [
   ['kv', 'onnx/model_kv.onnx'],
 ] as const;
 
-describe.each(ARCHS.flatMap((arch) => FORMS.map(([form, file]) => [arch, form, file] as const)))('%s %s', (arch, form, file) => {
+describe.each(ARCHITECTURES.flatMap((arch) => FORMS.map(([form, file]) => [arch, form, file] as const)))('%s %s', (arch, form, file) => {
   const refs = (JSON.parse(readFileSync(join(fixtureDir(arch), 'refs/refs.json'), 'utf8')) as { prompts: GenerationRef[] }).prompts;
   const folder = openModelFolder(fixtureDir(arch));
   const defaults = readGenerationDefaults(fixtureDir(arch));

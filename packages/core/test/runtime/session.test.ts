@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { join } from 'node:path';
 import { ModelSession } from '../../src/runtime/session.js';
 import { openModelFolder } from '../../src/model/folder.js';
-import { ARCHS, ONNX_FORMS, fixtureDir, loadRefs, maxAbsDiff, readRef } from '../model/fixtures.js';
+import { ARCHITECTURES, fixtureDir, maxAbsDiff, ONNX_FORMS, readRefData, readRefs } from '@fairprune/fixtures';
 
-describe.each(ARCHS.flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as const)))('%s %s', (arch, form) => {
-  const refs = loadRefs(arch).prompts;
+describe.each(ARCHITECTURES.flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as const)))('%s %s', (arch, form) => {
+  const refs = readRefs(arch).prompts;
   const folder = openModelFolder(fixtureDir(arch));
   let session: ModelSession;
   beforeAll(async () => {
@@ -17,7 +17,7 @@ describe.each(ARCHS.flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as c
     for (const prompt of refs) {
       const { logits, dims } = await session.forward([prompt.input_ids]);
       expect(dims).toEqual([1, ...prompt.logits.shape]);
-      expect(maxAbsDiff(logits, readRef(arch, prompt.logits))).toBeLessThanOrEqual(1e-4);
+      expect(maxAbsDiff(logits, readRefData(arch, prompt.logits))).toBeLessThanOrEqual(1e-4);
     }
   });
 
@@ -38,14 +38,14 @@ describe.each(ARCHS.flatMap((arch) => ONNX_FORMS.map((form) => [arch, form] as c
 });
 
 test('batched forward of equal lengths equals one-by-one', async () => {
-  const refs = loadRefs('llama').prompts;
+  const refs = readRefs('llama').prompts;
   const session = await ModelSession.create(join(fixtureDir('llama'), 'onnx/model_kv.onnx'), { threads: 1 });
   const [a, b] = [refs[0]!, refs[1]!];
   expect(a.input_ids.length).toBe(b.input_ids.length);
   const { logits, dims } = await session.forward([a.input_ids, b.input_ids]);
   const per = dims[1] * dims[2];
-  expect(maxAbsDiff(logits.subarray(0, per), readRef('llama', a.logits))).toBeLessThanOrEqual(1e-4);
-  expect(maxAbsDiff(logits.subarray(per), readRef('llama', b.logits))).toBeLessThanOrEqual(1e-4);
+  expect(maxAbsDiff(logits.subarray(0, per), readRefData('llama', a.logits))).toBeLessThanOrEqual(1e-4);
+  expect(maxAbsDiff(logits.subarray(per), readRefData('llama', b.logits))).toBeLessThanOrEqual(1e-4);
   await expect(session.forward([a.input_ids, b.input_ids.slice(1)])).rejects.toThrow(/equal lengths/);
   await session.release();
 });
@@ -63,8 +63,8 @@ test("device 'cuda' falls back to CPU with a message when the provider libraries
   } else {
     expect(messages).toEqual([]);
   }
-  const ref = loadRefs('llama').prompts[0]!;
+  const ref = readRefs('llama').prompts[0]!;
   const { logits } = await session.forward([ref.input_ids]);
-  expect(maxAbsDiff(logits, readRef('llama', ref.logits))).toBeLessThanOrEqual(1e-4);
+  expect(maxAbsDiff(logits, readRefData('llama', ref.logits))).toBeLessThanOrEqual(1e-4);
   await session.release();
 });
