@@ -108,6 +108,7 @@ function cachedCommit(repoFolder: string, revision: string): string | undefined 
 
 /** One file of a hub repository. */
 export interface HubFileRequest {
+  /** Model or dataset repository. */
   type: HubRepoType;
   /** `org/name`. */
   repo: string;

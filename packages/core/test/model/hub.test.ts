@@ -152,6 +152,11 @@ test('online: only the files fairprune needs are downloaded into the cache layou
   expect(await resolveModelSource('org/tiny', { cacheDir, endpoint: 'http://127.0.0.1:9', offline: true, onnxFile: 'onnx/model_external.onnx' })).toBe(dir);
   expect(await resolveModelSource('org/tiny', { cacheDir, endpoint: server.url, offline: false, onnxFile: 'onnx/model_external.onnx' })).toBe(dir);
   expect(server.requests.slice(seen).filter((r) => r.method === 'GET' && r.url.includes('/resolve/'))).toEqual([]);
+  // Online but the hub unreachable: the cached copy, saying so.
+  const notices: string[] = [];
+  const unreachable = { cacheDir, endpoint: 'http://127.0.0.1:9', offline: false, onnxFile: 'onnx/model_external.onnx', onProgress: (m: string) => notices.push(m) };
+  expect(await resolveModelSource('org/tiny', unreachable)).toBe(dir);
+  expect(notices).toEqual(['http://127.0.0.1:9 unreachable; using the cached org/tiny']);
 
   // Safetensors when asked; a branch resolves to its own commit and ref.
   const dev = await resolveModelSource('org/tiny@dev', { cacheDir, endpoint: server.url, offline: false, safetensors: true });
