@@ -139,6 +139,21 @@ function httpError(url: string, status: number, what: string): HubError {
   return new HubError(`${url}: HTTP ${status}${hint}`);
 }
 
+/** The hub (or the mirror, or the CDN it redirects to) could not be reached at all: no HTTP status. */
+class HubUnreachableError extends HubError {
+  override name = 'HubUnreachableError';
+}
+
+/** `fetch`, with a refused or dropped connection turned into an error that names the URL and the cause. */
+async function hubFetch(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const cause = ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
+    throw new HubUnreachableError(`cannot reach ${url} (${cause})`);
+  }
+}
+
 /** The metadata huggingface_hub reads from a HEAD on a resolve URL. */
 interface FileMetadata {
   commit: string;
@@ -152,7 +167,7 @@ async function fileMetadata(settings: HubSettings, file: HubFileRequest): Promis
   // Like huggingface_hub: follow only same-host redirects (a renamed repository); a redirect to the CDN already
   // carries the X-Linked-* headers that describe the file.
   for (let hops = 0; ; hops++) {
-    const response = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: { ...authHeaders(settings), 'accept-encoding': 'identity' } });
+    const response = await hubFetch(url, { method: 'HEAD', redirect: 'manual', headers: { ...authHeaders(settings), 'accept-encoding': 'identity' } });
     const location = response.headers.get('location');
     if (response.status >= 300 && response.status < 400 && location?.startsWith('/') && hops < 5) {
       url = new URL(location, url).href;
@@ -177,7 +192,9 @@ async function downloadBlob(settings: HubSettings, url: string, blobPath: string
   let have = existsSync(incomplete) ? statSync(incomplete).size : 0;
   if (have > size) have = 0;
   if (have < size) {
-    const response = await fetch(url, { headers: { ...authHeaders(settings), ...(have > 0 ? { range: `bytes=${have}-` } : {}) } });
+    // identity: Range offsets and the expected size are those of the file's bytes, not of a compressed stream.
+    const headers = { ...authHeaders(settings), 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
+    const response = await hubFetch(url, { headers });
     if (response.status !== 200 && response.status !== 206) throw httpError(url, response.status, label);
     // A server that ignores Range sends the whole file again: start over rather than append it.
     if (response.status === 200) have = 0;
@@ -214,8 +231,16 @@ function linkSnapshotFile(pointer: string, blobPath: string): void {
   }
 }
 
+/** Repository paths are joined onto the cache folder: none may lead out of the snapshot. */
+function checkRepoPath(repo: string, path: string): void {
+  if (path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new HubError(`${repo}: "${path}" is not a file path inside the repository`);
+  }
+}
+
 /** `label` names the repository in progress lines (the user's revision, not the commit it resolved to). */
 async function downloadToCache(settings: HubSettings, file: HubFileRequest, label = describeRepo(file.type, file.repo, file.revision)): Promise<string> {
+  checkRepoPath(file.repo, file.path);
   const repoFolder = hubRepoFolder(settings.cacheDir, file.type, file.repo);
   const meta = await fileMetadata(settings, file);
   if (file.revision !== meta.commit) {
@@ -236,7 +261,7 @@ async function downloadToCache(settings: HubSettings, file: HubFileRequest, labe
 }
 
 function isNetworkError(error: unknown): boolean {
-  return error instanceof TypeError && /fetch failed/i.test(error.message);
+  return error instanceof HubUnreachableError;
 }
 
 /**
@@ -268,9 +293,7 @@ export async function downloadHubFile(file: HubFileRequest, options: HubOptions 
       settings.progress(`${settings.endpoint} unreachable; using the cached ${file.repo} ${file.path}`);
       return hit;
     }
-    if (isNetworkError(error)) {
-      throw new HubError(`cannot reach ${settings.endpoint} for ${describeRepo(file.type, file.repo, file.revision)} ${file.path} (${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}), and it is not in the cache ${repoFolder}`);
-    }
+    if (isNetworkError(error)) throw new HubError(`${(error as Error).message}, and ${describeRepo(file.type, file.repo, file.revision)} ${file.path} is not in the cache ${repoFolder}`);
     throw error;
   }
 }
@@ -345,7 +368,7 @@ export async function resolveModelSource(idOrPath: string, options: ModelSourceO
   const listingUrl = `${settings.endpoint}/api/models/${id.repo}/revision/${encodeURIComponent(id.revision)}`;
   let listing: { sha?: unknown; siblings?: unknown };
   try {
-    const response = await fetch(listingUrl, { headers: authHeaders(settings) });
+    const response = await hubFetch(listingUrl, { headers: authHeaders(settings) });
     if (!response.ok) throw httpError(listingUrl, response.status, `the id ${idOrPath}`);
     listing = (await response.json()) as typeof listing;
   } catch (error) {
@@ -355,7 +378,7 @@ export async function resolveModelSource(idOrPath: string, options: ModelSourceO
       settings.progress(`${settings.endpoint} unreachable; using the cached ${what}`);
       return hit;
     }
-    throw new HubError(`cannot reach ${settings.endpoint} for model ${what} (${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}), and it is not in the cache ${repoFolder}`);
+    throw new HubError(`${(error as Error).message}, and model ${what} is not in the cache ${repoFolder}`);
   }
   const siblings = Array.isArray(listing.siblings) ? (listing.siblings as Array<{ rfilename?: unknown }>) : undefined;
   if (typeof listing.sha !== 'string' || !COMMIT.test(listing.sha) || siblings === undefined) {
@@ -363,6 +386,7 @@ export async function resolveModelSource(idOrPath: string, options: ModelSourceO
   }
   const commit = listing.sha;
   const files = neededFiles(what, siblings.map((s) => String(s.rfilename)), options);
+  for (const path of files) checkRepoPath(id.repo, path);
   for (const path of files) await downloadToCache(settings, { type: 'model', repo: id.repo, revision: commit, path }, what);
   if (id.revision !== commit) {
     mkdirSync(join(repoFolder, 'refs'), { recursive: true });

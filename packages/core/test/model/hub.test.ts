@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fixtureDir, gitBlobSha1, isLfsPath, serveHub, sha256, type HubServer } from '@fairprune/fixtures';
@@ -106,7 +107,13 @@ test('a path that exists wins over an id of the same shape', async () => {
 });
 
 let server: HubServer;
+/** A loopback address where nothing listens (a port just released), so a connection is refused. */
+let refused: string;
 beforeAll(async () => {
+  const probe = createServer();
+  await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done));
+  refused = `http://127.0.0.1:${(probe.address() as { port: number }).port}`;
+  await new Promise((done) => probe.close(done));
   server = await serveHub([
     {
       type: 'model',
@@ -114,6 +121,13 @@ beforeAll(async () => {
       commit: COMMIT,
       branches: { dev: DEV_COMMIT },
       files: Object.fromEntries(REPO_FILES.map((f) => [f, join(LLAMA, f)])),
+    },
+    {
+      // A listing with a file name that climbs out of the snapshot folder.
+      type: 'model',
+      repo: 'org/evil',
+      commit: COMMIT,
+      files: { 'config.json': join(LLAMA, 'config.json'), 'tokenizer.json': join(LLAMA, 'tokenizer.json'), 'onnx/model.onnx': join(LLAMA, 'onnx/model.onnx'), 'onnx/model.onnx_data/../../../../escape': join(LLAMA, 'config.json') },
     },
   ]);
 });
@@ -154,9 +168,9 @@ test('online: only the files fairprune needs are downloaded into the cache layou
   expect(server.requests.slice(seen).filter((r) => r.method === 'GET' && r.url.includes('/resolve/'))).toEqual([]);
   // Online but the hub unreachable: the cached copy, saying so.
   const notices: string[] = [];
-  const unreachable = { cacheDir, endpoint: 'http://127.0.0.1:9', offline: false, onnxFile: 'onnx/model_external.onnx', onProgress: (m: string) => notices.push(m) };
+  const unreachable = { cacheDir, endpoint: refused, offline: false, onnxFile: 'onnx/model_external.onnx', onProgress: (m: string) => notices.push(m) };
   expect(await resolveModelSource('org/tiny', unreachable)).toBe(dir);
-  expect(notices).toEqual(['http://127.0.0.1:9 unreachable; using the cached org/tiny']);
+  expect(notices).toEqual([`${refused} unreachable; using the cached org/tiny`]);
 
   // Safetensors when asked; a branch resolves to its own commit and ref.
   const dev = await resolveModelSource('org/tiny@dev', { cacheDir, endpoint: server.url, offline: false, safetensors: true });
@@ -203,7 +217,12 @@ test('online errors name what is wrong: unknown repository, a repository without
   await expect(resolveModelSource('org/tiny', { cacheDir, endpoint: server.url, offline: false, onnxFile: 'onnx/model_q4.onnx' })).rejects.toThrow(
     'org/tiny has no onnx/model_q4.onnx (its ONNX files: onnx/model.onnx, onnx/model_kv.onnx, onnx/model_external.onnx; pick one with --onnx-file)',
   );
-  await expect(resolveModelSource('org/tiny', { cacheDir, endpoint: 'http://127.0.0.1:9', offline: false })).rejects.toThrow(
-    `cannot reach http://127.0.0.1:9 for model org/tiny`,
+  await expect(resolveModelSource('org/tiny', { cacheDir, endpoint: refused, offline: false })).rejects.toThrow(
+    `cannot reach ${refused}/api/models/org/tiny/revision/main (connect ECONNREFUSED ${refused.slice('http://'.length)}), and model org/tiny is not in the cache ${join(cacheDir, 'models--org--tiny')}`,
   );
+  await expect(resolveModelSource('org/evil', { cacheDir, endpoint: server.url, offline: false })).rejects.toThrow(
+    'org/evil: "onnx/model.onnx_data/../../../../escape" is not a file path inside the repository',
+  );
+  expect(existsSync(join(cacheDir, 'escape'))).toBe(false);
+  expect(existsSync(join(cacheDir, 'models--org--evil'))).toBe(false);
 });
