@@ -52,8 +52,8 @@ test('generate greedy with --max-new-tokens = HF greedy_ids', async () => {
 
 test('generate rejects a bad --early-stopping value', async () => {
   const { code, stdout, stderr } = await runCli('generate', join(DEMO, 'model'), '--prompt', 'x', '--early-stopping', 'sometimes');
-  expect(code).toBe(1);
-  expect(stderr).toMatch(/--early-stopping takes true, false or never, got "sometimes"/);
+  expect(code).toBe(2);
+  expect(stderr).toMatch(/option '--early-stopping \[mode\]' argument 'sometimes' is invalid. expected true, false or never/);
 });
 
 test('eval --json --out on the bundled BoolQ mini set: accuracy of the reference predictions', async () => {
@@ -68,10 +68,11 @@ test('eval --json --out on the bundled BoolQ mini set: accuracy of the reference
   expect(stderr).toMatch(/boolq .* 32\/32 docs/);
 });
 
-test('eval with hub data offline and nothing cached names the file to fetch', async () => {
-  vi.stubEnv('FAIRPRUNE_CACHE', join(tmp, 'empty-cache'));
+test('eval with hub data offline and nothing cached names the dataset, the file and the Hugging Face cache', async () => {
+  vi.stubEnv('HF_HUB_CACHE', join(tmp, 'empty-cache'));
   const { code, stderr } = await runCli('eval', join(DEMO, 'model'), '--task', 'lambada_openai', '--offline');
   vi.unstubAllEnvs();
   expect(code).toBe(1);
-  expect(stderr).toMatch(/offline mode: .*Fetch https:\/\/huggingface.co\/datasets\/EleutherAI\/lambada_openai\/resolve\/main\/data\/lambada_test.jsonl and save it as .*empty-cache/);
+  expect(stderr).toContain(`fairprune: dataset EleutherAI/lambada_openai is not in the Hugging Face cache ${join(tmp, 'empty-cache', 'datasets--EleutherAI--lambada_openai')}`);
+  expect(stderr).toContain('missing data/lambada_test.jsonl');
 });

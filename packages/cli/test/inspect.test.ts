@@ -27,5 +27,5 @@ test('inspect prints a readable summary of a fused Phi-3 MLP', async () => {
 test('inspect of a missing folder fails with a clear message', async () => {
   const { code, stdout, stderr } = await runCli('inspect', join(FIXTURES, 'nope'));
   expect(code).toBe(1);
-  expect(stderr).toMatch(/fairprune: Model folder not found: .*nope/);
+  expect(stderr).toMatch(/fairprune: model folder not found: .*nope/);
 });

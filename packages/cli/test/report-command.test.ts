@@ -163,7 +163,7 @@ describe('fairprune report', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${join(broken, 'bias-report.json')} is not valid JSON`);
     const neither = await run(['report', '--out', join(work, 'z.html')]);
-    expect(neither.code).toBe(1);
+    expect(neither.code).toBe(2);
     expect(neither.stderr).toContain('give --before and/or --after');
   });
 });

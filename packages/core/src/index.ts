@@ -11,9 +11,23 @@
 /** The npm package name of this library. */
 export const packageName = '@fairprune/core';
 
-// Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
+// Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors) or a hub id
+// from the Hugging Face cache, inspect it.
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
 export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
+export {
+  resolveModelSource,
+  downloadHubFile,
+  parseHubId,
+  hubCacheDir,
+  hubRepoFolder,
+  HubError,
+  type HubOptions,
+  type HubId,
+  type HubRepoType,
+  type HubFileRequest,
+  type ModelSourceOptions,
+} from './model/hub.js';
 export { inspectModel, type ModelInspection } from './model/inspect.js';
 export { f32ToF16, type WeightDType } from './model/dtype.js';
 

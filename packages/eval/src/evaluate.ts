@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openModelFolder, requireOnnxPath, type SessionDevice } from '@fairprune/core';
+import { openModelFolder, requireOnnxPath, type HubOptions, type SessionDevice } from '@fairprune/core';
 import { loadDocs, type DataSource } from './data/load-docs.js';
-import type { HubOptions } from './data/hub.js';
 import { encodePair, modelInput, resolveMaxLength } from './requests.js';
 import { aggregateTask, type Sample, type TaskMetrics } from './results.js';
 import { defaultScorerThread, openScorer, type ScorerThread } from './scorer.js';

@@ -2,7 +2,6 @@ export { evaluate, type EvaluateOptions, type EvalProgress, type EvalResults } f
 export { tasks, taskNames, getTask, lambadaRequest, boolqContext, type TaskName, type TaskDefinition, type Doc, type LambadaDoc, type BoolqDoc, type TextRequest, type LoglikelihoodResult } from './tasks.js';
 export { loadDocs, type DataSource, type LoadedDocs } from './data/load-docs.js';
 export { readRows, formatOf, type Row, type DataFormat } from './data/read-rows.js';
-export { fetchHubFile, cachedPath, hubUrl, defaultCacheDir, type HubFile, type HubOptions } from './data/hub.js';
 export { encodePair, modelInput, resolveMaxLength, type EncodedPair } from './requests.js';
 export { scoreRows, type ScoringRow, type RowScores } from './scoring.js';
 export { openScorer, defaultScorerThread, type RowScorer, type ScorerThread } from './scorer.js';

@@ -1,4 +1,4 @@
-import type { HubFile } from './data/hub.js';
+import type { HubFileRequest } from '@fairprune/core';
 import type { Row } from './data/read-rows.js';
 
 /**
@@ -38,7 +38,7 @@ export type MetricName = 'acc' | 'perplexity';
 export interface TaskDefinition {
   name: TaskName;
   /** The file lm-evaluation-harness's dataset resolves to (the split it evaluates). */
-  hubFile: HubFile;
+  hubFile: HubFileRequest;
   split: string;
   version: number;
   metrics: readonly MetricName[];
@@ -90,17 +90,17 @@ export const tasks: Record<TaskName, TaskDefinition> = {
   lambada_openai: {
     name: 'lambada_openai',
     // The OpenAI GPT-2 file itself, as JSONL; same 5153 texts as the repo's parquet conversion.
-    hubFile: { repo: 'EleutherAI/lambada_openai', revision: 'main', path: 'data/lambada_test.jsonl' },
+    hubFile: { type: 'dataset', repo: 'EleutherAI/lambada_openai', revision: 'main', path: 'data/lambada_test.jsonl' },
     ...lambadaBase,
   },
   lambada_standard: {
     name: 'lambada_standard',
-    hubFile: { repo: 'cimec/lambada', revision: 'main', path: 'plain_text/test-00000-of-00001.parquet' },
+    hubFile: { type: 'dataset', repo: 'cimec/lambada', revision: 'main', path: 'plain_text/test-00000-of-00001.parquet' },
     ...lambadaBase,
   },
   boolq: {
     name: 'boolq',
-    hubFile: { repo: 'aps/super_glue', revision: 'main', path: 'boolq/validation-00000-of-00001.parquet' },
+    hubFile: { type: 'dataset', repo: 'aps/super_glue', revision: 'main', path: 'boolq/validation-00000-of-00001.parquet' },
     split: 'validation',
     version: 2.0,
     metrics: ['acc'],

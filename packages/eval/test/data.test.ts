@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
-import { cachedPath, fetchHubFile, loadDocs, tasks } from '../src/index.js';
-import { DATA } from '@fairprune/fixtures';
+import { loadDocs, tasks } from '../src/index.js';
+import { DATA, gitBlobSha1, serveHub } from '@fairprune/fixtures';
 
 let dir: string;
 beforeAll(() => {
@@ -56,24 +56,36 @@ test('bad rows and files give errors naming the file and document', async () => 
   await expect(loadDocs(tasks.boolq, { file: join(dir, 'data.csv') })).rejects.toThrow(/unknown dataset format ".csv"/);
 });
 
-test('hub data offline and not cached: the error names the URL and the cache path to fill', async () => {
+test('hub data offline and not cached: the error names the dataset, the file and the Hugging Face cache folder', async () => {
   const cacheDir = join(dir, 'empty-cache');
-  const file = tasks.boolq.hubFile;
-  const error = await fetchHubFile(file, { cacheDir, offline: true }).catch((e: Error) => e);
+  const error = await loadDocs(tasks.boolq, { hub: true }, { hub: { cacheDir, offline: true } }).catch((e: Error) => e);
   expect(error).toBeInstanceOf(Error);
-  expect((error as Error).message).toContain('https://huggingface.co/datasets/aps/super_glue/resolve/main/boolq/validation-00000-of-00001.parquet');
-  expect((error as Error).message).toContain(cachedPath(file, cacheDir));
-  await expect(loadDocs(tasks.lambada_openai, { hub: true }, { hub: { cacheDir, offline: true } })).rejects.toThrow(/offline mode: dataset file EleutherAI\/lambada_openai\/data\/lambada_test.jsonl is not in the cache/);
+  expect((error as Error).message).toBe(
+    `dataset aps/super_glue is not in the Hugging Face cache ${join(cacheDir, 'datasets--aps--super_glue')} (offline: --offline or HF_HUB_OFFLINE=1); ` +
+      'missing boolq/validation-00000-of-00001.parquet. Run once online to download it, or: ' +
+      'huggingface-cli download --repo-type dataset aps/super_glue boolq/validation-00000-of-00001.parquet --revision main',
+  );
 });
 
-test('hub data already cached is read without any network access', async () => {
-  const cacheDir = join(dir, 'cache');
-  const target = cachedPath(tasks.lambada_openai.hubFile, cacheDir);
-  expect(target).toBe(join(cacheDir, 'datasets', 'EleutherAI', 'lambada_openai', 'main', 'data', 'lambada_test.jsonl'));
-  mkdirSync(join(target, '..'), { recursive: true });
-  writeFileSync(target, readFileSync(DATA.lambadaMini));
-  // an unroutable endpoint and offline off: a fetch attempt would fail the test
-  const loaded = await loadDocs(tasks.lambada_openai, { hub: true }, { hub: { cacheDir, offline: false, endpoint: 'http://127.0.0.1:9' }, limit: 3 });
-  expect(loaded.path).toBe(target);
-  expect(loaded.docs).toHaveLength(3);
+test('hub data is downloaded into the shared Hugging Face cache (datasets--org--name), then read from it offline', async () => {
+  const cacheDir = join(dir, 'hf-cache');
+  const commit = 'c'.repeat(40);
+  const server = await serveHub([{ type: 'dataset', repo: 'EleutherAI/lambada_openai', commit, files: { 'data/lambada_test.jsonl': DATA.lambadaMini } }]);
+  try {
+    const loaded = await loadDocs(tasks.lambada_openai, { hub: true }, { hub: { cacheDir, offline: false, endpoint: server.url }, limit: 3 });
+    const repoFolder = join(cacheDir, 'datasets--EleutherAI--lambada_openai');
+    expect(loaded.path).toBe(join(repoFolder, 'snapshots', commit, 'data', 'lambada_test.jsonl'));
+    expect(readFileSync(join(repoFolder, 'refs', 'main'), 'utf8')).toBe(commit);
+    expect(realpathSync(loaded.path)).toBe(join(repoFolder, 'blobs', gitBlobSha1(readFileSync(DATA.lambadaMini))));
+    expect(loaded.docs.map((d) => (d as { text: string }).text)).toEqual(jsonl(DATA.lambadaMini).slice(0, 3).map((r) => r.text));
+    expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'HEAD /datasets/EleutherAI/lambada_openai/resolve/main/data/lambada_test.jsonl',
+      `GET /datasets/EleutherAI/lambada_openai/resolve/${commit}/data/lambada_test.jsonl`,
+    ]);
+  } finally {
+    await server.close();
+  }
+  // Offline and with an unroutable endpoint: a network attempt would fail the test.
+  const again = await loadDocs(tasks.lambada_openai, { hub: true }, { hub: { cacheDir, offline: true, endpoint: 'http://127.0.0.1:9' }, limit: 3 });
+  expect(again.docs).toHaveLength(3);
 });

@@ -1,39 +1,36 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeBias, loadPairs, type BiasReport } from '@fairprune/core';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { analyzeBias, loadPairs, METRIC_COMPONENTS, type BiasReport } from '@fairprune/core';
+import { Command, Option } from 'commander';
+import { choiceListFlag, integerFlag } from '../flags.js';
+import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 
 export interface CommonBiasFlags {
   pairs: string;
   evalPairs?: string;
-  components?: string;
+  components?: string[];
   onnxFile?: string;
   biasEstimator: 'positionwise' | 'pooled' | 'glu';
   aggregate: 'mean' | 'max';
   device: 'cpu' | 'cuda';
   kernelDevice: 'auto' | 'cpu' | 'cuda';
   threads?: number;
+  offline?: boolean;
   json?: boolean;
-}
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
 }
 
 /** Options shared by `analyze` and `prune`. */
 export function addBiasOptions(command: Command): Command {
-  return command
+  return addOfflineOption(command)
     .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', 'builtin:seed')
     .option('--eval-pairs <file>', 'held-out pairs measured separately (metric and behaviour), never used for scores')
-    .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)')
+    .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)', choiceListFlag(METRIC_COMPONENTS))
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
     .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
     .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInteger)
+    .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -41,12 +38,11 @@ export function addBiasOptions(command: Command): Command {
 export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (message: string) => void) {
   const pairs = await loadPairs(flags.pairs);
   const evalPairs = flags.evalPairs !== undefined ? await loadPairs(flags.evalPairs) : undefined;
-  const components = flags.components?.split(',').map((c) => c.trim()).filter((c) => c !== '');
   return {
     pairs,
     pairsSource: flags.pairs,
     ...(evalPairs ? { evalPairs, evalPairsSource: flags.evalPairs! } : {}),
-    ...(components ? { components } : {}),
+    ...(flags.components ? { components: flags.components } : {}),
     ...(flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {}),
     estimator: flags.biasEstimator,
     aggregation: flags.aggregate,
@@ -96,12 +92,12 @@ export function registerAnalyze(program: Command): void {
     program
       .command('analyze')
       .description('Measure how differently a model processes prompt pairs that differ in a demographic attribute')
-      .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export'),
+      .argument(...MODEL_ARGUMENT),
   )
     .option('--out <dir>', 'write <dir>/bias-report.json')
-    .action(async (modelDir: string, flags: CommonBiasFlags & { out?: string }) => {
+    .action(async (model: string, flags: CommonBiasFlags & { out?: string }) => {
       const options = await biasOptionsFromFlags(flags, stderrProgress);
-      const { report } = await analyzeBias(modelDir, { ...options, tokenActivations: false });
+      const { report } = await analyzeBias(await resolveModelArgument(model, flags), { ...options, tokenActivations: false });
       if (flags.out !== undefined) {
         mkdirSync(flags.out, { recursive: true });
         const path = join(flags.out, 'bias-report.json');

@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
+import { integerFlag } from '../flags.js';
 import { runDemo, type DemoSummary } from '../demo/run-demo.js';
 
 interface DemoFlags {
@@ -53,11 +54,7 @@ export function registerDemo(program: Command): void {
     .description('Run the whole pipeline on the bundled biased model: analyze, prune, re-analyze, behaviour, mini LAMBADA/BoolQ, generation, report')
     .option('--out <dir>', 'output folder (replaced if it holds an earlier demo)', 'fairprune-demo')
     .option('--force', 'replace the output folder even if it is not an earlier demo output')
-    .option('--threads <n>', 'onnxruntime intra-op threads', (value: string) => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-      return n;
-    })
+    .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--json', 'print the summary (report.json) on stdout instead of text')
     .action(async (flags: DemoFlags) => {
       const summary = await runDemo({

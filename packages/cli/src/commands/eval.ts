@@ -1,7 +1,9 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { evaluate, formatDuration, progressPrinter, taskNames, type DataSource, type EvalResults, type TaskName } from '@fairprune/eval';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integerFlag } from '../flags.js';
+import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 
 interface EvalFlags {
   task: TaskName;
@@ -17,12 +19,6 @@ interface EvalFlags {
   json?: boolean;
   out?: string;
 }
-
-const integer = (min: number) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}, got "${value}"`);
-  return n;
-};
 
 const stderrStd = (value: number | 'N/A' | undefined) => (typeof value === 'number' ? ` ± ${value.toFixed(4)}` : '');
 
@@ -41,21 +37,22 @@ export function registerEval(program: Command): void {
   program
     .command('eval')
     .description('Evaluate LAMBADA or BoolQ exactly as lm-evaluation-harness does (0-shot log-likelihoods)')
-    .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export')
+    .argument(...MODEL_ARGUMENT)
     .addOption(new Option('--task <task>', 'task').choices(taskNames).makeOptionMandatory())
-    .option('--data <file|hub>', 'a .jsonl or .parquet file, or "hub" for the task\'s file on the Hugging Face hub (cached in FAIRPRUNE_CACHE; HF_TOKEN honoured)', 'hub')
-    .option('--limit <n>', 'evaluate the first N documents', integer(1))
+    .option('--data <file|hub>', 'a .jsonl or .parquet file, or "hub" for the task\'s file on the Hugging Face hub (in the Hugging Face cache; HF_TOKEN honoured)', 'hub')
+    .option('--limit <n>', 'evaluate the first N documents', integerFlag(1))
     .option('--bos', 'prepend the BOS token (lm-eval ≥ 0.4.9.2 behaviour for Llama 3; default: none, as older lm-eval)')
-    .option('--batch-size <n>', 'model inputs per forward pass', integer(1), 1)
-    .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integer(0), 100000)
+    .option('--batch-size <n>', 'model inputs per forward pass', integerFlag(1), 1)
+    .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integerFlag(0), 100000)
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
-    .option('--offline', 'never download; fail if hub data is not cached (also FAIRPRUNE_OFFLINE=1 or HF_HUB_OFFLINE=1)')
+    .option('--offline', 'never download: a hub id and hub data must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
     .option('--log-samples', 'include every document\'s requests and responses in the results')
     .option('--json', 'print the results JSON on stdout (progress stays on stderr)')
     .option('--out <file>', 'write the results JSON to this file')
-    .action(async (modelDir: string, flags: EvalFlags) => {
+    .action(async (model: string, flags: EvalFlags) => {
       const data: DataSource = flags.data === 'hub' ? { hub: true } : { file: resolve(flags.data) };
+      const modelDir = await resolveModelArgument(model, flags);
       const progress = progressPrinter(process.stderr);
       const started = Date.now();
       let results: EvalResults;

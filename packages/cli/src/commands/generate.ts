@@ -1,5 +1,8 @@
 import { ModelSession, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { integerFlag, numberFlag } from '../flags.js';
+import { UsageError } from '../exit-codes.js';
+import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 
 interface GenerateFlags {
   prompt: string[];
@@ -14,42 +17,49 @@ interface GenerateFlags {
   onnxFile?: string;
   cache: boolean;
   device: 'cpu' | 'cuda';
+  offline?: boolean;
   json?: boolean;
 }
-
-const integer = (min: number) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}, got "${value}"`);
-  return n;
-};
 
 /** `--early-stopping` alone means true; with a value: true, false or never. */
 function earlyStoppingMode(value: string): boolean | 'never' {
   if (value === 'true') return true;
   if (value === 'false') return false;
   if (value === 'never') return 'never';
-  throw new InvalidArgumentError(`--early-stopping takes true, false or never, got "${value}"`);
+  throw new InvalidArgumentError('expected true, false or never.');
 }
 
 export function registerGenerate(program: Command): void {
-  program
-    .command('generate')
-    .description('Continue prompts with deterministic greedy or beam search (Hugging Face generate() semantics)')
-    .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export')
+  addOfflineOption(
+    program
+      .command('generate')
+      .description('Continue prompts with deterministic greedy or beam search (Hugging Face generate() semantics)')
+      .argument(...MODEL_ARGUMENT),
+  )
     .requiredOption('--prompt <text...>', 'one or more prompts')
-    .option('--num-beams <n>', 'beams (1 = greedy)', integer(1), 5)
-    .option('--max-length <n>', 'total tokens including the prompt', integer(1), 50)
-    .option('--max-new-tokens <n>', 'generated tokens (overrides --max-length)', integer(1))
-    .option('--no-repeat-ngram-size <n>', 'never repeat an n-gram of this size (0 = off)', integer(0), 0)
+    .option('--num-beams <n>', 'beams (1 = greedy)', integerFlag(1), 5)
+    .option('--max-length <n>', 'total tokens including the prompt', integerFlag(1), 50)
+    .option('--max-new-tokens <n>', 'generated tokens (overrides --max-length)', integerFlag(1))
+    .option('--no-repeat-ngram-size <n>', 'never repeat an n-gram of this size (0 = off)', integerFlag(0), 0)
     .option('--early-stopping [mode]', 'beam search stop rule: true (flag alone), false, never', earlyStoppingMode, false)
-    .option('--length-penalty <x>', 'beam scores are sum(logprob) / length ** x', Number.parseFloat, 1.0)
-    .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integer(1), 1)
+    .option('--length-penalty <x>', 'beam scores are sum(logprob) / length ** x', numberFlag(), 1.0)
+    .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integerFlag(1), 1)
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx); a KV-cache graph is used incrementally')
     .option('--no-cache', 'recompute the whole prefix every step even when the graph has a KV cache')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')
-    .action(async (modelDir: string, flags: GenerateFlags) => {
-      const folder = openModelFolder(modelDir, flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile });
+    .action(async (model: string, flags: GenerateFlags) => {
+      if (flags.numReturnSequences > flags.numBeams) {
+        throw new UsageError(`--num-return-sequences (${flags.numReturnSequences}) cannot exceed --num-beams (${flags.numBeams})`);
+      }
+      const folder = openModelFolder(await resolveModelArgument(model, flags), flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile });
+      const prompts = flags.prompt.map((text) => ({ text, ids: folder.tokenizer.encode(text) }));
+      if (flags.maxNewTokens === undefined) {
+        const longest = prompts.reduce((a, b) => (b.ids.length > a.ids.length ? b : a));
+        if (flags.maxLength <= longest.ids.length) {
+          throw new UsageError(`--max-length ${flags.maxLength} counts the prompt and leaves no room after the ${longest.ids.length}-token prompt "${longest.text}"; raise it or use --max-new-tokens`);
+        }
+      }
       const session = await ModelSession.create(requireOnnxPath(folder), { device: flags.device, config: folder.config });
       const options: GenerationOptions & { cache: boolean } = {
         ...readGenerationDefaults(folder.dir),
@@ -63,7 +73,6 @@ export function registerGenerate(program: Command): void {
         cache: flags.cache,
       };
       try {
-        const prompts = flags.prompt.map((text) => ({ text, ids: folder.tokenizer.encode(text) }));
         const outputs = await generate(session, prompts.map((p) => p.ids), options);
         const rows = prompts.flatMap((prompt, i) =>
           outputs[i]!.map((sequence) => ({

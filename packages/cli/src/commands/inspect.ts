@@ -1,14 +1,18 @@
 import { inspectModel, type ModelInspection, type WeightInfo } from '@fairprune/core';
 import type { Command } from 'commander';
+import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 
 export function registerInspect(program: Command): void {
-  program
-    .command('inspect')
-    .description('show the architecture, layers, MLP weights and capturable tensors fairprune finds in a model folder')
-    .argument('<model-dir>', 'Hugging Face-style model folder (config.json, tokenizer.json, onnx/model.onnx)')
+  addOfflineOption(
+    program
+      .command('inspect')
+      .description('show the architecture, layers, MLP weights and capturable tensors fairprune finds in a model folder')
+      .argument(...MODEL_ARGUMENT),
+  )
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx)')
     .option('--json', 'print one JSON object on stdout')
-    .action((dir: string, flags: { onnxFile?: string; json?: boolean }) => {
+    .action(async (model: string, flags: { onnxFile?: string; offline?: boolean; json?: boolean }) => {
+      const dir = await resolveModelArgument(model, flags);
       const inspection = inspectModel(dir, flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {});
       process.stdout.write(flags.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(inspection));
     });

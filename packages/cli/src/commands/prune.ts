@@ -1,83 +1,68 @@
 import { readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
+import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
+import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 import { addBiasOptions, biasOptionsFromFlags, stderrProgress, summariseReport, type CommonBiasFlags } from './analyze.js';
 
 interface PruneFlags extends CommonBiasFlags {
   out: string;
-  fraction?: string;
-  biasWeight: string;
+  fraction?: number;
+  biasWeight: number;
   importance: 'maw' | 'ppm' | 'vow' | 'pon' | 'l2';
   method: 'hybrid' | 'bias';
-  layers?: string;
-  layerFractions?: string;
-  globalTopK?: string;
-  divisor?: string;
+  layers?: number[];
+  layerFractions?: Record<number, number>;
+  globalTopK?: number;
+  divisor?: number;
   mode: 'remove' | 'zero';
   plan?: string;
   force?: boolean;
   safetensors: boolean;
 }
 
-/** "0,3,5" → [0, 3, 5]; the library checks ranges. */
-function integerList(value: string, flag: string): number[] {
-  return value.split(',').map((part) => {
-    const n = Number(part.trim());
-    if (!Number.isInteger(n)) throw new Error(`${flag}: "${part}" is not an integer`);
-    return n;
-  });
-}
-
-/** "13:0.1,14:0.15" → { 13: 0.1, 14: 0.15 }. */
-function layerFractions(value: string): Record<number, number> {
-  const out: Record<number, number> = {};
-  for (const part of value.split(',')) {
-    const [layer, fraction] = part.split(':');
-    if (layer === undefined || fraction === undefined || !Number.isInteger(Number(layer))) {
-      throw new Error(`--layer-fractions: "${part}" is not <layer>:<fraction>`);
-    }
-    out[Number(layer)] = Number(fraction);
-  }
-  return out;
-}
+/** A pruning fraction: strictly between 0 and 1. */
+const fraction = numberFlag({ min: 0, max: 1, exclusive: true });
 
 export function registerPrune(program: Command): void {
   addBiasOptions(
     program
       .command('prune')
       .description('Remove (or zero) the MLP neurons that carry the most bias and matter least, and measure again')
-      .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export'),
+      .argument(...MODEL_ARGUMENT),
   )
     .requiredOption('--out <dir>', 'pruned model folder; also gets pruning-plan.json, bias-report.before.json, bias-report.after.json, neuron-scores.json')
-    .option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002)')
-    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', '0.5')
+    .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
+    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), 0.5)
     .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
     .addOption(new Option('--method <name>', 'hybrid (bias and importance) or bias only').choices(['hybrid', 'bias']).default('hybrid'))
-    .option('--layers <list>', 'only prune these layers, e.g. 0,3,5')
-    .option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15')
-    .option('--global-top-k <k>', 'prune the k most prunable neurons across all layers')
-    .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d')
+    .addOption(new Option('--layers <list>', 'only prune these layers, e.g. 0,3,5').argParser(integerListFlag(0)).conflicts('layerFractions'))
+    .addOption(new Option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15').argParser(layerFractionsFlag).conflicts('globalTopK'))
+    .addOption(new Option('--global-top-k <k>', 'prune the k most prunable neurons across all layers').argParser(integerFlag(1)).conflicts('divisor'))
+    .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d', integerFlag(1))
     .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(['remove', 'zero']).default('remove'))
     .option('--plan <file>', 're-apply a pruning-plan.json instead of selecting')
     .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')
     .option('--force', 'replace an existing output folder; apply a plan made on other weights')
-    .action(async (modelDir: string, flags: PruneFlags) => {
+    .action(async (model: string, flags: PruneFlags) => {
       const bias = await biasOptionsFromFlags(flags, stderrProgress);
       const options: PruneOptions = {
         ...bias,
         outDir: flags.out,
-        biasWeight: Number(flags.biasWeight),
+        biasWeight: flags.biasWeight,
         importance: flags.importance,
         method: flags.method,
         mode: flags.mode,
-        ...(flags.fraction !== undefined ? { fraction: Number(flags.fraction) } : {}),
-        ...(flags.layers !== undefined ? { layers: integerList(flags.layers, '--layers') } : {}),
-        ...(flags.layerFractions !== undefined ? { layerFractions: layerFractions(flags.layerFractions) } : {}),
-        ...(flags.globalTopK !== undefined ? { globalTopK: Number(flags.globalTopK) } : {}),
-        ...(flags.divisor !== undefined ? { divisor: Number(flags.divisor) } : {}),
+        ...(flags.fraction !== undefined ? { fraction: flags.fraction } : {}),
+        ...(flags.layers !== undefined ? { layers: flags.layers } : {}),
+        ...(flags.layerFractions !== undefined ? { layerFractions: flags.layerFractions } : {}),
+        ...(flags.globalTopK !== undefined ? { globalTopK: flags.globalTopK } : {}),
+        ...(flags.divisor !== undefined ? { divisor: flags.divisor } : {}),
         ...(flags.plan !== undefined ? { plan: await readPlan(flags.plan) } : {}),
         ...(flags.force ? { force: true } : {}),
         ...(flags.safetensors === false ? { safetensors: false } : {}),
       };
+      // Pruned safetensors are written from the input's, so a hub model brings them along unless --no-safetensors.
+      const modelDir = await resolveModelArgument(model, flags, { safetensors: flags.safetensors });
       const result = await runFairnessPruning(modelDir, options);
       const pruned = Object.values(result.plan.layers).reduce((n, l) => n + l.length, 0);
       if (flags.json) {

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
+import { UsageError } from '../exit-codes.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
 
 /**
@@ -76,7 +77,7 @@ class Folder {
 
 /** Reads what the pipeline wrote in the two folders; any part may be missing (the report then says how to get it). */
 export function loadReportData(inputs: ReportInputs, options: { title?: string } = {}): LoadedReport {
-  if (inputs.before === undefined && inputs.after === undefined) throw new Error('report: give --before and/or --after');
+  if (inputs.before === undefined && inputs.after === undefined) throw new UsageError('report: give --before and/or --after');
   const used: string[] = [];
   const before = new Folder(inputs.before, used);
   const after = new Folder(inputs.after, used);

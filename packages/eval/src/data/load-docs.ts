@@ -1,4 +1,4 @@
-import { fetchHubFile, type HubOptions } from './hub.js';
+import { downloadHubFile, type HubOptions } from '@fairprune/core';
 import { readRows } from './read-rows.js';
 import type { Doc, TaskDefinition } from '../tasks.js';
 
@@ -21,7 +21,7 @@ export async function loadDocs(
   if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) {
     throw new Error(`--limit must be a positive integer, got ${limit}`);
   }
-  const path = 'file' in source ? source.file : await fetchHubFile(task.hubFile, options.hub);
+  const path = 'file' in source ? source.file : await downloadHubFile(task.hubFile, options.hub);
   const rows = await readRows(path, limit);
   if (rows.length === 0) throw new Error(`${path}: no documents`);
   const docs = rows.map((row, i) => task.toDoc(row, `${path} (document ${i})`));
