@@ -28,7 +28,7 @@ export function addBiasOptions(command: Command): Command {
     .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', 'builtin:seed')
     .option('--eval-pairs <file>', 'held-out pairs measured separately (metric and behaviour), never used for scores')
     .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)')
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file)')
     .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
     .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))

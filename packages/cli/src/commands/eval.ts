@@ -1,11 +1,24 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { evaluate, formatDuration, progressPrinter, taskNames, type DataSource, type EvalResults, type TaskName } from '@fairprune/eval';
+import { updateModelCardEval, writeFileAtomic, type CardEvalEntry } from '@fairprune/core';
+import {
+  evaluate,
+  formatDuration,
+  lmEvalResults,
+  progressPrinter,
+  taskNames,
+  writeLmEvalFiles,
+  writeLmEvalSamples,
+  type DataSource,
+  type EvalResults,
+  type TaskName,
+} from '@fairprune/eval';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 interface EvalFlags {
-  task: TaskName;
-  data: string;
+  tasks?: TaskName[];
+  task?: TaskName;
+  data: string[];
   limit?: number;
   bos?: boolean;
   batchSize: number;
@@ -16,6 +29,7 @@ interface EvalFlags {
   offline?: boolean;
   json?: boolean;
   out?: string;
+  outputPath?: string;
 }
 
 const integer = (min: number) => (value: string): number => {
@@ -23,6 +37,39 @@ const integer = (min: number) => (value: string): number => {
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}, got "${value}"`);
   return n;
 };
+
+const taskList = (value: string): TaskName[] => {
+  const names = value.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  const unknown = names.filter((name) => !taskNames.includes(name as TaskName));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new InvalidArgumentError(`expected a comma-separated list of ${taskNames.join(', ')}, got "${value}"`);
+  }
+  return [...new Set(names)] as TaskName[];
+};
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/**
+ * Where each task's documents come from: `TASK=FILE` for one task, a bare `FILE` (or `hub`) for the only task,
+ * `hub` (the default) for the task's file on the Hugging Face hub.
+ */
+export function dataSources(tasks: readonly TaskName[], specs: readonly string[]): Record<TaskName, DataSource> {
+  const source = (spec: string): DataSource => (spec === 'hub' ? { hub: true } : { file: resolve(spec) });
+  const sources = Object.fromEntries(tasks.map((task) => [task, { hub: true }])) as Record<TaskName, DataSource>;
+  for (const spec of specs) {
+    const match = /^([a-z_]+)=(.+)$/.exec(spec);
+    if (match && taskNames.includes(match[1] as TaskName)) {
+      const task = match[1] as TaskName;
+      if (!tasks.includes(task)) throw new Error(`--data ${spec}: ${task} is not among the tasks evaluated (${tasks.join(', ')})`);
+      sources[task] = source(match[2]!);
+    } else if (tasks.length === 1) {
+      sources[tasks[0]!] = source(spec);
+    } else {
+      throw new Error(`--data ${spec}: with several tasks, name the task (--data TASK=FILE, e.g. --data ${tasks[0]}=${spec})`);
+    }
+  }
+  return sources;
+}
 
 const stderrStd = (value: number | 'N/A' | undefined) => (typeof value === 'number' ? ` ± ${value.toFixed(4)}` : '');
 
@@ -37,54 +84,92 @@ export function summariseEval(results: EvalResults, seconds: number): string {
   return lines.join('\n');
 }
 
+/** The card's view of one task's results. */
+function cardEntry(result: EvalResults, date: Date): CardEvalEntry {
+  const [task, metrics] = Object.entries(result.results)[0]!;
+  const { alias: _alias, ...values } = metrics;
+  const samples = result['n-samples'][task as TaskName]!;
+  return { task, metrics: values, documents: samples.effective, total: samples.original, bos: result.config.bos, date: date.toISOString() };
+}
+
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('Evaluate LAMBADA or BoolQ exactly as lm-evaluation-harness does (0-shot log-likelihoods)')
+    .description('Evaluate LAMBADA and BoolQ exactly as lm-evaluation-harness does (0-shot log-likelihoods) and write its result files')
     .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export')
-    .addOption(new Option('--task <task>', 'task').choices(taskNames).makeOptionMandatory())
-    .option('--data <file|hub>', 'a .jsonl or .parquet file, or "hub" for the task\'s file on the Hugging Face hub (cached in FAIRPRUNE_CACHE; HF_TOKEN honoured)', 'hub')
-    .option('--limit <n>', 'evaluate the first N documents', integer(1))
+    .option('--tasks <list>', `comma-separated tasks: ${taskNames.join(', ')}`, taskList)
+    .addOption(new Option('--task <task>', 'one task (the same as --tasks with one name)').choices(taskNames))
+    .option(
+      '--data <source>',
+      'documents: TASK=FILE (a .jsonl or .parquet file for that task; repeat per task), FILE for the only task, or "hub" for the task\'s file on the Hugging Face hub (the default; cached in FAIRPRUNE_CACHE; HF_TOKEN honoured)',
+      collect,
+      [],
+    )
+    .option('--limit <n>', 'evaluate the first N documents of each task', integer(1))
     .option('--bos', 'prepend the BOS token (lm-eval ≥ 0.4.9.2 behaviour for Llama 3; default: none, as older lm-eval)')
     .option('--batch-size <n>', 'model inputs per forward pass', integer(1), 1)
     .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integer(0), 100000)
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file)')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--offline', 'never download; fail if hub data is not cached (also FAIRPRUNE_OFFLINE=1 or HF_HUB_OFFLINE=1)')
-    .option('--log-samples', 'include every document\'s requests and responses in the results')
-    .option('--json', 'print the results JSON on stdout (progress stays on stderr)')
-    .option('--out <file>', 'write the results JSON to this file')
-    .action(async (modelDir: string, flags: EvalFlags) => {
-      const data: DataSource = flags.data === 'hub' ? { hub: true } : { file: resolve(flags.data) };
+    .option('--output-path <dir>', 'write lm-eval result files: DIR/<model name>/results_<time>.json (a path ending in .json: <name>_<time>.json)')
+    .option('--log-samples', 'also write every document\'s requests and responses, samples_<task>_<time>.jsonl beside the results')
+    .option('--json', 'print the results JSON (lm-eval\'s schema) on stdout (progress stays on stderr)')
+    .option('--out <file>', 'write the results JSON (lm-eval\'s schema) to exactly this file')
+    .action(async (modelDir: string, flags: EvalFlags, command: Command) => {
+      if (flags.tasks !== undefined && flags.task !== undefined) command.error('error: give --tasks or --task, not both');
+      const tasks = flags.tasks ?? (flags.task !== undefined ? [flags.task] : undefined);
+      if (tasks === undefined) command.error(`error: required option '--tasks <list>' not specified (${taskNames.join(', ')})`);
+      if (flags.logSamples && flags.outputPath === undefined && flags.out === undefined) {
+        command.error('error: --log-samples writes samples_<task>_<time>.jsonl files and needs --output-path (or --out) to say where');
+      }
+      const sources = dataSources(tasks, flags.data);
       const progress = progressPrinter(process.stderr);
-      const started = Date.now();
-      let results: EvalResults;
+      const started = new Date();
+      const perTask: EvalResults[] = [];
       try {
-        results = await evaluate({
-          model: modelDir,
-          task: flags.task,
-          data,
-          ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-          bos: flags.bos === true,
-          batchSize: flags.batchSize,
-          bootstrapIters: flags.bootstrapIters,
-          ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
-          device: flags.device,
-          logSamples: flags.logSamples === true,
-          ...(flags.offline ? { hub: { offline: true } } : {}),
-          onProgress: (p) => progress.update(p),
-          onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
-        });
+        for (const task of tasks) {
+          perTask.push(
+            await evaluate({
+              model: modelDir,
+              task,
+              data: sources[task],
+              ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+              bos: flags.bos === true,
+              batchSize: flags.batchSize,
+              bootstrapIters: flags.bootstrapIters,
+              ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
+              device: flags.device,
+              logSamples: flags.logSamples === true,
+              ...(flags.offline ? { hub: { offline: true } } : {}),
+              onProgress: (p) => progress.update(p),
+              onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
+            }),
+          );
+        }
       } finally {
         progress.done();
       }
+      const seconds = (Date.now() - started.getTime()) / 1000;
+      const output = lmEvalResults({ model: modelDir, tasks: perTask, started, seconds });
+      const text = `${JSON.stringify(output.results, null, 2)}\n`;
+      if (flags.outputPath !== undefined) {
+        const written = writeLmEvalFiles(flags.outputPath, output, started);
+        for (const path of [written.results, ...Object.values(written.samples)]) process.stderr.write(`fairprune: wrote ${path}\n`);
+      }
       if (flags.out !== undefined) {
         mkdirSync(dirname(resolve(flags.out)), { recursive: true });
-        writeFileSync(`${flags.out}.partial`, `${JSON.stringify(results, null, 1)}\n`);
-        renameSync(`${flags.out}.partial`, flags.out);
+        writeFileAtomic(flags.out, text);
         process.stderr.write(`fairprune: wrote ${flags.out}\n`);
+        if (flags.outputPath === undefined) {
+          // as lm-eval does for an output path ending in .json: the samples go beside the results file
+          const written = writeLmEvalSamples(dirname(resolve(flags.out)), output.samples, started);
+          for (const path of Object.values(written)) process.stderr.write(`fairprune: wrote ${path}\n`);
+        }
       }
-      if (flags.json) process.stdout.write(`${JSON.stringify(results, null, 1)}\n`);
-      else process.stdout.write(`${summariseEval(results, (Date.now() - started) / 1000)}\n`);
+      const card = updateModelCardEval(perTask[0]!.config.model, perTask.map((r) => cardEntry(r, started)));
+      if (card !== undefined) process.stderr.write(`fairprune: updated the evaluation section of ${card}\n`);
+      if (flags.json) process.stdout.write(text);
+      else process.stdout.write(`${perTask.map((r) => summariseEval(r, seconds)).join('\n')}\n`);
     });
 }

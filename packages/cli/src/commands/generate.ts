@@ -44,7 +44,7 @@ export function registerGenerate(program: Command): void {
     .option('--early-stopping [mode]', 'beam search stop rule: true (flag alone), false, never', earlyStoppingMode, false)
     .option('--length-penalty <x>', 'beam scores are sum(logprob) / length ** x', Number.parseFloat, 1.0)
     .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integer(1), 1)
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx); a KV-cache graph is used incrementally')
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file); a KV-cache graph is used incrementally')
     .option('--no-cache', 'recompute the whole prefix every step even when the graph has a KV cache')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')

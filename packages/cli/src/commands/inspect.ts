@@ -6,7 +6,7 @@ export function registerInspect(program: Command): void {
     .command('inspect')
     .description('show the architecture, layers, MLP weights and capturable tensors fairprune finds in a model folder')
     .argument('<model-dir>', 'Hugging Face-style model folder (config.json, tokenizer.json, onnx/model.onnx)')
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx)')
+    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file)')
     .option('--json', 'print one JSON object on stdout')
     .action((dir: string, flags: { onnxFile?: string; json?: boolean }) => {
       const inspection = inspectModel(dir, flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {});
