@@ -64,6 +64,7 @@ export {
   writeModelCard,
   type ModelCardInput,
   type CardEvalEntry,
+  type BaseModelInfo,
 } from './prune/model-card.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 

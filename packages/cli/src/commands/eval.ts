@@ -99,11 +99,13 @@ export function registerEval(program: Command): void {
     .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export')
     .option('--tasks <list>', `comma-separated tasks: ${taskNames.join(', ')}`, taskList)
     .addOption(new Option('--task <task>', 'one task (the same as --tasks with one name)').choices(taskNames))
-    .option(
-      '--data <source>',
-      'documents: TASK=FILE (a .jsonl or .parquet file for that task; repeat per task), FILE for the only task, or "hub" for the task\'s file on the Hugging Face hub (the default; cached in FAIRPRUNE_CACHE; HF_TOKEN honoured)',
-      collect,
-      [],
+    .addOption(
+      new Option(
+        '--data <source>',
+        'documents: TASK=FILE (a .jsonl or .parquet file for that task; repeat per task), FILE for the only task, or "hub" for the task\'s file on the Hugging Face hub (cached in FAIRPRUNE_CACHE; HF_TOKEN honoured)',
+      )
+        .argParser(collect)
+        .default([], '"hub" for every task'),
     )
     .option('--limit <n>', 'evaluate the first N documents of each task', integer(1))
     .option('--bos', 'prepend the BOS token (lm-eval ≥ 0.4.9.2 behaviour for Llama 3; default: none, as older lm-eval)')

@@ -254,11 +254,19 @@ function frontMatter(card: string): Record<string, unknown> {
   }
 }
 
+/** What a base model folder says about itself, for the card's front matter. */
+export interface BaseModelInfo {
+  /** Its hub id, else its folder name. */
+  baseModel: string;
+  /** Its license, when its card or config names one. */
+  license?: string;
+}
+
 /**
  * The base model's name and license as far as its folder tells: `_name_or_path` of config.json when it is a hub
  * id, else the folder name; `license` from its README.md front matter, else from config.json.
  */
-export function baseModelInfo(dir: string): { baseModel: string; license?: string } {
+export function baseModelInfo(dir: string): BaseModelInfo {
   const config = existsSync(join(dir, 'config.json')) ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : {};
   const card = existsSync(join(dir, 'README.md')) ? frontMatter(readFileSync(join(dir, 'README.md'), 'utf8')) : {};
   const nameOrPath = config['_name_or_path'];
