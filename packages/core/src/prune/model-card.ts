@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { BiasReport } from '../bias/analyze.js';
@@ -230,12 +230,14 @@ export function updateCardEval(card: string, entries: readonly CardEvalEntry[], 
 }
 
 /**
- * Updates the evaluation section of `dir/README.md` in place (atomically) when it is a fairprune card.
- * @returns the card's path, or undefined when the folder has no fairprune card (nothing is written then).
+ * Updates the evaluation section of `dir/README.md` in place (atomically) when it is a fairprune card and a plain
+ * file (not a link into a Hugging Face cache).
+ * @returns the card's path, or undefined when nothing was written.
  */
 export function updateModelCardEval(dir: string, entries: readonly CardEvalEntry[]): string | undefined {
   const path = join(dir, 'README.md');
-  if (!existsSync(path)) return undefined;
+  // A symlink is a Hugging Face cache snapshot pointing into its blobs, which must not change.
+  if (!existsSync(path) || lstatSync(path).isSymbolicLink()) return undefined;
   const card = readFileSync(path, 'utf8');
   if (!card.includes(EVAL_START)) return undefined;
   writeFileAtomic(path, updateCardEval(card, entries, basename(dir)));

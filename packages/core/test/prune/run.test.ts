@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -8,7 +8,7 @@ import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { writePrunedFolder } from '../../src/prune/apply.js';
 import { readPlan } from '../../src/prune/plan.js';
 import { runFairnessPruning, type PruneResult } from '../../src/prune/run.js';
-import { readCardEval, updateCardEval, type CardEvalEntry } from '../../src/prune/model-card.js';
+import { readCardEval, updateCardEval, updateModelCardEval, type CardEvalEntry } from '../../src/prune/model-card.js';
 import { parse as parseYaml } from 'yaml';
 import { ModelSession } from '../../src/runtime/session.js';
 import { FIXTURES } from '@fairprune/fixtures';
@@ -210,6 +210,22 @@ describe('the model card of the pruned folder', () => {
     expect(readCardEval(again).map((e) => e.task).sort()).toEqual(['boolq', 'lambada_openai']);
     expect(frontMatter(again)).toEqual(frontMatter(card));
     expect(() => updateCardEval('# not a fairprune card\n', [boolq], 'x')).toThrow(/no fairprune evaluation section/);
+  });
+
+  test('updateModelCardEval rewrites a card file, and leaves alone a folder without a card or with a linked one', () => {
+    const boolq: CardEvalEntry = { task: 'boolq', metrics: { acc: 0.5, acc_stderr: 0.1 }, documents: 4, total: 64, bos: false, date: '2026-11-30T14:00:00.000Z' };
+    const copy = join(tmp, 'card-copy');
+    mkdirSync(copy);
+    writeFileSync(join(copy, 'README.md'), readFileSync(result.files.card));
+    expect(updateModelCardEval(copy, [boolq])).toBe(join(copy, 'README.md'));
+    expect(readCardEval(readFileSync(join(copy, 'README.md'), 'utf8'))).toEqual([boolq]);
+    const linked = join(tmp, 'card-linked');
+    mkdirSync(linked);
+    symlinkSync(join(copy, 'README.md'), join(linked, 'README.md'));
+    const before = readFileSync(join(copy, 'README.md'), 'utf8');
+    expect(updateModelCardEval(linked, [{ ...boolq, task: 'lambada_openai' }])).toBeUndefined();
+    expect(readFileSync(join(copy, 'README.md'), 'utf8')).toBe(before);
+    expect(updateModelCardEval(join(tmp, 'never-there'), [boolq])).toBeUndefined();
   });
 });
 
