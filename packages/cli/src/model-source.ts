@@ -4,6 +4,9 @@ import type { Command } from 'commander';
 /** The positional model argument every model command takes, and its help text. */
 export const MODEL_ARGUMENT = ['<model>', 'model folder (config.json, tokenizer.json, ONNX export), or a Hugging Face hub id org/name[@revision]'] as const;
 
+/** Help of `--onnx-file`, shared by the model commands: how the graph is chosen when the flag is absent. */
+export const ONNX_FILE_HELP = 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file)';
+
 /** `--offline`, shared by the model commands. */
 export function addOfflineOption(command: Command): Command {
   return command.option('--offline', 'never download: a hub id must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)');

@@ -11,8 +11,10 @@
 /** The npm package name of this library. */
 export const packageName = '@fairprune/core';
 
-// Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors) or a hub id
-// from the Hugging Face cache, inspect it.
+// Files: atomic writes (temporary sibling, fsync, rename).
+export { writeFileAtomic } from './io/atomic-write.js';
+
+// Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
 export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
 export {
@@ -65,6 +67,18 @@ export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, 
 export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
 export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';
 export { SurgeryError, type NeuronSelection } from './prune/surgery.js';
+export {
+  renderModelCard,
+  renderCardEvalSection,
+  updateCardEval,
+  updateModelCardEval,
+  readCardEval,
+  baseModelInfo,
+  writeModelCard,
+  type ModelCardInput,
+  type CardEvalEntry,
+  type BaseModelInfo,
+} from './prune/model-card.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.

@@ -12,7 +12,7 @@ import { version } from './version.js';
 export interface EvaluateOptions {
   /** Hugging Face-style model folder (config.json, tokenizer, ONNX). */
   model: string;
-  /** ONNX file inside the folder; default onnx/model.onnx, else model.onnx. */
+  /** ONNX file inside the folder; default onnx/model.onnx, else model.onnx, else the only .onnx file. */
   onnxFile?: string;
   task: TaskName;
   /** Local .jsonl/.parquet file, or the task's file on the Hugging Face hub (default). */
@@ -49,7 +49,8 @@ export interface EvalProgress {
 export interface EvalResults {
   results: Partial<Record<TaskName, TaskMetrics>>;
   versions: Partial<Record<TaskName, number>>;
-  'n-samples': Partial<Record<TaskName, { effective: number }>>;
+  /** Documents in the task's file (`original`) and evaluated (`effective`, after `limit`). */
+  'n-samples': Partial<Record<TaskName, { original: number; effective: number }>>;
   config: {
     model: string;
     onnx_file: string;
@@ -83,7 +84,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const bos = options.bos ?? false;
   const folder = openModelFolder(options.model, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   const onnxPath = requireOnnxPath(folder);
-  const { docs, path: dataPath } = await loadDocs(task, options.data ?? { hub: true }, {
+  const { docs, rows, total, path: dataPath } = await loadDocs(task, options.data ?? { hub: true }, {
     ...(options.limit === undefined ? {} : { limit: options.limit }),
     ...(options.hub === undefined ? {} : { hub: options.hub }),
   });
@@ -171,7 +172,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const output: EvalResults = {
     results: { [task.name]: metrics },
     versions: { [task.name]: task.version },
-    'n-samples': { [task.name]: { effective: docs.length } },
+    'n-samples': { [task.name]: { original: total, effective: docs.length } },
     config: {
       model: folder.dir,
       onnx_file: onnxPath,
@@ -188,7 +189,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     output.samples = {
       [task.name]: perDoc.map((p, d) => ({
         doc_id: d,
-        doc: p.doc,
+        doc: jsonRow(rows[d]!),
         target: task.target(p.doc),
         arguments: p.requests.map((r) => [r.context, r.continuation] as [string, string]),
         resps: p.resps.map((r) => [r.ll, r.isGreedy] as [number, boolean]),
@@ -197,6 +198,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     };
   }
   return output;
+}
+
+/** The dataset row as JSON would hold it: parquet int64 columns arrive as bigint. */
+function jsonRow(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(row).map(([key, value]) => [key, typeof value === 'bigint' ? Number(value) : value]));
 }
 
 function readTokenizerConfig(dir: string): Record<string, unknown> {

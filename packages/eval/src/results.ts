@@ -1,5 +1,5 @@
 import { bootstrapPerplexityStderr, mean, meanStderr, perplexity } from './metrics/aggregate.js';
-import type { Doc, MetricName, TaskDefinition } from './tasks.js';
+import type { MetricName, TaskDefinition } from './tasks.js';
 
 /** One task's aggregated metrics, named as lm-evaluation-harness names them (without its ",none" filter suffix). */
 export interface TaskMetrics {
@@ -13,7 +13,8 @@ export interface TaskMetrics {
 /** A per-document log entry, like the harness's `--log_samples`. */
 export interface Sample {
   doc_id: number;
-  doc: Doc;
+  /** The dataset row the document was made from. */
+  doc: Record<string, unknown>;
   target: string;
   /** (context, continuation) of each request. */
   arguments: [string, string][];

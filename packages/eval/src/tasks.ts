@@ -46,7 +46,7 @@ export interface TaskDefinition {
   requests(doc: Doc): TextRequest[];
   /** Per-document metric values (`process_results`). */
   score(doc: Doc, results: readonly LoglikelihoodResult[]): Partial<Record<MetricName, number>>;
-  /** The gold target as the harness logs it. */
+  /** The gold target as the harness logs it (`str(doc_to_target(doc))`). */
   target(doc: Doc): string;
 }
 
@@ -127,7 +127,8 @@ export const tasks: Record<TaskName, TaskDefinition> = {
       return { acc: prediction === asBoolq(doc).label ? 1 : 0 };
     },
     target(doc: Doc): string {
-      return boolqChoices[asBoolq(doc).label];
+      // doc_to_target is `label`, the choice index
+      return String(asBoolq(doc).label);
     },
   },
 };

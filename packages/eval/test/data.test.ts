@@ -22,7 +22,12 @@ test('LAMBADA: jsonl and parquet give identical docs', async () => {
   const fromParquet = await loadDocs(tasks.lambada_openai, { file: parquet });
   expect(fromJsonl.docs).toHaveLength(64);
   expect(fromParquet.docs).toEqual(fromJsonl.docs);
-  expect((await loadDocs(tasks.lambada_openai, { file: parquet }, { limit: 5 })).docs).toEqual(fromJsonl.docs.slice(0, 5));
+  const limited = await loadDocs(tasks.lambada_openai, { file: parquet }, { limit: 5 });
+  expect(limited.docs).toEqual(fromJsonl.docs.slice(0, 5));
+  // n-samples.original: the whole file, counted from the parquet metadata / the jsonl lines
+  expect(limited.total).toBe(64);
+  expect((await loadDocs(tasks.lambada_openai, { file: DATA.lambadaMini }, { limit: 5 })).total).toBe(64);
+  expect(limited.rows).toEqual(rows.slice(0, 5));
 });
 
 test('BoolQ: jsonl and parquet (hub schema: idx INT32, label INT64) give identical docs; SuperGLUE bool labels map to 0/1', async () => {

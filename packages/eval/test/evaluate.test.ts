@@ -92,7 +92,7 @@ test('results record the configuration', async () => {
   const out = await run('llama', 'boolq', 8);
   expect(out.config).toMatchObject({ model: join(FIXTURES, 'llama'), data: DATA.boolqMini, bos: false, limit: 32, batch_size: 8, device: 'cpu' });
   expect(out.config.fairprune_version).toMatch(/^\d+\.\d+\.\d+/);
-  expect(out['n-samples'].boolq).toEqual({ effective: 32 });
+  expect(out['n-samples'].boolq).toEqual({ original: 64, effective: 32 });
 });
 
 test('--bos prepends the BOS id to context and whole encodings', async () => {

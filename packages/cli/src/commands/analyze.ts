@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { analyzeBias, loadPairs, METRIC_COMPONENTS, type BiasReport } from '@fairprune/core';
 import { Command, Option } from 'commander';
 import { choiceListFlag, integerFlag } from '../flags.js';
-import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
+import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 export interface CommonBiasFlags {
   pairs: string;
@@ -25,7 +25,7 @@ export function addBiasOptions(command: Command): Command {
     .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', 'builtin:seed')
     .option('--eval-pairs <file>', 'held-out pairs measured separately (metric and behaviour), never used for scores')
     .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)', choiceListFlag(METRIC_COMPONENTS))
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
+    .option('--onnx-file <file>', ONNX_FILE_HELP)
     .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
     .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))

@@ -1,13 +1,27 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { evaluate, formatDuration, progressPrinter, taskNames, type DataSource, type EvalResults, type TaskName } from '@fairprune/eval';
+import { updateModelCardEval, writeFileAtomic, type CardEvalEntry } from '@fairprune/core';
+import {
+  evaluate,
+  formatDuration,
+  lmEvalResults,
+  progressPrinter,
+  taskNames,
+  writeLmEvalFiles,
+  writeLmEvalSamples,
+  type DataSource,
+  type EvalResults,
+  type TaskName,
+} from '@fairprune/eval';
 import { Command, Option } from 'commander';
-import { integerFlag } from '../flags.js';
-import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
+import { ExitCode, UsageError } from '../exit-codes.js';
+import { choiceListFlag, integerFlag } from '../flags.js';
+import { MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 interface EvalFlags {
-  task: TaskName;
-  data: string;
+  tasks?: TaskName[];
+  task?: TaskName;
+  data: string[];
   limit?: number;
   bos?: boolean;
   batchSize: number;
@@ -18,6 +32,33 @@ interface EvalFlags {
   offline?: boolean;
   json?: boolean;
   out?: string;
+  outputPath?: string;
+}
+
+const taskList = (value: string): TaskName[] => [...new Set(choiceListFlag(taskNames)(value))] as TaskName[];
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/**
+ * Where each task's documents come from: `TASK=FILE` for one task, a bare `FILE` (or `hub`) for the only task,
+ * `hub` (the default) for the task's file on the Hugging Face hub.
+ */
+export function dataSources(tasks: readonly TaskName[], specs: readonly string[]): Record<TaskName, DataSource> {
+  const source = (spec: string): DataSource => (spec === 'hub' ? { hub: true } : { file: resolve(spec) });
+  const sources = Object.fromEntries(tasks.map((task) => [task, { hub: true }])) as Record<TaskName, DataSource>;
+  for (const spec of specs) {
+    const match = /^([a-z_]+)=(.+)$/.exec(spec);
+    if (match && taskNames.includes(match[1] as TaskName)) {
+      const task = match[1] as TaskName;
+      if (!tasks.includes(task)) throw new UsageError(`--data ${spec}: ${task} is not among the tasks evaluated (${tasks.join(', ')})`);
+      sources[task] = source(match[2]!);
+    } else if (tasks.length === 1) {
+      sources[tasks[0]!] = source(spec);
+    } else {
+      throw new UsageError(`--data ${spec}: with several tasks, name the task (--data TASK=FILE, e.g. --data ${tasks[0]}=${spec})`);
+    }
+  }
+  return sources;
 }
 
 const stderrStd = (value: number | 'N/A' | undefined) => (typeof value === 'number' ? ` ± ${value.toFixed(4)}` : '');
@@ -33,55 +74,95 @@ export function summariseEval(results: EvalResults, seconds: number): string {
   return lines.join('\n');
 }
 
+/** The card's view of one task's results. */
+function cardEntry(result: EvalResults, date: Date): CardEvalEntry {
+  const [task, metrics] = Object.entries(result.results)[0]!;
+  const { alias: _alias, ...values } = metrics;
+  const samples = result['n-samples'][task as TaskName]!;
+  return { task, metrics: values, documents: samples.effective, total: samples.original, bos: result.config.bos, date: date.toISOString() };
+}
+
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('Evaluate LAMBADA or BoolQ exactly as lm-evaluation-harness does (0-shot log-likelihoods)')
+    .description('Evaluate LAMBADA and BoolQ exactly as lm-evaluation-harness does (0-shot log-likelihoods) and write its result files')
     .argument(...MODEL_ARGUMENT)
-    .addOption(new Option('--task <task>', 'task').choices(taskNames).makeOptionMandatory())
-    .option('--data <file|hub>', 'a .jsonl or .parquet file, or "hub" for the task\'s file on the Hugging Face hub (in the Hugging Face cache; HF_TOKEN honoured)', 'hub')
-    .option('--limit <n>', 'evaluate the first N documents', integerFlag(1))
+    .option('--tasks <list>', `comma-separated tasks: ${taskNames.join(', ')}`, taskList)
+    .addOption(new Option('--task <task>', 'one task (the same as --tasks with one name)').choices(taskNames))
+    .addOption(
+      new Option(
+        '--data <source>',
+        'documents: TASK=FILE (a .jsonl or .parquet file for that task; repeat per task), FILE for the only task, or "hub" for the task\'s file on the Hugging Face hub (in the Hugging Face cache; HF_TOKEN honoured)',
+      )
+        .argParser(collect)
+        .default([], '"hub" for every task'),
+    )
+    .option('--limit <n>', 'evaluate the first N documents of each task', integerFlag(1))
     .option('--bos', 'prepend the BOS token (lm-eval ≥ 0.4.9.2 behaviour for Llama 3; default: none, as older lm-eval)')
     .option('--batch-size <n>', 'model inputs per forward pass', integerFlag(1), 1)
     .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integerFlag(0), 100000)
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
+    .option('--onnx-file <file>', ONNX_FILE_HELP)
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--offline', 'never download: a hub id and hub data must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
-    .option('--log-samples', 'include every document\'s requests and responses in the results')
-    .option('--json', 'print the results JSON on stdout (progress stays on stderr)')
-    .option('--out <file>', 'write the results JSON to this file')
-    .action(async (model: string, flags: EvalFlags) => {
-      const data: DataSource = flags.data === 'hub' ? { hub: true } : { file: resolve(flags.data) };
+    .option('--output-path <dir>', 'write lm-eval result files: DIR/<model name>/results_<time>.json (a path ending in .json: <name>_<time>.json)')
+    .option('--log-samples', 'also write every document\'s requests and responses, samples_<task>_<time>.jsonl beside the results')
+    .option('--json', 'print the results JSON (lm-eval\'s schema) on stdout (progress stays on stderr)')
+    .option('--out <file>', 'write the results JSON (lm-eval\'s schema) to exactly this file')
+    .action(async (model: string, flags: EvalFlags, command: Command) => {
+      if (flags.tasks !== undefined && flags.task !== undefined) command.error('error: give --tasks or --task, not both', { exitCode: ExitCode.usage, code: 'commander.conflictingOption' });
+      const tasks = flags.tasks ?? (flags.task !== undefined ? [flags.task] : undefined);
+      if (tasks === undefined) command.error(`error: required option '--tasks <list>' not specified (${taskNames.join(', ')})`, { exitCode: ExitCode.usage, code: 'commander.missingMandatoryOptionValue' });
+      if (flags.logSamples && flags.outputPath === undefined && flags.out === undefined) {
+        command.error('error: --log-samples writes samples_<task>_<time>.jsonl files and needs --output-path (or --out) to say where', { exitCode: ExitCode.usage, code: 'commander.missingMandatoryOptionValue' });
+      }
+      const sources = dataSources(tasks, flags.data);
       const modelDir = await resolveModelArgument(model, flags);
       const progress = progressPrinter(process.stderr);
-      const started = Date.now();
-      let results: EvalResults;
+      const started = new Date();
+      const perTask: EvalResults[] = [];
       try {
-        results = await evaluate({
-          model: modelDir,
-          task: flags.task,
-          data,
-          ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-          bos: flags.bos === true,
-          batchSize: flags.batchSize,
-          bootstrapIters: flags.bootstrapIters,
-          ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
-          device: flags.device,
-          logSamples: flags.logSamples === true,
-          ...(flags.offline ? { hub: { offline: true } } : {}),
-          onProgress: (p) => progress.update(p),
-          onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
-        });
+        for (const task of tasks) {
+          perTask.push(
+            await evaluate({
+              model: modelDir,
+              task,
+              data: sources[task],
+              ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+              bos: flags.bos === true,
+              batchSize: flags.batchSize,
+              bootstrapIters: flags.bootstrapIters,
+              ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
+              device: flags.device,
+              logSamples: flags.logSamples === true,
+              ...(flags.offline ? { hub: { offline: true } } : {}),
+              onProgress: (p) => progress.update(p),
+              onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
+            }),
+          );
+        }
       } finally {
         progress.done();
       }
+      const seconds = (Date.now() - started.getTime()) / 1000;
+      const output = lmEvalResults({ model: modelDir, tasks: perTask, started, seconds });
+      const text = `${JSON.stringify(output.results, null, 2)}\n`;
+      if (flags.outputPath !== undefined) {
+        const written = writeLmEvalFiles(flags.outputPath, output, started);
+        for (const path of [written.results, ...Object.values(written.samples)]) process.stderr.write(`fairprune: wrote ${path}\n`);
+      }
       if (flags.out !== undefined) {
         mkdirSync(dirname(resolve(flags.out)), { recursive: true });
-        writeFileSync(`${flags.out}.partial`, `${JSON.stringify(results, null, 1)}\n`);
-        renameSync(`${flags.out}.partial`, flags.out);
+        writeFileAtomic(flags.out, text);
         process.stderr.write(`fairprune: wrote ${flags.out}\n`);
+        if (flags.outputPath === undefined) {
+          // as lm-eval does for an output path ending in .json: the samples go beside the results file
+          const written = writeLmEvalSamples(dirname(resolve(flags.out)), output.samples, started);
+          for (const path of Object.values(written)) process.stderr.write(`fairprune: wrote ${path}\n`);
+        }
       }
-      if (flags.json) process.stdout.write(`${JSON.stringify(results, null, 1)}\n`);
-      else process.stdout.write(`${summariseEval(results, (Date.now() - started) / 1000)}\n`);
+      const card = updateModelCardEval(perTask[0]!.config.model, perTask.map((r) => cardEntry(r, started)));
+      if (card !== undefined) process.stderr.write(`fairprune: updated the evaluation section of ${card}\n`);
+      if (flags.json) process.stdout.write(text);
+      else process.stdout.write(`${perTask.map((r) => summariseEval(r, seconds)).join('\n')}\n`);
     });
 }

@@ -2,7 +2,7 @@ import { ModelSession, generate, openModelFolder, readGenerationDefaults, requir
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { integerFlag, numberFlag } from '../flags.js';
 import { UsageError } from '../exit-codes.js';
-import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
+import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 interface GenerateFlags {
   prompt: string[];
@@ -44,7 +44,7 @@ export function registerGenerate(program: Command): void {
     .option('--early-stopping [mode]', 'beam search stop rule: true (flag alone), false, never', earlyStoppingMode, false)
     .option('--length-penalty <x>', 'beam scores are sum(logprob) / length ** x', numberFlag(), 1.0)
     .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integerFlag(1), 1)
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx); a KV-cache graph is used incrementally')
+    .option('--onnx-file <file>', `${ONNX_FILE_HELP}; a KV-cache graph is used incrementally`)
     .option('--no-cache', 'recompute the whole prefix every step even when the graph has a KV cache')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')

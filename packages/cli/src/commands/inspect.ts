@@ -1,6 +1,6 @@
 import { inspectModel, type ModelInspection, type WeightInfo } from '@fairprune/core';
 import type { Command } from 'commander';
-import { addOfflineOption, MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
+import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 export function registerInspect(program: Command): void {
   addOfflineOption(
@@ -9,7 +9,7 @@ export function registerInspect(program: Command): void {
       .description('show the architecture, layers, MLP weights and capturable tensors fairprune finds in a model folder')
       .argument(...MODEL_ARGUMENT),
   )
-    .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx, else model.onnx)')
+    .option('--onnx-file <file>', ONNX_FILE_HELP)
     .option('--json', 'print one JSON object on stdout')
     .action(async (model: string, flags: { onnxFile?: string; offline?: boolean; json?: boolean }) => {
       const dir = await resolveModelArgument(model, flags);

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
 import { UsageError } from '../exit-codes.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
@@ -9,8 +9,9 @@ import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
  * - `fairprune analyze --out DIR` → `DIR/bias-report.json`
  * - `fairprune prune --out DIR` (the pruned model folder) → `pruning-plan.json`, `neuron-scores.json` (with one pair's
  *   token activations), `bias-report.before.json`, `bias-report.after.json`
- * - evaluation results (`{ results: { task: {...} } }`) and generations (`[{ prompt, text }]`) in any other `.json`
- *   file of either folder, recognised by their shape.
+ * - evaluation results (`{ results: { task: {...} } }`, lm-evaluation-harness's schema or fairprune's older one) and
+ *   generations (`[{ prompt, text }]`) in any other `.json` file of either folder, recognised by their shape, and
+ *   lm-eval result files (`results_*.json`) in its sub-folders (what `fairprune eval --output-path` writes)
  */
 export interface ReportInputs {
   /** Folder with the analysis of the original model. */
@@ -27,6 +28,8 @@ export interface LoadedReport {
 
 /** Files in a model folder that are never report inputs (and can be large). */
 const modelFiles = /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|preprocessor_config)\.json$|\.index\.json$/;
+/** lm-evaluation-harness's aggregated results file name (`results_<ISO time with - for :>.json`). */
+const lmEvalResultsFile = /^results_.*\.json$/;
 /** Files with a fixed meaning; everything else is recognised by content. */
 const knownFiles = new Set(['bias-report.json', 'bias-report.before.json', 'bias-report.after.json', 'pruning-plan.json', 'neuron-scores.json', 'token-activations.json']);
 
@@ -62,16 +65,22 @@ class Folder {
     return value;
   }
 
-  /** Other JSON files of the folder, parsed, for recognition by shape. */
+  /**
+   * Other JSON files of the folder, parsed, for recognition by shape; then the lm-eval result files one folder down
+   * (`fairprune eval --output-path DIR` writes `DIR/<model>/results_<time>.json`), oldest first so the latest wins.
+   */
   others(): Array<{ path: string; value: unknown }> {
     if (this.dir === undefined) return [];
-    return readdirSync(this.dir)
-      .filter((name) => name.endsWith('.json') && !knownFiles.has(name) && !modelFiles.test(name))
-      .sort()
-      .map((name) => {
-        const path = resolve(this.dir!, name);
-        return { path, value: parseJson(path) };
-      });
+    const dir = this.dir;
+    const own = readdirSync(dir).filter((name) => name.endsWith('.json') && !knownFiles.has(name) && !modelFiles.test(name));
+    const lmEval = readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .flatMap((entry) => readdirSync(join(dir, entry.name)).filter((name) => lmEvalResultsFile.test(name)).map((name) => join(entry.name, name)))
+      .sort((a, b) => (basename(a) < basename(b) ? -1 : basename(a) > basename(b) ? 1 : 0));
+    return [...own.sort(), ...lmEval].map((name) => {
+      const path = resolve(dir, name);
+      return { path, value: parseJson(path) };
+    });
   }
 }
 

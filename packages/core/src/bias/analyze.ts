@@ -14,7 +14,7 @@ export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product
 
 /** Options of {@link analyzeBias} (and the analysis part of {@link PruneOptions}). Every field is optional. */
 export interface AnalyzeOptions {
-  /** ONNX file relative to the model folder (default onnx/model.onnx, else model.onnx). */
+  /** ONNX file relative to the model folder (default onnx/model.onnx, else model.onnx, else the only .onnx file). */
   onnxFile?: string;
   /** Pairs the neuron scores (and the main metric) are computed on. Default: the seed pair. */
   pairs?: readonly PromptPair[];

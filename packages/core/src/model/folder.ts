@@ -52,7 +52,7 @@ export interface ModelFolder {
 
 /** Options of {@link openModelFolder}. */
 export interface OpenModelFolderOptions {
-  /** ONNX file relative to the folder (the CLI's `--onnx-file`). Default: `onnx/model.onnx`, else `model.onnx`. */
+  /** ONNX file relative to the folder (the CLI's `--onnx-file`). Default: `onnx/model.onnx`, else `model.onnx`, else the folder's only `.onnx` file. */
   onnxFile?: string;
 }
 
@@ -76,7 +76,7 @@ export function openModelFolder(dir: string, options: OpenModelFolderOptions = {
   const config = readModelConfig(join(absDir, 'config.json'));
   if (!existsSync(join(absDir, 'tokenizer.json'))) throw new ModelFolderError(`Tokenizer file not found: ${join(absDir, 'tokenizer.json')}`);
   const onnxFiles = listOnnxFiles(absDir);
-  const onnxPath = chooseOnnxFile(absDir, options.onnxFile);
+  const onnxPath = chooseOnnxFile(absDir, options.onnxFile, onnxFiles);
   const safetensorsFiles = readdirSync(absDir)
     .filter((f) => f.endsWith('.safetensors'))
     .sort()
@@ -148,7 +148,7 @@ function listOnnxFiles(dir: string): string[] {
   return found.sort();
 }
 
-function chooseOnnxFile(dir: string, onnxFile: string | undefined): string | undefined {
+function chooseOnnxFile(dir: string, onnxFile: string | undefined, onnxFiles: readonly string[]): string | undefined {
   if (onnxFile !== undefined) {
     const path = isAbsolute(onnxFile) ? onnxFile : join(dir, onnxFile);
     if (relative(dir, path).startsWith('..')) {
@@ -161,7 +161,9 @@ function chooseOnnxFile(dir: string, onnxFile: string | undefined): string | und
     const path = join(dir, candidate);
     if (existsSync(path)) return path;
   }
-  return undefined;
+  // A folder with a single graph under another name (model_kv.onnx, decoder_model_merged.onnx, a pruned copy that
+  // kept its input's name) needs no --onnx-file.
+  return onnxFiles.length === 1 ? join(dir, onnxFiles[0]!) : undefined;
 }
 
 /**
@@ -171,5 +173,5 @@ function chooseOnnxFile(dir: string, onnxFile: string | undefined): string | und
 export function requireOnnxPath(folder: ModelFolder): string {
   if (folder.onnxPath !== undefined) return folder.onnxPath;
   const found = folder.onnxFiles.length > 0 ? `found: ${folder.onnxFiles.join(', ')}; pass --onnx-file` : 'no .onnx file found';
-  throw new ModelFolderError(`No onnx/model.onnx or model.onnx in ${folder.dir} (${found})`);
+  throw new ModelFolderError(`No onnx/model.onnx or model.onnx, and not a single .onnx file, in ${folder.dir} (${found})`);
 }

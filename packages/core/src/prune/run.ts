@@ -15,6 +15,7 @@ import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
 import { writePrunedFolder } from './apply.js';
+import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
 import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
@@ -112,6 +113,8 @@ export interface PruneResult {
     after?: string;
     /** `neuron-scores.json`. */
     neuronScores: string;
+    /** `README.md`, the model card. */
+    card: string;
   };
 }
 
@@ -201,7 +204,7 @@ function writeJson(path: string, value: unknown): void {
 /**
  * Fairness Pruning end to end: measure bias and per-neuron scores, score importance from the weights, select (or
  * re-apply `options.plan`), write the pruned model folder with `pruning-plan.json`, `bias-report.before.json`,
- * `neuron-scores.json`, and measure the pruned model again (`bias-report.after.json`). The input folder is only read.
+ * `neuron-scores.json`, measure the pruned model again (`bias-report.after.json`), and write its model card (`README.md`). The input folder is only read.
  * @param modelDir  Hugging Face-style folder with an ONNX export.
  * @throws on invalid options or a non-empty `outDir` (without `force`) before any model work; when a given plan's
  *   weights hash differs from this model's (without `force`); and the errors of {@link analyzeBias} and
@@ -343,6 +346,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     afterFile = join(outDir, 'bias-report.after.json');
     writeJson(afterFile, after);
   }
+  const card = writeModelCard(outDir, opened.folder.dir, { plan, before, ...(after ? { after } : {}) });
   return {
     outDir,
     plan,
@@ -350,6 +354,6 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     ...(after ? { after } : {}),
     neuronScores,
     timings,
-    files: { ...files, ...(afterFile ? { after: afterFile } : {}) },
+    files: { ...files, ...(afterFile ? { after: afterFile } : {}), card },
   };
 }

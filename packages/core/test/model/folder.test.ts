@@ -59,3 +59,38 @@ describe('bad folders', () => {
     expect(() => openModelFolder(join(dir, 'b'))).toThrow(/config\.json: field "num_attention_heads" is missing/);
   });
 });
+
+describe('a folder whose ONNX graph has another name', () => {
+  const llama = fixtureDir('llama');
+  /** A copy of the llama fixture holding only the given ONNX files under onnx/. */
+  function folderWith(...onnxFiles: string[]): string {
+    const dir = mkdtempSync(join(tmpdir(), 'fp-onnx-name-'));
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(llama, f), join(dir, f));
+    mkdirSync(join(dir, 'onnx'));
+    for (const f of onnxFiles) copyFileSync(join(llama, 'onnx', f), join(dir, 'onnx', f));
+    return dir;
+  }
+
+  test('its only .onnx file is chosen without --onnx-file', () => {
+    const dir = folderWith('model_kv.onnx');
+    expect(openModelFolder(dir).onnxPath).toBe(join(dir, 'onnx/model_kv.onnx'));
+  });
+
+  test('with two graphs and neither named model.onnx, none is guessed and the error lists both', async () => {
+    const dir = folderWith('model_kv.onnx', 'model_dynamo.onnx');
+    const folder = openModelFolder(dir);
+    expect(folder.onnxPath).toBeUndefined();
+    const { requireOnnxPath } = await import('../../src/model/folder.js');
+    expect(() => requireOnnxPath(folder)).toThrow(/found: onnx\/model_dynamo.onnx, onnx\/model_kv.onnx; pass --onnx-file/);
+  });
+
+  test('the pruned copy keeps the name, and is found again without --onnx-file', async () => {
+    const { writePrunedFolder } = await import('../../src/prune/apply.js');
+    const dir = folderWith('model_kv.onnx');
+    const out = join(mkdtempSync(join(tmpdir(), 'fp-onnx-name-out-')), 'pruned');
+    const written = writePrunedFolder(dir, out, { selection: new Map([[0, [1, 2]]]), mode: 'remove' });
+    expect(written.onnxFiles).toEqual(['onnx/model_kv.onnx']);
+    expect(openModelFolder(out).onnxFiles).toEqual(['onnx/model_kv.onnx']);
+    expect(openModelFolder(out).onnxPath).toBe(join(out, 'onnx/model_kv.onnx'));
+  });
+});

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -8,6 +8,8 @@ import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { writePrunedFolder } from '../../src/prune/apply.js';
 import { readPlan } from '../../src/prune/plan.js';
 import { runFairnessPruning, type PruneResult } from '../../src/prune/run.js';
+import { readCardEval, updateCardEval, updateModelCardEval, type CardEvalEntry } from '../../src/prune/model-card.js';
+import { parse as parseYaml } from 'yaml';
 import { ModelSession } from '../../src/runtime/session.js';
 import { FIXTURES } from '@fairprune/fixtures';
 
@@ -128,6 +130,102 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     await expect(
       runFairnessPruning(llama, { outDir: join(tmp, 'other'), plan: { ...plan, model: { ...plan.model, weightsHash: '0'.repeat(64) } }, analyzeAfter: false }),
     ).rejects.toThrow(/plan was made on weights with hash 000000000000…/);
+  });
+});
+
+describe('the model card of the pruned folder', () => {
+  let result: PruneResult;
+  let pairs: PromptPair[];
+  const EVAL_START = '<!-- fairprune:eval:start -->';
+  const EVAL_END = '<!-- fairprune:eval:end -->';
+  /** The card without its evaluation section. */
+  const outside = (card: string) => card.slice(0, card.indexOf(EVAL_START)) + card.slice(card.indexOf(EVAL_END));
+  const frontMatter = (card: string) => parseYaml(/^---\n([\s\S]*?)\n---\n/.exec(card)![1]!) as Record<string, unknown>;
+  beforeAll(async () => {
+    pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
+    // A base folder with a card and a hub name, as a download from the hub has them.
+    const base = join(tmp, 'card-base');
+    mkdirSync(join(base, 'onnx'), { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'onnx/model.onnx']) copyFileSync(join(llama, f), join(base, f));
+    const config = JSON.parse(readFileSync(join(llama, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(base, 'config.json'), JSON.stringify({ ...config, _name_or_path: 'example-org/tiny-llama' }));
+    writeFileSync(join(base, 'README.md'), '---\nlicense: llama3.2\nlanguage:\n- en\n---\n# tiny llama\n');
+    result = await runFairnessPruning(base, {
+      outDir: join(tmp, 'fair-card'),
+      pairs: [pairs[0]!],
+      pairsSource: 'behaviour.json#0',
+      evalPairs: [pairs[1]!],
+      evalPairsSource: 'behaviour.json#1',
+      importance: 'ppm',
+      fraction: 0.05,
+    });
+  });
+
+  test('YAML front matter: base model and license from the base folder, the tags, pipeline and library', () => {
+    const card = readFileSync(result.files.card, 'utf8');
+    expect(result.files.card).toBe(join(result.outDir, 'README.md'));
+    const front = frontMatter(card);
+    expect(front).toMatchObject({ base_model: 'example-org/tiny-llama', license: 'llama3.2', pipeline_tag: 'text-generation', library_name: 'onnx' });
+    expect(front['tags']).toEqual(expect.arrayContaining(['fairprune', 'pruned']));
+  });
+
+  test('the body names the removed counts from the plan, the parameters, every option and both sides of the gaps', () => {
+    const card = readFileSync(result.files.card, 'utf8');
+    const plan = JSON.parse(readFileSync(result.files.plan, 'utf8')) as { layers: Record<string, number[]>; parameters: { before: number; after: number } };
+    for (const [layer, indices] of Object.entries(plan.layers)) expect(card).toContain(`| ${layer} | ${indices.length} | 256 → ${256 - indices.length} |`);
+    expect(card).toContain(`${plan.parameters.before.toLocaleString('en-US')} before, ${plan.parameters.after.toLocaleString('en-US')} after`);
+    expect(card).toContain('| importance | ppm |');
+    expect(card).toContain('| fraction | 0.05 |');
+    const b = result.before.eval!.behaviour[0]!;
+    const a = result.after!.eval!.behaviour[0]!;
+    expect(card).toContain(`| ${b.logOddsA.toFixed(3)} → ${a.logOddsA.toFixed(3)} | ${b.logOddsB.toFixed(3)} → ${a.logOddsB.toFixed(3)} | ${b.gap.toFixed(3)} → ${a.gap.toFixed(3)} |`);
+    expect(card).toContain(`| overall | ${result.before.metric!.overall.mean_difference.toFixed(6)} | ${result.after!.metric!.overall.mean_difference.toFixed(6)} |`);
+    expect(card).toContain('fairprune prune example-org/tiny-llama --out fair-card --plan pruning-plan.json');
+    expect(card).toContain('## Limitations');
+    expect(readCardEval(card)).toEqual([]);
+  });
+
+  test('an eval updates exactly its section; tasks accumulate, a task evaluated again replaces its row', () => {
+    const card = readFileSync(result.files.card, 'utf8');
+    const boolq: CardEvalEntry = { task: 'boolq', metrics: { acc: 0.625, acc_stderr: 0.0869 }, documents: 32, total: 3270, bos: false, date: '2026-11-30T14:00:00.000Z' };
+    const lambada: CardEvalEntry = {
+      task: 'lambada_openai',
+      metrics: { perplexity: 12.5, perplexity_stderr: 'N/A', acc: 0.5, acc_stderr: 0.1 },
+      documents: 5153,
+      total: 5153,
+      bos: true,
+      date: '2026-11-30T15:00:00.000Z',
+    };
+    const once = updateCardEval(card, [boolq], 'fair-card');
+    expect(outside(once)).toBe(outside(card));
+    expect(once).toContain('| boolq | acc | 0.6250 | 0.0869 | 32 of 3270 | no | 2026-11-30T14:00:00.000Z |');
+    const twice = updateCardEval(once, [lambada], 'fair-card');
+    expect(outside(twice)).toBe(outside(card));
+    expect(twice).toContain('| boolq | acc | 0.6250 |');
+    expect(twice).toContain('| lambada_openai | perplexity | 12.5000 | n/a | 5153 | yes |');
+    expect(twice).toContain('| lambada_openai | acc | 0.5000 | 0.1000 | 5153 | yes |');
+    const again = updateCardEval(twice, [{ ...boolq, metrics: { acc: 0.75, acc_stderr: 0.07 } }], 'fair-card');
+    expect(again).not.toContain('0.6250');
+    expect(again.match(/\| boolq \| acc \|/g)).toHaveLength(1);
+    expect(readCardEval(again).map((e) => e.task).sort()).toEqual(['boolq', 'lambada_openai']);
+    expect(frontMatter(again)).toEqual(frontMatter(card));
+    expect(() => updateCardEval('# not a fairprune card\n', [boolq], 'x')).toThrow(/no fairprune evaluation section/);
+  });
+
+  test('updateModelCardEval rewrites a card file, and leaves alone a folder without a card or with a linked one', () => {
+    const boolq: CardEvalEntry = { task: 'boolq', metrics: { acc: 0.5, acc_stderr: 0.1 }, documents: 4, total: 64, bos: false, date: '2026-11-30T14:00:00.000Z' };
+    const copy = join(tmp, 'card-copy');
+    mkdirSync(copy);
+    writeFileSync(join(copy, 'README.md'), readFileSync(result.files.card));
+    expect(updateModelCardEval(copy, [boolq])).toBe(join(copy, 'README.md'));
+    expect(readCardEval(readFileSync(join(copy, 'README.md'), 'utf8'))).toEqual([boolq]);
+    const linked = join(tmp, 'card-linked');
+    mkdirSync(linked);
+    symlinkSync(join(copy, 'README.md'), join(linked, 'README.md'));
+    const before = readFileSync(join(copy, 'README.md'), 'utf8');
+    expect(updateModelCardEval(linked, [{ ...boolq, task: 'lambada_openai' }])).toBeUndefined();
+    expect(readFileSync(join(copy, 'README.md'), 'utf8')).toBe(before);
+    expect(updateModelCardEval(join(tmp, 'never-there'), [boolq])).toBeUndefined();
   });
 });
 

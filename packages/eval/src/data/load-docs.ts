@@ -1,5 +1,5 @@
 import { downloadHubFile, type HubOptions } from '@fairprune/core';
-import { readRows } from './read-rows.js';
+import { countRows, readRows, type Row } from './read-rows.js';
 import type { Doc, TaskDefinition } from '../tasks.js';
 
 /** Where a task's documents come from: a local .jsonl/.parquet file, or the task's file on the Hugging Face hub. */
@@ -7,6 +7,10 @@ export type DataSource = { file: string } | { hub: true };
 
 export interface LoadedDocs {
   docs: Doc[];
+  /** The rows the documents were made from, as read (the harness logs these as each sample's `doc`). */
+  rows: Row[];
+  /** Documents in the whole file, before `limit`. */
+  total: number;
   /** The file actually read (the cache path for hub data). */
   path: string;
 }
@@ -25,5 +29,6 @@ export async function loadDocs(
   const rows = await readRows(path, limit);
   if (rows.length === 0) throw new Error(`${path}: no documents`);
   const docs = rows.map((row, i) => task.toDoc(row, `${path} (document ${i})`));
-  return { docs, path };
+  const total = limit === undefined ? rows.length : await countRows(path);
+  return { docs, rows, total, path };
 }

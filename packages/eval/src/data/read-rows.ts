@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 
 /** One record of a dataset file, before a task checks its fields. */
@@ -18,6 +18,16 @@ export function formatOf(path: string): DataFormat {
 /** Reads the rows of a .jsonl (one JSON object per line; blank lines skipped) or .parquet file. */
 export async function readRows(path: string, limit?: number): Promise<Row[]> {
   return formatOf(path) === 'jsonl' ? readJsonl(path, limit) : readParquet(path, limit);
+}
+
+/** Documents in a .jsonl or .parquet file (lm-eval's `n-samples.original`), without parsing a parquet file's rows. */
+export async function countRows(path: string): Promise<number> {
+  if (formatOf(path) === 'jsonl') return (await readFileOrExplain(path)).split('\n').filter((line) => line.trim() !== '').length;
+  try {
+    return Number((await parquetMetadataAsync(await asyncBufferFromFile(path))).num_rows);
+  } catch (error) {
+    throw new Error(`${path}: not a readable parquet file (${(error as Error).message})`);
+  }
 }
 
 async function readJsonl(path: string, limit?: number): Promise<Row[]> {

@@ -5,6 +5,6 @@ export const howToGet = {
   neurons: 'fairprune prune <model> --out <pruned model>, then pass it as --after',
   pca: 'fairprune prune <model> --out <pruned model> (its neuron-scores.json keeps one pair’s token activations)',
   generations: 'fairprune generate <model> --prompt "…" --json > <dir>/generations.json for the original (--before dir) and pruned model (--after dir)',
-  evaluation: 'fairprune eval <model> --task <task> --out <dir>/eval-<task>.json for the original (--before dir) and pruned model (--after dir)',
+  evaluation: 'fairprune eval <model> --tasks boolq,lambada_openai --output-path <dir> for the original (--before dir) and pruned model (--after dir)',
   behaviour: 'fairprune analyze or prune with pairs that carry negative/positive continuations, e.g. --eval-pairs packages/cli/demo/data/behaviour.json',
 } as const;
