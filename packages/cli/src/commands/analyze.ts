@@ -13,6 +13,7 @@ export interface CommonBiasFlags {
   device: 'cpu' | 'cuda';
   kernelDevice: 'auto' | 'cpu' | 'cuda';
   threads?: number;
+  streamed?: boolean;
   json?: boolean;
 }
 
@@ -34,6 +35,7 @@ export function addBiasOptions(command: Command): Command {
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', positiveInteger)
+    .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -53,6 +55,7 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     sessionDevice: flags.device,
     kernelDevice: flags.kernelDevice,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+    ...(flags.streamed ? { streamed: true } : {}),
     onProgress: progress,
   };
 }
