@@ -119,8 +119,9 @@ export class SegmentedModel {
     for (let k = 0; k < order.length; k++) {
       const segment = order[k]!;
       const session = await this.openSession(segment, batches[0]!.live);
-      // The next segment's weights come into the page cache while this one computes.
-      const ahead = order[k + 1] ? this.readAhead(order[k + 1]!) : Promise.resolve();
+      // The next segment's weights come into the page cache while this one computes. Only a cache warm-up: a
+      // failed read is reported by the next session's own load, so it is not an error here.
+      const ahead = order[k + 1] ? this.readAhead(order[k + 1]!).catch(() => undefined) : Promise.resolve();
       const layer = segment.index >= 0 && segment.index < this.segments.layers.length ? segment.index : undefined;
       const captures = layer !== undefined ? this.capturesByLayer[layer]! : new Map<string, string>();
       const captured: CapturedActivations[] = sequences.map(() => new Map());
@@ -181,7 +182,6 @@ export class SegmentedModel {
       const type = tensor ? ONNX_ELEM_TYPES[tensor.type] : undefined;
       if (type !== undefined) elemTypes.set(name, type);
     }
-    const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
     const options = ortSessionOptions({
       externalDataDir: this.weightsDir,
       // One batch set per segment: pre-packing would cost more than it saves.
@@ -189,6 +189,7 @@ export class SegmentedModel {
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
     });
     try {
+      const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
       return await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
     } catch (error) {
       throw new Error(`onnxruntime could not load ${segment.name} of ${this.onnxPath}: ${(error as Error).message}`, { cause: error });
