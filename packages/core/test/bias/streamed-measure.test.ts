@@ -35,6 +35,7 @@ describe.each(ALL_ARCHITECTURES)('streamed analysis of %s', async (arch) => {
     const options: AnalyzeOptions = { onnxFile: form, pairs, evalPairs, estimator: 'pooled', aggregation: 'max' };
     const whole = await analyzeBias(fixtureDir(arch), options);
     const streamed = await analyzeBias(fixtureDir(arch), { ...options, streamed: true });
+    expect(streamed.report.model).toEqual(whole.report.model);
     expectSameMeasurement(streamed.report, whole.report, 1e-5);
     expectSameMeasurement(streamed.report.eval!, whole.report.eval!, 1e-5);
     expect(streamed.report.eval!.behaviour.length).toBeGreaterThan(0);

@@ -2,7 +2,11 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ALL_ARCHITECTURES, fixtureDir, maxAbsDiff, ONNX_FORMS, readRefData, readRefs } from '@fairprune/fixtures';
-import { externalLocation } from '../../src/model/onnx-codec.js';
+import { create } from '@bufbuild/protobuf';
+import { AttributeProtoSchema, AttributeProto_AttributeType, GraphProtoSchema } from 'onnx-buf';
+import { GraphMapError, mapGraph } from '../../src/model/graph-map.js';
+import { externalLocation, readOnnxModel } from '../../src/model/onnx-codec.js';
+import { segmentGraph } from '../../src/model/segments.js';
 import { SegmentedModel } from '../../src/runtime/segmented-model.js';
 import { ModelSession } from '../../src/runtime/session.js';
 
@@ -71,5 +75,27 @@ describe('captured activations through segments', () => {
       segmented.close();
     }
     expect(seen).toEqual(segmented.map.layers.map((l) => l.index));
+  });
+});
+
+describe('graphs that cannot be cut', () => {
+  const path = join(fixtureDir('llama'), 'onnx/model.onnx');
+
+  it('a layer without its MLP residual Add: GraphMapError naming the file and where the cut fails', () => {
+    const model = readOnnxModel(path);
+    const map = mapGraph(model, path);
+    const add = model.graph!.node.find((n) => n.opType === 'Add' && n.input.includes(map.layers[1]!.tensors.mlp_output))!;
+    add.opType = 'Sub';
+    expect(() => segmentGraph(model, map, path)).toThrow(GraphMapError);
+    // Layer 1's stream now runs into layer 2 without a cut point: layer 2's tensors are computed in segment 1.
+    expect(() => segmentGraph(model, map, path)).toThrow(`${path}: layer 2 input_norm`);
+  });
+
+  it('control flow: refused, naming the node', () => {
+    const model = readOnnxModel(path);
+    const map = mapGraph(model, path);
+    const node = model.graph!.node[5]!;
+    node.attribute.push(create(AttributeProtoSchema, { name: 'then_branch', type: AttributeProto_AttributeType.GRAPH, g: create(GraphProtoSchema, {}) }));
+    expect(() => segmentGraph(model, map, path)).toThrow(/subgraph .*cannot be cut into layers/);
   });
 });
