@@ -9,7 +9,7 @@ import { mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.
 import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocation, readOnnxModel } from '../model/onnx-codec.js';
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
 import { addCaptureOutputs, type CapturedActivations } from './capture.js';
-import { decoderFeeds, ortSessionOptions, tensorToFloat32, type DecoderInputs, type ForwardResult } from './session.js';
+import { decoderFeeds, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
 export interface SegmentedModelOptions {
@@ -235,12 +235,7 @@ function splitBatch(tensor: ort.Tensor, indices: readonly number[], take: (seque
 /** The graph inputs the feeds must provide, with the KV past shapes from the declared inputs (or the config). */
 function decoderInputsOf(segments: GraphSegments, where: string, config: SegmentedModelOptions['config']): DecoderInputs {
   const inputs = segments.graphInputs;
-  const pastKeyNames: string[] = [];
-  const pastValueNames: string[] = [];
-  for (const name of inputs.keys()) {
-    const match = /^past_key_values\.(\d+)\.(key|value)$/.exec(name);
-    if (match) (match[2] === 'key' ? pastKeyNames : pastValueNames)[Number(match[1])] = name;
-  }
+  const { pastKeyNames, pastValueNames } = pastInputNames([...inputs.keys()]);
   let kv: DecoderInputs['kv'];
   if (pastKeyNames.length > 0) {
     const type = inputs.get(pastKeyNames[0]!)!.type?.value;

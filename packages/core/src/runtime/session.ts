@@ -248,13 +248,19 @@ function wrapOpenError(error: unknown, where: string): Error {
   return new Error(`onnxruntime could not load ${where}: ${(error as Error).message}`, { cause: error });
 }
 
-function detectKvLayout(session: ort.InferenceSession, config: ModelSessionOptions['config']): KvLayout | undefined {
+/** The `past_key_values.{i}.key` / `.value` inputs among `inputNames`, indexed by layer. */
+export function pastInputNames(inputNames: readonly string[]): Pick<KvLayout, 'pastKeyNames' | 'pastValueNames'> {
   const pastKeyNames: string[] = [];
   const pastValueNames: string[] = [];
-  for (const name of session.inputNames) {
+  for (const name of inputNames) {
     const match = /^past_key_values\.(\d+)\.(key|value)$/.exec(name);
     if (match) (match[2] === 'key' ? pastKeyNames : pastValueNames)[Number(match[1])] = name;
   }
+  return { pastKeyNames, pastValueNames };
+}
+
+function detectKvLayout(session: ort.InferenceSession, config: ModelSessionOptions['config']): KvLayout | undefined {
+  const { pastKeyNames, pastValueNames } = pastInputNames(session.inputNames);
   if (pastKeyNames.length === 0) return undefined;
   const numLayers = pastKeyNames.length;
   const presentKeyNames: string[] = [];
