@@ -42,7 +42,7 @@ interface StreamedPair {
  */
 export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
-  if (options.sessionDevice === 'cuda') throw new Error('streamed analysis runs its segments on CPU; --device cuda needs the whole-model path for now');
+  if (options.sessionDevice === 'cuda') throw new Error("streamed analysis runs its segments on the CPU; sessionDevice 'cuda' (--device cuda) needs the whole-model path for now");
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir} (streamed, one layer at a time)`);
