@@ -160,6 +160,7 @@ export class SegmentedModel {
     let logits: Float32Array | undefined;
     let vocab = 0;
     const t = batch[0]?.length ?? 0;
+    if (batch.some((seq) => seq.length !== t)) throw new Error(`forward batches need equal lengths, got ${batch.map((s) => s.length).join(', ')}`);
     await this.run(batch, {
       onLogits: (sequence, data, width) => {
         vocab = width;

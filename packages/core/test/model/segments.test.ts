@@ -99,3 +99,12 @@ describe('graphs that cannot be cut', () => {
     expect(() => segmentGraph(model, map, path)).toThrow(/subgraph .*cannot be cut into layers/);
   });
 });
+
+it('forward refuses a batch of unequal lengths, like ModelSession.forward', async () => {
+  const segmented = SegmentedModel.open(join(fixtureDir('llama'), 'onnx/model_external.onnx'));
+  try {
+    await expect(segmented.forward([[0, 5, 6], [0, 5]])).rejects.toThrow('forward batches need equal lengths, got 3, 2');
+  } finally {
+    segmented.close();
+  }
+});
