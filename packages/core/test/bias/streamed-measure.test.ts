@@ -71,7 +71,7 @@ describe('streamed analysis, other estimators', () => {
   });
 
   test('refuses the CUDA session device and names the limitation', async () => {
-    await expect(analyzeBias(join(fixtureDir('llama')), { streamed: true, sessionDevice: 'cuda' })).rejects.toThrow(/streamed analysis runs its segments on CPU/);
+    await expect(analyzeBias(join(fixtureDir('llama')), { streamed: true, sessionDevice: 'cuda' })).rejects.toThrow(/streamed analysis runs its segments on the CPU; sessionDevice 'cuda'/);
   });
 });
 
