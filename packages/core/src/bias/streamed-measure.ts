@@ -42,7 +42,9 @@ interface StreamedPair {
  */
 export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
-  if (options.sessionDevice === 'cuda') throw new Error("streamed analysis runs its segments on the CPU; sessionDevice 'cuda' (--device cuda) needs the whole-model path for now");
+  if (options.sessionDevice === 'cuda') {
+    throw new Error("streamed analysis runs its segments on the CPU; sessionDevice 'cuda' (--device cuda) needs the whole-model path for now");
+  }
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir} (streamed, one layer at a time)`);
@@ -102,7 +104,8 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
           if (!entry.scoring) continue;
           aggregators[layer]!.add(neuronBias);
           if (layer === tokenLayer && tokenRequest && entry.index === tokenRequest.pair) {
-            tokenActivations = tokenActivationsOf(entry.pair, sequences[entry.a]!, sequences[entry.b]!, captured[entry.a]!, captured[entry.b]!, tokenKey, folder);
+            const [a, b] = [entry.a, entry.b];
+            tokenActivations = tokenActivationsOf(entry.pair, sequences[a]!, sequences[b]!, captured[a]!, captured[b]!, tokenKey, folder);
           }
         }
         timings['scores']! += performance.now() - t0;

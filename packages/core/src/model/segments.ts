@@ -66,10 +66,8 @@ export function segmentGraph(model: ModelProto, map: GraphMap, where: string, ex
   }
 
   const producer = new Map<string, number>();
-  const consumers = new Map<string, number[]>();
   graph.node.forEach((node, index) => {
     for (const output of node.output) producer.set(output, index);
-    for (const input of node.input) if (input) consumers.set(input, [...(consumers.get(input) ?? []), index]);
   });
   // Dynamic: depends on a graph input. Everything else is computed from initializers alone.
   const dynamic = new Set<string>(graphInputs.keys());
@@ -117,7 +115,8 @@ export function segmentGraph(model: ModelProto, map: GraphMap, where: string, ex
     const found = level.get(tensor);
     if (found !== expected) {
       throw new GraphMapError(
-        `${where}: ${what} "${tensor}" is computed in segment ${found === undefined ? '(none: constant)' : found} (expected ${expected}); the graph does not cut into layers at its residual stream`,
+        `${where}: ${what} "${tensor}" is computed in segment ${found === undefined ? '(none: constant)' : found} (expected ${expected}); ` +
+          'the graph does not cut into layers at its residual stream',
       );
     }
   };
@@ -143,13 +142,17 @@ export function segmentGraph(model: ModelProto, map: GraphMap, where: string, ex
     }
   });
 
+  for (const extra of extraOutputs) {
+    if (level.get(extra) === undefined) throw new GraphMapError(`${where}: requested output "${extra}" is not computed from the graph inputs`);
+  }
   const requested = new Set([...extraOutputs, map.logits]);
   const build = (index: number, name: string): GraphSegment => {
     const own = new Set<number>();
     graph.node.forEach((_, i) => {
       if (nodeLevel[i] === index) own.add(i);
     });
-    // Constant-only producers the segment reads, copied in (they hold no state, only shapes and small tables).
+    // Nodes computed from initializers alone (shape constants, a weight's Transpose or Cast) are pure: each segment
+    // that reads one gets its own copy.
     const pending = [...own];
     while (pending.length > 0) {
       for (const input of graph.node[pending.pop()!]!.input) {
@@ -167,7 +170,7 @@ export function segmentGraph(model: ModelProto, map: GraphMap, where: string, ex
     const used = new Set(nodes.flatMap((n) => n.input));
     return { name, index, nodes, inputs, outputs, initializers: graph.initializer.filter((t) => used.has(t.name)) };
   };
-  const segments: GraphSegments = {
+  return {
     prefix: build(-1, 'prefix'),
     layers: map.layers.map((_, l) => build(l, `layer ${l}`)),
     suffix: build(numLayers, 'suffix'),
@@ -175,10 +178,6 @@ export function segmentGraph(model: ModelProto, map: GraphMap, where: string, ex
     lastReader,
     graphInputs,
   };
-  for (const extra of extraOutputs) {
-    if (level.get(extra) === undefined) throw new GraphMapError(`${where}: requested output "${extra}" is not computed from the graph inputs`);
-  }
-  return segments;
 }
 
 /**

@@ -34,6 +34,7 @@ const EXTERNALIZE_BYTES = 1024;
 /** Read-ahead chunk: the bytes are only pulled into the page cache, so one small buffer serves every read. */
 const READ_AHEAD_CHUNK = 8 << 20;
 
+/** onnxruntime-node tensor type → ONNX element type, to declare a segment's inputs. */
 const ONNX_ELEM_TYPES: Record<string, number> = {
   float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint32: 12, uint64: 13,
 };
@@ -101,7 +102,8 @@ export class SegmentedModel {
         writer.close();
       }
     }
-    return new SegmentedModel(resolve(onnxPath), map, model, segments, capturesByLayer, decoderInputsOf(segments, onnxPath, options.config), weightsDir, tempDir, options.threads);
+    const inputs = decoderInputsOf(segments, onnxPath, options.config);
+    return new SegmentedModel(resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads);
   }
 
   /**
