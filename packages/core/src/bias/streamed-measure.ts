@@ -12,7 +12,7 @@ import {
   type PairSetMeasurement,
   type PairTokenActivations,
 } from './analyze.js';
-import { measureBehaviour } from './behaviour.js';
+import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour.js';
 import { comparePair, type ActivationSet } from './compare.js';
 import { activationKey, parseActivationKey } from './metrics.js';
 import { NeuronBiasAggregator } from './neuron-scores.js';
@@ -36,7 +36,7 @@ interface StreamedPair {
  * {@link analyzeBias} one decoder layer at a time ({@link SegmentedModel}): every prompt of both pair sets goes
  * through the prefix, then each layer's segment, and each layer's captured tensors are reduced to the metric's
  * differences and the per-neuron bias as soon as they come out, so only the residual streams and one layer's
- * activations are held. Behaviour forwards run through the same segments. Same report and scores as the
+ * activations are held. The behaviour forwards (pairs with continuations) ride in the same pass. Same report and scores as the
  * whole-model path; the segments run on CPU.
  * @throws on invalid options, unusable pairs (before any weight is read), and the errors of {@link SegmentedModel.open}.
  */
@@ -74,6 +74,14 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
       });
     enqueue(checked, true);
     if (evalChecked) enqueue(evalChecked, false);
+    // The behaviour forwards ride in the same pass: their logits are kept for measureBehaviour.
+    const kept = new KeptLogits(model);
+    for (const pair of [...checked, ...(evalChecked ?? [])]) {
+      if (!pair.negative || !pair.positive) continue;
+      for (const text of [...pair.negative, ...pair.positive]) {
+        for (const prompt of [pair.a, pair.b]) kept.want(continuationIds(folder.tokenizer, prompt, text), sequences);
+      }
+    }
 
     // One aggregator per layer: the pairs arrive layer by layer, in the same order the whole-model path adds them.
     const aggregators = Array.from({ length: numLayers }, () => new NeuronBiasAggregator(estimator, aggregation));
@@ -110,6 +118,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
         }
         timings['scores']! += performance.now() - t0;
       },
+      ...(kept.wanted ? { onLogits: (sequence: number, logits: Float32Array, vocab: number) => kept.keep(sequence, logits, vocab) } : {}),
     });
     timings['capture']! += performance.now() - runStarted - timings['scores']!;
 
@@ -118,7 +127,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
       const withContinuations = set.filter((p) => p.negative && p.positive);
       if (withContinuations.length > 0) progress(`behaviour: ${withContinuations.length} pairs of ${setSource}`);
       const t0 = performance.now();
-      const behaviour = await measureBehaviour(model, folder.tokenizer, withContinuations);
+      const behaviour = await measureBehaviour(kept, folder.tokenizer, withContinuations);
       timings['behaviour']! += performance.now() - t0;
       return pairSetMeasurement(set, setSource, differences, behaviour);
     };
@@ -132,5 +141,59 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     };
   } finally {
     model.close();
+  }
+}
+
+/**
+ * Logits of the behaviour sequences, kept from one streamed pass instead of a pass per forward: each sequence's
+ * rows from the last prompt position on (the rows continuation scoring reads); earlier rows read as NaN, so a
+ * reader that needed them would show NaN rather than a wrong number. A sequence not kept goes through the segments.
+ */
+class KeptLogits implements LogitsModel {
+  /** Sequence index in the pass → its key. */
+  private readonly bySequence = new Map<number, string>();
+  /** Sequence ids joined → the first row kept, and the rows once the pass produced them. */
+  private readonly byKey = new Map<string, { from: number; rows?: Float32Array; vocab?: number }>();
+
+  constructor(private readonly model: SegmentedModel) {}
+
+  /** Whether any sequence is wanted (the suffix then runs in the pass). */
+  get wanted(): boolean {
+    return this.byKey.size > 0;
+  }
+
+  /** Adds prompt + continuation to `sequences` (once per distinct sequence) and remembers to keep its logits. */
+  want(ids: { prompt: number[]; continuation: number[] }, sequences: number[][]): void {
+    const sequence = [...ids.prompt, ...ids.continuation];
+    const key = sequence.join(',');
+    const from = ids.prompt.length - 1;
+    const known = this.byKey.get(key);
+    if (known) {
+      known.from = Math.min(known.from, from);
+      return;
+    }
+    this.byKey.set(key, { from });
+    sequences.push(sequence);
+    this.bySequence.set(sequences.length - 1, key);
+  }
+
+  /** The pass's logits [T, V] of one sequence. */
+  keep(sequence: number, logits: Float32Array, vocab: number): void {
+    const key = this.bySequence.get(sequence);
+    if (key === undefined) return;
+    const entry = this.byKey.get(key)!;
+    entry.rows = logits.slice(entry.from * vocab);
+    entry.vocab = vocab;
+  }
+
+  /** Logits [B, T, V] of equal-length sequences: from the kept rows, else through the segments. */
+  async forward(batch: readonly (readonly number[])[]): Promise<{ logits: Float32Array; dims: [number, number, number] }> {
+    const entries = batch.map((ids) => this.byKey.get(ids.join(',')));
+    if (entries.some((e) => e?.rows === undefined)) return this.model.forward(batch);
+    const t = batch[0]!.length;
+    const vocab = entries[0]!.vocab!;
+    const logits = new Float32Array(batch.length * t * vocab).fill(Number.NaN);
+    entries.forEach((entry, b) => logits.set(entry!.rows!, (b * t + entry!.from) * vocab));
+    return { logits, dims: [batch.length, t, vocab] };
   }
 }

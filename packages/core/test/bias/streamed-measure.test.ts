@@ -1,11 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test, vi } from 'vitest';
 import { ALL_ARCHITECTURES, ARCHITECTURES, DATA, fixtureDir, maxAbsDiff, ONNX_FORMS, readRefs } from '@fairprune/fixtures';
 import { analyzeBias, type AnalyzeOptions, type PairSetMeasurement } from '../../src/bias/analyze.js';
 import { loadPairs } from '../../src/bias/pairs.js';
 import { runFairnessPruning } from '../../src/prune/run.js';
+import { SegmentedModel } from '../../src/runtime/segmented-model.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-streamed-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -95,4 +96,15 @@ test("fp16 export: equal to the whole-model run within fp16 rounding (onnxruntim
   const streamed = await analyzeBias(fixtureDir('llama'), { ...options, streamed: true });
   expect(Math.abs(streamed.report.metric!.overall.mean_difference / whole.report.metric!.overall.mean_difference - 1)).toBeLessThanOrEqual(1e-3);
   whole.neuronBias.layers.forEach((layer, l) => expect(maxAbsDiff(streamed.neuronBias.layers[l]!, layer)).toBeLessThanOrEqual(2e-3));
+});
+
+test('one pass through the segments serves the pairs and every behaviour forward', async () => {
+  const run = vi.spyOn(SegmentedModel.prototype, 'run');
+  try {
+    const { report } = await analyzeBias(fixtureDir('gemma3'), { pairs: await loadPairs(DATA.behaviour), streamed: true });
+    expect(report.behaviour).toHaveLength(4);
+    expect(run).toHaveBeenCalledTimes(1);
+  } finally {
+    run.mockRestore();
+  }
 });
