@@ -7,8 +7,8 @@ import { measureBehaviour, type BehaviourResult } from './behaviour.js';
 import { comparePair, type ActivationSet } from './compare.js';
 import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
-import { analyzeStreamed } from './streamed-measure.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
+import { analyzeStreamed } from './streamed-measure.js';
 
 /** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
 export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product'];
@@ -190,7 +190,7 @@ export interface OpenedModel {
 export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
   const onnxPath = requireOnnxPath(folder);
-  const estimator = options.estimator ?? 'positionwise';
+  const { estimator } = analysisSettings(options);
   // Token counts need only the tokenizer: refuse unusable pairs before the weights are loaded.
   requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
   const capture = await ActivationCapture.create(onnxPath, {
@@ -304,14 +304,14 @@ export function pairSetMeasurement(
   return {
     source,
     pairs: set.map((p) => ({
-        a: p.a,
-        b: p.b,
-        ...(p.category !== undefined ? { category: p.category } : {}),
-        tokensA: p.tokensA,
-        tokensB: p.tokensB,
-        skipped: p.skipped,
-        reason: p.reason,
-        inMetric: p.inMetric,
+      a: p.a,
+      b: p.b,
+      ...(p.category !== undefined ? { category: p.category } : {}),
+      tokensA: p.tokensA,
+      tokensB: p.tokensB,
+      skipped: p.skipped,
+      reason: p.reason,
+      inMetric: p.inMetric,
       hasContinuations: Boolean(p.negative && p.positive),
     })),
     metric: differences.length > 0 ? computeBiasMetrics(differences) : null,
