@@ -36,10 +36,12 @@ export { f32ToF16, type WeightDType } from './model/dtype.js';
 // ONNX codec & graph map: decode/encode ModelProto with external data, and find each decoder layer's GLU MLP by structure.
 export { readOnnxModel, encodeOnnxModel, checkExternalData, tensorByteLength, tensorDtype, ExternalDataWriter, OnnxFormatError } from './model/onnx-codec.js';
 export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensors, type ActivationKey, type WeightInfo, type WeightLayout } from './model/graph-map.js';
+export { segmentGraph, type GraphSegment, type GraphSegments } from './model/segments.js';
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
 export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
+export { SegmentedModel, type SegmentedModelOptions, type SegmentHandlers } from './runtime/segmented-model.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
 export { generate, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
 
@@ -59,6 +61,7 @@ export {
   type PairTokenActivations,
   type PromptTokenActivations,
 } from './bias/analyze.js';
+export { analyzeStreamed } from './bias/streamed-measure.js';
 
 // Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.
 export { OnnxWeights, SafetensorsWeights, type LayerMlpMatrices, type WeightMatrix } from './model/weights.js';

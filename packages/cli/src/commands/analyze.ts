@@ -16,6 +16,7 @@ export interface CommonBiasFlags {
   kernelDevice: 'auto' | 'cpu' | 'cuda';
   threads?: number;
   offline?: boolean;
+  streamed?: boolean;
   json?: boolean;
 }
 
@@ -31,6 +32,7 @@ export function addBiasOptions(command: Command): Command {
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
+    .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -49,6 +51,7 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     sessionDevice: flags.device,
     kernelDevice: flags.kernelDevice,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+    ...(flags.streamed ? { streamed: true } : {}),
     onProgress: progress,
   };
 }

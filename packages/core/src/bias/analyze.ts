@@ -1,6 +1,6 @@
 import type { Device } from '@fairprune/native-cuda';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
-import type { ActivationKey } from '../model/graph-map.js';
+import type { ActivationKey, GraphMap } from '../model/graph-map.js';
 import { ActivationCapture } from '../runtime/capture.js';
 import type { SessionDevice } from '../runtime/session.js';
 import { measureBehaviour, type BehaviourResult } from './behaviour.js';
@@ -8,6 +8,7 @@ import { comparePair, type ActivationSet } from './compare.js';
 import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
+import { analyzeStreamed } from './streamed-measure.js';
 
 /** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
 export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product'];
@@ -47,6 +48,11 @@ export interface AnalyzeOptions {
     | false;
   /** One line per step, for a progress display. */
   onProgress?: (message: string) => void;
+  /**
+   * Measure layer by layer ({@link analyzeStreamed}): one decoder layer's onnxruntime session at a time, for models
+   * larger than memory. Same numbers as the whole-model path. Default false.
+   */
+  streamed?: boolean;
 }
 
 /** Measurements of one pair set. */
@@ -159,6 +165,20 @@ export function validateAnalyzeOptions(options: AnalyzeOptions): void {
   }
 }
 
+/** The estimator, aggregation and metric components the options ask for, defaults filled in. */
+export function analysisSettings(options: AnalyzeOptions): { estimator: BiasEstimator; aggregation: PairAggregation; components: string[] } {
+  return { estimator: options.estimator ?? 'positionwise', aggregation: options.aggregation ?? 'mean', components: [...(options.components ?? HOOK_TYPES)] };
+}
+
+/** The tensors an analysis captures: the metric components, and what the estimator reads. */
+export function captureKeys(options: AnalyzeOptions): ActivationKey[] {
+  const { estimator, components } = analysisSettings(options);
+  const keys = new Set<string>(components);
+  if (estimator === 'glu') keys.add('glu_product');
+  else keys.add('gate_proj').add('up_proj');
+  return [...keys] as ActivationKey[];
+}
+
 /** Everything an analysis of one model needs open: the folder, and a capture session over its ONNX graph. */
 export interface OpenedModel {
   folder: ModelFolder;
@@ -170,14 +190,11 @@ export interface OpenedModel {
 export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
   const onnxPath = requireOnnxPath(folder);
-  const estimator = options.estimator ?? 'positionwise';
+  const { estimator } = analysisSettings(options);
   // Token counts need only the tokenizer: refuse unusable pairs before the weights are loaded.
   requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
-  const keys = new Set<string>(options.components ?? HOOK_TYPES);
-  if (estimator === 'glu') keys.add('glu_product');
-  else keys.add('gate_proj').add('up_proj');
   const capture = await ActivationCapture.create(onnxPath, {
-    keys: [...keys] as ActivationKey[],
+    keys: captureKeys(options),
     // A handful of forwards per pair: opening fast matters more than forward speed.
     prepackWeights: false,
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
@@ -195,6 +212,7 @@ export async function openForAnalysis(modelDir: string, options: AnalyzeOptions)
  */
 export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
+  if (options.streamed) return analyzeStreamed(modelDir, options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir}`);
@@ -215,9 +233,7 @@ const PAIRS_PER_BATCH = 8;
 export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
   const { folder, capture } = opened;
-  const estimator = options.estimator ?? 'positionwise';
-  const aggregation = options.aggregation ?? 'mean';
-  const components = [...(options.components ?? HOOK_TYPES)];
+  const { estimator, aggregation, components } = analysisSettings(options);
   const progress = options.onProgress ?? (() => {});
   const numLayers = capture.map.layers.length;
   const metricKeys = Array.from({ length: numLayers }, (_, l) => components.map((c) => activationKey(c, l))).flat();
@@ -269,46 +285,67 @@ export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOp
     if (withContinuations.length > 0) progress(`behaviour: ${withContinuations.length} pairs of ${setSource}`);
     const behaviour = await measureBehaviour(capture.session, folder.tokenizer, withContinuations);
     timings['behaviour']! += performance.now() - t2;
-    return {
-      source: setSource,
-      pairs: set.map((p) => ({
-        a: p.a,
-        b: p.b,
-        ...(p.category !== undefined ? { category: p.category } : {}),
-        tokensA: p.tokensA,
-        tokensB: p.tokensB,
-        skipped: p.skipped,
-        reason: p.reason,
-        inMetric: p.inMetric,
-        hasContinuations: Boolean(p.negative && p.positive),
-      })),
-      metric: differences.length > 0 ? computeBiasMetrics(differences) : null,
-      behaviour,
-    };
+    return pairSetMeasurement(set, setSource, differences, behaviour);
   };
 
   const main = await measureSet(checked, source, true);
   const evalMeasurement = evalChecked ? await measureSet(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
-  const report: BiasReport = {
+  const report = biasReport(opened, capture.map, options, main, evalMeasurement, timings);
+  return { report, neuronBias: aggregator.result(), ...(tokenActivations ? { tokenActivations } : {}) };
+}
+
+/** One pair set's measurement: every pair with its token-count check, the metric over the pairs' differences, the behaviour. */
+export function pairSetMeasurement(
+  set: readonly CheckedPair[],
+  source: string,
+  differences: readonly Record<string, number>[],
+  behaviour: BehaviourResult[],
+): PairSetMeasurement {
+  return {
+    source,
+    pairs: set.map((p) => ({
+      a: p.a,
+      b: p.b,
+      ...(p.category !== undefined ? { category: p.category } : {}),
+      tokensA: p.tokensA,
+      tokensB: p.tokensB,
+      skipped: p.skipped,
+      reason: p.reason,
+      inMetric: p.inMetric,
+      hasContinuations: Boolean(p.negative && p.positive),
+    })),
+    metric: differences.length > 0 ? computeBiasMetrics(differences) : null,
+    behaviour,
+  };
+}
+
+/** `bias-report.json` of a model's measured pair sets. */
+export function biasReport(
+  model: Pick<OpenedModel, 'folder' | 'onnxPath'>,
+  map: GraphMap,
+  options: AnalyzeOptions,
+  main: PairSetMeasurement,
+  evalMeasurement: PairSetMeasurement | undefined,
+  timings: Record<string, number>,
+): BiasReport {
+  return {
     format: 'fairprune.bias-report',
     version: 1,
     model: {
-      path: folder.dir,
-      onnxFile: opened.onnxPath,
-      numLayers,
-      intermediateSizes: capture.map.layers.map((l) => l.intermediateSize),
+      path: model.folder.dir,
+      onnxFile: model.onnxPath,
+      numLayers: map.layers.length,
+      intermediateSizes: map.layers.map((l) => l.intermediateSize),
     },
-    estimator,
-    aggregation,
-    components,
+    ...analysisSettings(options),
     ...main,
     ...(evalMeasurement ? { eval: evalMeasurement } : {}),
     timings,
   };
-  return { report, neuronBias: aggregator.result(), ...(tokenActivations ? { tokenActivations } : {}) };
 }
 
-function tokenActivationsOf(
+/** One pair's token activations at `key`, with each token decoded, for the PCA chart. */
+export function tokenActivationsOf(
   pair: CheckedPair,
   idsA: number[],
   idsB: number[],

@@ -10,7 +10,7 @@ import {
   type BiasReport,
   type PairTokenActivations,
 } from '../bias/analyze.js';
-import { openModelFolder, type ModelFolder } from '../model/folder.js';
+import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
@@ -226,36 +226,39 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     }
   };
 
-  checkRemovalFitsSafetensors(options, openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile }));
+  const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
+  checkRemovalFitsSafetensors(options, folder);
   progress(`opening ${modelDir}`);
-  const opened = await time('open', () => openForAnalysis(modelDir, options));
+  // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
+  const opened = options.streamed ? undefined : await time('open', () => openForAnalysis(modelDir, options));
+  const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
   let before: BiasReport;
   let neuronBias: Float32Array[];
   let tokenActivations: PairTokenActivations | undefined;
   try {
-    const analysis = await analyzeOpenedModel(opened, options);
+    const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
     before = analysis.report;
-    before.timings = { open: timings['open']!, ...before.timings };
-    for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open') timings[stage] = ms;
+    if (opened) before.timings = { open: timings['open']!, ...before.timings };
+    for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
     neuronBias = analysis.neuronBias.layers;
     tokenActivations = analysis.tokenActivations;
   } finally {
     // The session holds a copy of every weight: free it before the weights are read again.
-    await opened.capture.release();
+    await opened?.capture.release();
   }
-  const importance = await time('importance', async () => {
-    const weights = new OnnxWeights(opened.onnxPath);
+  const [importance, map] = await time('importance', async () => {
+    const weights = new OnnxWeights(onnxPath);
     try {
-      return await modelImportance(weights, weights.map.layers.length, importanceMethod, {
+      const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
         ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
         onProgress: progress,
       });
+      return [importance, weights.map] as const;
     } finally {
       weights.close();
     }
   });
 
-  const map = opened.capture.map;
   const plan = await time('select', () => {
     if (options.plan) {
       if (options.plan.model.weightsHash !== importance.weightsHash && !options.force) {
@@ -269,11 +272,11 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     progress('selecting neurons');
     const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
     const hidden = map.layers[0]!.hiddenSize;
-    const mlpBias = opened.folder.config.raw['mlp_bias'] === true ? 2 : 0;
+    const mlpBias = folder.config.raw['mlp_bias'] === true ? 2 : 0;
     return buildPlan({
       model: {
-        path: opened.folder.dir,
-        weightsFile: relative(opened.folder.dir, opened.onnxPath),
+        path: folder.dir,
+        weightsFile: relative(folder.dir, onnxPath),
         weightsHash: importance.weightsHash,
         numLayers: map.layers.length,
         hiddenSize: hidden,
@@ -291,7 +294,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       },
       mode,
       layers: selection.map((s) => s.pruned),
-      parametersBefore: countParameters(opened.folder),
+      parametersBefore: countParameters(folder),
       parametersPerNeuron: 3 * hidden + mlpBias,
       tool: '@fairprune/core',
     });
@@ -346,7 +349,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     afterFile = join(outDir, 'bias-report.after.json');
     writeJson(afterFile, after);
   }
-  const card = writeModelCard(outDir, opened.folder.dir, { plan, before, ...(after ? { after } : {}) });
+  const card = writeModelCard(outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
   return {
     outDir,
     plan,

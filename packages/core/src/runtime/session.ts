@@ -107,17 +107,7 @@ export class ModelSession {
       ort.env.logLevel = 'fatal';
       logLevelSet = true;
     }
-    const base: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
-      ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
-      extra: {
-        session: {
-          intra_op: { allow_spinning: '0' },
-          ...(options.prepackWeights === false ? { disable_prepacking: '1' } : {}),
-          ...(options.externalDataDir !== undefined ? { model_external_initializers_file_folder_path: options.externalDataDir } : {}),
-        },
-      },
-    };
+    const base = ortSessionOptions(options);
     const open = (providers: ort.InferenceSession.ExecutionProviderConfig[]) =>
       typeof model === 'string'
         ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
@@ -158,37 +148,12 @@ export class ModelSession {
    * position_ids 0..T-1 when the graph takes them, and an empty past for the KV form.
    */
   initialFeeds(batch: readonly (readonly number[])[]): Record<string, ort.Tensor> {
-    const b = batch.length;
-    const t = batch[0]?.length ?? 0;
-    if (b === 0 || t === 0) throw new Error('forward needs at least one non-empty sequence');
-    if (batch.some((seq) => seq.length !== t)) {
-      throw new Error(`forward batches need equal lengths, got ${batch.map((s) => s.length).join(', ')}`);
-    }
-    const ids = new BigInt64Array(b * t);
-    const positions = new BigInt64Array(b * t);
-    batch.forEach((seq, i) =>
-      seq.forEach((id, j) => {
-        ids[i * t + j] = BigInt(id);
-        positions[i * t + j] = BigInt(j);
-      }),
-    );
-    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [b, t]) };
-    if (this.needsAttentionMask) feeds['attention_mask'] = new ort.Tensor('int64', new BigInt64Array(b * t).fill(1n), [b, t]);
-    if (this.needsPositionIds) feeds['position_ids'] = new ort.Tensor('int64', positions, [b, t]);
-    if (this.kv) Object.assign(feeds, this.emptyPast(b));
-    return feeds;
+    return decoderFeeds(batch, this);
   }
 
   /** Zero-length past tensors [B, kvHeads, 0, headDim] for the first KV step. */
   emptyPast(batchSize: number): Record<string, ort.Tensor> {
-    const kv = this.kv;
-    if (!kv) return {};
-    const feeds: Record<string, ort.Tensor> = {};
-    const dims = [batchSize, kv.numKvHeads, 0, kv.headDim];
-    for (const name of [...kv.pastKeyNames, ...kv.pastValueNames]) {
-      feeds[name] = kv.dtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
-    }
-    return feeds;
+    return this.kv ? emptyPastFeeds(this.kv, batchSize) : {};
   }
 
   /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]. */
@@ -204,6 +169,67 @@ export class ModelSession {
   async release(): Promise<void> {
     await this.ort.release();
   }
+}
+
+/** Which inputs a decoder graph takes, as {@link decoderFeeds} needs to know. */
+export interface DecoderInputs {
+  /** The graph takes `attention_mask`. */
+  needsAttentionMask: boolean;
+  /** The graph takes `position_ids`. */
+  needsPositionIds: boolean;
+  /** The past inputs of a KV-cache graph; undefined otherwise. */
+  kv: Pick<KvLayout, 'numKvHeads' | 'headDim' | 'dtype' | 'pastKeyNames' | 'pastValueNames'> | undefined;
+}
+
+/**
+ * Feeds for a full forward of equal-length sequences from position 0: input_ids, attention_mask of ones,
+ * position_ids 0..T-1 when the graph takes them, and an empty past for the KV form.
+ */
+export function decoderFeeds(batch: readonly (readonly number[])[], inputs: DecoderInputs): Record<string, ort.Tensor> {
+  const b = batch.length;
+  const t = batch[0]?.length ?? 0;
+  if (b === 0 || t === 0) throw new Error('forward needs at least one non-empty sequence');
+  if (batch.some((seq) => seq.length !== t)) {
+    throw new Error(`forward batches need equal lengths, got ${batch.map((s) => s.length).join(', ')}`);
+  }
+  const ids = new BigInt64Array(b * t);
+  const positions = new BigInt64Array(b * t);
+  batch.forEach((seq, i) =>
+    seq.forEach((id, j) => {
+      ids[i * t + j] = BigInt(id);
+      positions[i * t + j] = BigInt(j);
+    }),
+  );
+  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [b, t]) };
+  if (inputs.needsAttentionMask) feeds['attention_mask'] = new ort.Tensor('int64', new BigInt64Array(b * t).fill(1n), [b, t]);
+  if (inputs.needsPositionIds) feeds['position_ids'] = new ort.Tensor('int64', positions, [b, t]);
+  if (inputs.kv) Object.assign(feeds, emptyPastFeeds(inputs.kv, b));
+  return feeds;
+}
+
+/** Zero-length past tensors [B, kvHeads, 0, headDim] for the first KV step. */
+export function emptyPastFeeds(kv: NonNullable<DecoderInputs['kv']>, batchSize: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const dims = [batchSize, kv.numKvHeads, 0, kv.headDim];
+  for (const name of [...kv.pastKeyNames, ...kv.pastValueNames]) {
+    feeds[name] = kv.dtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+  }
+  return feeds;
+}
+
+/** onnxruntime session options (threads, optimisation, prepacking, external data folder) of {@link ModelSessionOptions}. */
+export function ortSessionOptions(options: ModelSessionOptions): ort.InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+    ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
+    extra: {
+      session: {
+        intra_op: { allow_spinning: '0' },
+        ...(options.prepackWeights === false ? { disable_prepacking: '1' } : {}),
+        ...(options.externalDataDir !== undefined ? { model_external_initializers_file_folder_path: options.externalDataDir } : {}),
+      },
+    },
+  };
 }
 
 /** float32 view (or converted copy for float16) of an ORT tensor's data. */
@@ -222,13 +248,19 @@ function wrapOpenError(error: unknown, where: string): Error {
   return new Error(`onnxruntime could not load ${where}: ${(error as Error).message}`, { cause: error });
 }
 
-function detectKvLayout(session: ort.InferenceSession, config: ModelSessionOptions['config']): KvLayout | undefined {
+/** The `past_key_values.{i}.key` / `.value` inputs among `inputNames`, indexed by layer. */
+export function pastInputNames(inputNames: readonly string[]): Pick<KvLayout, 'pastKeyNames' | 'pastValueNames'> {
   const pastKeyNames: string[] = [];
   const pastValueNames: string[] = [];
-  for (const name of session.inputNames) {
+  for (const name of inputNames) {
     const match = /^past_key_values\.(\d+)\.(key|value)$/.exec(name);
     if (match) (match[2] === 'key' ? pastKeyNames : pastValueNames)[Number(match[1])] = name;
   }
+  return { pastKeyNames, pastValueNames };
+}
+
+function detectKvLayout(session: ort.InferenceSession, config: ModelSessionOptions['config']): KvLayout | undefined {
+  const { pastKeyNames, pastValueNames } = pastInputNames(session.inputNames);
   if (pastKeyNames.length === 0) return undefined;
   const numLayers = pastKeyNames.length;
   const presentKeyNames: string[] = [];

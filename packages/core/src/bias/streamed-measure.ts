@@ -1,0 +1,199 @@
+import { openModelFolder, requireOnnxPath } from '../model/folder.js';
+import { SegmentedModel } from '../runtime/segmented-model.js';
+import {
+  analysisSettings,
+  biasReport,
+  captureKeys,
+  pairSetMeasurement,
+  tokenActivationsOf,
+  validateAnalyzeOptions,
+  type AnalyzeOptions,
+  type BiasAnalysis,
+  type PairSetMeasurement,
+  type PairTokenActivations,
+} from './analyze.js';
+import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour.js';
+import { comparePair, type ActivationSet } from './compare.js';
+import { activationKey, parseActivationKey } from './metrics.js';
+import { NeuronBiasAggregator } from './neuron-scores.js';
+import { checkPairs, requireUsablePairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
+
+/** One pair being measured: where its two prompts sit among the streamed sequences, and its differences so far. */
+interface StreamedPair {
+  pair: CheckedPair;
+  /** Index of the pair in its set. */
+  index: number;
+  /** Its neuron bias enters the scores (selection set), not only the metric (held-out set). */
+  scoring: boolean;
+  /** Sequence indices of sides a and b. */
+  a: number;
+  b: number;
+  /** d per metric key, filled layer by layer. */
+  differences: Record<string, number>;
+}
+
+/**
+ * {@link analyzeBias} one decoder layer at a time ({@link SegmentedModel}): every prompt of both pair sets goes
+ * through the prefix, then each layer's segment, and each layer's captured tensors are reduced to the metric's
+ * differences and the per-neuron bias as soon as they come out, so only the residual streams and one layer's
+ * activations are held. The behaviour forwards (pairs with continuations) ride in the same pass. Same report and scores as the
+ * whole-model path; the segments run on CPU.
+ * @throws on invalid options, unusable pairs (before any weight is read), and the errors of {@link SegmentedModel.open}.
+ */
+export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  validateAnalyzeOptions(options);
+  if (options.sessionDevice === 'cuda') {
+    throw new Error("streamed analysis runs its segments on the CPU; sessionDevice 'cuda' (--device cuda) needs the whole-model path for now");
+  }
+  const started = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  progress(`opening ${modelDir} (streamed, one layer at a time)`);
+  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+  const onnxPath = requireOnnxPath(folder);
+  const { estimator, aggregation, components } = analysisSettings(options);
+  const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');
+  const checked = checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator);
+  requireUsablePairs(checked, source);
+  const evalChecked = options.evalPairs ? checkPairs(options.evalPairs, folder.tokenizer, estimator) : undefined;
+
+  const model = SegmentedModel.open(onnxPath, {
+    keys: captureKeys(options),
+    config: folder.config,
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+  });
+  try {
+    const numLayers = model.map.layers.length;
+    const timings: Record<string, number> = { open: performance.now() - started, capture: 0, scores: 0, behaviour: 0 };
+    const sequences: number[][] = [];
+    const streamed: StreamedPair[] = [];
+    const enqueue = (set: readonly CheckedPair[], scoring: boolean) =>
+      set.forEach((pair, index) => {
+        if (pair.skipped) return;
+        sequences.push(folder.tokenizer.encode(pair.a), folder.tokenizer.encode(pair.b));
+        streamed.push({ pair, index, scoring, a: sequences.length - 2, b: sequences.length - 1, differences: {} });
+      });
+    enqueue(checked, true);
+    if (evalChecked) enqueue(evalChecked, false);
+    // The behaviour forwards ride in the same pass: their logits are kept for measureBehaviour.
+    const kept = new KeptLogits(model);
+    for (const pair of [...checked, ...(evalChecked ?? [])]) {
+      if (!pair.negative || !pair.positive) continue;
+      for (const text of [...pair.negative, ...pair.positive]) {
+        for (const prompt of [pair.a, pair.b]) kept.want(continuationIds(folder.tokenizer, prompt, text), sequences);
+      }
+    }
+
+    // One aggregator per layer: the pairs arrive layer by layer, in the same order the whole-model path adds them.
+    const aggregators = Array.from({ length: numLayers }, () => new NeuronBiasAggregator(estimator, aggregation));
+    const tokenRequest = options.tokenActivations === false ? undefined : (options.tokenActivations ?? { pair: 0 });
+    const tokenKey = tokenRequest?.key ?? activationKey('mlp_output', Math.floor(numLayers / 2));
+    const tokenLayer = parseActivationKey(tokenKey).layer;
+    let tokenActivations: PairTokenActivations | undefined;
+    // comparePair reduces layers 0..numLayers−1 of a set; a segment's tensors are presented as layer 0.
+    const asLayerZero = (set: ActivationSet): ActivationSet =>
+      new Map([...set].map(([key, tensor]) => [activationKey(parseActivationKey(key).type, 0), tensor]));
+    const layerZeroMetricKeys = components.map((c) => activationKey(c, 0));
+
+    const runStarted = performance.now();
+    await model.run(sequences, {
+      onLayer: async (layer, captured) => {
+        progress(`layer ${layer + 1} of ${numLayers}: reducing ${streamed.length} pairs`);
+        const t0 = performance.now();
+        for (const entry of streamed) {
+          const { differences, neuronBias } = await comparePair(asLayerZero(captured[entry.a]!), asLayerZero(captured[entry.b]!), {
+            metricKeys: entry.pair.inMetric ? layerZeroMetricKeys : [],
+            numLayers: entry.scoring ? 1 : 0,
+            estimator,
+            ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+          });
+          if (differences && entry.pair.inMetric) {
+            for (const [key, d] of Object.entries(differences)) entry.differences[activationKey(parseActivationKey(key).type, layer)] = d;
+          }
+          if (!entry.scoring) continue;
+          aggregators[layer]!.add(neuronBias);
+          if (layer === tokenLayer && tokenRequest && entry.index === tokenRequest.pair) {
+            const [a, b] = [entry.a, entry.b];
+            tokenActivations = tokenActivationsOf(entry.pair, sequences[a]!, sequences[b]!, captured[a]!, captured[b]!, tokenKey, folder);
+          }
+        }
+        timings['scores']! += performance.now() - t0;
+      },
+      ...(kept.wanted ? { onLogits: (sequence: number, logits: Float32Array, vocab: number) => kept.keep(sequence, logits, vocab) } : {}),
+    });
+    timings['capture']! += performance.now() - runStarted - timings['scores']!;
+
+    const measure = async (set: readonly CheckedPair[], setSource: string, scoring: boolean): Promise<PairSetMeasurement> => {
+      const differences = streamed.filter((e) => e.scoring === scoring && e.pair.inMetric).map((e) => e.differences);
+      const withContinuations = set.filter((p) => p.negative && p.positive);
+      if (withContinuations.length > 0) progress(`behaviour: ${withContinuations.length} pairs of ${setSource}`);
+      const t0 = performance.now();
+      const behaviour = await measureBehaviour(kept, folder.tokenizer, withContinuations);
+      timings['behaviour']! += performance.now() - t0;
+      return pairSetMeasurement(set, setSource, differences, behaviour);
+    };
+    const main = await measure(checked, source, true);
+    const evalMeasurement = evalChecked ? await measure(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
+    const layers = aggregators.map((aggregator) => aggregator.result());
+    return {
+      report: biasReport({ folder, onnxPath }, model.map, options, main, evalMeasurement, timings),
+      neuronBias: { estimator, aggregation, pairs: layers[0]!.pairs, layers: layers.map((l) => l.layers[0]!) },
+      ...(tokenActivations ? { tokenActivations } : {}),
+    };
+  } finally {
+    model.close();
+  }
+}
+
+/**
+ * Logits of the behaviour sequences, kept from one streamed pass instead of a pass per forward: each sequence's
+ * rows from the last prompt position on (the rows continuation scoring reads); earlier rows read as NaN, so a
+ * reader that needed them would show NaN rather than a wrong number. A sequence not kept goes through the segments.
+ */
+class KeptLogits implements LogitsModel {
+  /** Sequence index in the pass → its key. */
+  private readonly bySequence = new Map<number, string>();
+  /** Sequence ids joined → the first row kept, and the rows once the pass produced them. */
+  private readonly byKey = new Map<string, { from: number; rows?: Float32Array; vocab?: number }>();
+
+  constructor(private readonly model: SegmentedModel) {}
+
+  /** Whether any sequence is wanted (the suffix then runs in the pass). */
+  get wanted(): boolean {
+    return this.byKey.size > 0;
+  }
+
+  /** Adds prompt + continuation to `sequences` (once per distinct sequence) and remembers to keep its logits. */
+  want(ids: { prompt: number[]; continuation: number[] }, sequences: number[][]): void {
+    const sequence = [...ids.prompt, ...ids.continuation];
+    const key = sequence.join(',');
+    const from = ids.prompt.length - 1;
+    const known = this.byKey.get(key);
+    if (known) {
+      known.from = Math.min(known.from, from);
+      return;
+    }
+    this.byKey.set(key, { from });
+    sequences.push(sequence);
+    this.bySequence.set(sequences.length - 1, key);
+  }
+
+  /** The pass's logits [T, V] of one sequence. */
+  keep(sequence: number, logits: Float32Array, vocab: number): void {
+    const key = this.bySequence.get(sequence);
+    if (key === undefined) return;
+    const entry = this.byKey.get(key)!;
+    entry.rows = logits.slice(entry.from * vocab);
+    entry.vocab = vocab;
+  }
+
+  /** Logits [B, T, V] of equal-length sequences: from the kept rows, else through the segments. */
+  async forward(batch: readonly (readonly number[])[]): Promise<{ logits: Float32Array; dims: [number, number, number] }> {
+    const entries = batch.map((ids) => this.byKey.get(ids.join(',')));
+    if (entries.some((e) => e?.rows === undefined)) return this.model.forward(batch);
+    const t = batch[0]!.length;
+    const vocab = entries[0]!.vocab!;
+    const logits = new Float32Array(batch.length * t * vocab).fill(Number.NaN);
+    entries.forEach((entry, b) => logits.set(entry!.rows!, (b * t + entry!.from) * vocab));
+    return { logits, dims: [batch.length, t, vocab] };
+  }
+}
