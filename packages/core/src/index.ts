@@ -53,6 +53,24 @@ export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResu
 export { SurgeryError, type NeuronSelection } from './prune/surgery.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 
+// Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
+// fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).
+export { ARTIFACTS } from './io/artifacts.js';
+export {
+  openOutput,
+  writeOutput,
+  writeTextOutput,
+  writeJsonOutput,
+  jsonText,
+  readMarker,
+  OutputError,
+  type OutputOptions,
+  type OutputLock,
+  type OutputMarker,
+  type PendingOutput,
+} from './io/output.js';
+export { onnxruntimeTelemetry, ORT_TELEMETRY_OPT_IN } from './runtime/ort-env.js';
+
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.
 export {
   pca,

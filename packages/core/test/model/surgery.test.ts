@@ -168,14 +168,21 @@ describe('writing rules', () => {
     expect(readdirSync(fixtureDir('llama')).join()).toBe(before);
   });
 
-  test('existing output is refused unless force; force replaces it', () => {
+  test('an empty output folder is accepted; an earlier output is replaced only with force; a foreign folder never', () => {
     const out = join(root, 'existing');
     mkdirSync(out);
-    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' })).toThrow(/already exists.*--force/);
-    expect(readdirSync(out)).toEqual([]);
-    writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero', force: true });
+    writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' });
     expect(readdirSync(out)).toContain('config.json');
-    expect(readdirSync(root).filter((f) => f.includes('fairprune-tmp'))).toEqual([]);
+    expect(JSON.parse(readFileSync(join(out, '.fairprune-output.json'), 'utf8'))).toMatchObject({ format: 'fairprune.output', command: 'writePrunedFolder' });
+    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' })).toThrow(/already holds the output of `fairprune writePrunedFolder`.*--force/);
+    writePrunedFolder(fixtureDir('llama'), out, { selection: { 1: [7] }, mode: 'zero', force: true });
+    expect(readdirSync(out)).toContain('config.json');
+    const foreign = join(root, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'notes.txt'), 'mine');
+    expect(() => writePrunedFolder(fixtureDir('llama'), foreign, { selection, mode: 'zero', force: true })).toThrow(/not written by fairprune.*notes\.txt/);
+    expect(readdirSync(foreign)).toEqual(['notes.txt']);
+    expect(readdirSync(root).filter((f) => f.includes('.fairprune-'))).toEqual([]);
   });
 
   test('uneven removal with safetensors is refused, pointing to zero; ONNX-only uneven removal works', async () => {
