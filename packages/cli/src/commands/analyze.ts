@@ -1,6 +1,6 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeBias, loadPairs, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, jsonText, loadPairs, writeOutput, type BiasReport } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 export interface CommonBiasFlags {
@@ -61,12 +61,6 @@ export function stderrProgress(message: string): void {
   process.stderr.write(`fairprune: ${message}\n`);
 }
 
-/** Writes JSON next to its final name first, then renames, so a reader never sees half a file. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
-  renameSync(`${path}.partial`, path);
-}
-
 const fmt = (v: number) => v.toFixed(6);
 
 /** A few human lines about a report. */
@@ -98,14 +92,20 @@ export function registerAnalyze(program: Command): void {
       .description('Measure how differently a model processes prompt pairs that differ in a demographic attribute')
       .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export'),
   )
-    .option('--out <dir>', 'write <dir>/bias-report.json')
+    .option('--out <dir>', `write <dir>/${ARTIFACTS.biasReport}`)
     .action(async (modelDir: string, flags: CommonBiasFlags & { out?: string }) => {
       const options = await biasOptionsFromFlags(flags, stderrProgress);
-      const { report } = await analyzeBias(modelDir, { ...options, tokenActivations: false });
-      if (flags.out !== undefined) {
-        mkdirSync(flags.out, { recursive: true });
-        const path = join(flags.out, 'bias-report.json');
-        writeJsonAtomic(path, report);
+      const analyze = async () => (await analyzeBias(modelDir, { ...options, tokenActivations: false })).report;
+      let report: BiasReport;
+      if (flags.out === undefined) report = await analyze();
+      else {
+        const path = join(flags.out, ARTIFACTS.biasReport);
+        // The output is checked and locked before the analysis; the file appears complete or not at all.
+        report = await writeOutput(path, { kind: 'file', command: 'analyze' }, async (temp) => {
+          const measured = await analyze();
+          writeFileSync(temp, jsonText(measured));
+          return measured;
+        });
         stderrProgress(`wrote ${path}`);
       }
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);

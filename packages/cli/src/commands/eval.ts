@@ -1,5 +1,6 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { jsonText, writeOutput } from '@fairprune/core';
 import { evaluate, formatDuration, progressPrinter, taskNames, type DataSource, type EvalResults, type TaskName } from '@fairprune/eval';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
@@ -58,30 +59,36 @@ export function registerEval(program: Command): void {
       const data: DataSource = flags.data === 'hub' ? { hub: true } : { file: resolve(flags.data) };
       const progress = progressPrinter(process.stderr);
       const started = Date.now();
+      const run = async (): Promise<EvalResults> => {
+        try {
+          return await evaluate({
+            model: modelDir,
+            task: flags.task,
+            data,
+            ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+            bos: flags.bos === true,
+            batchSize: flags.batchSize,
+            bootstrapIters: flags.bootstrapIters,
+            ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
+            device: flags.device,
+            logSamples: flags.logSamples === true,
+            ...(flags.offline ? { hub: { offline: true } } : {}),
+            onProgress: (p) => progress.update(p),
+            onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
+          });
+        } finally {
+          progress.done();
+        }
+      };
       let results: EvalResults;
-      try {
-        results = await evaluate({
-          model: modelDir,
-          task: flags.task,
-          data,
-          ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-          bos: flags.bos === true,
-          batchSize: flags.batchSize,
-          bootstrapIters: flags.bootstrapIters,
-          ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
-          device: flags.device,
-          logSamples: flags.logSamples === true,
-          ...(flags.offline ? { hub: { offline: true } } : {}),
-          onProgress: (p) => progress.update(p),
-          onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
+      if (flags.out === undefined) results = await run();
+      else {
+        // The output is checked and locked before the evaluation; the file appears complete or not at all.
+        results = await writeOutput(flags.out, { kind: 'file', command: 'eval' }, async (temp) => {
+          const evaluated = await run();
+          writeFileSync(temp, jsonText(evaluated));
+          return evaluated;
         });
-      } finally {
-        progress.done();
-      }
-      if (flags.out !== undefined) {
-        mkdirSync(dirname(resolve(flags.out)), { recursive: true });
-        writeFileSync(`${flags.out}.partial`, `${JSON.stringify(results, null, 1)}\n`);
-        renameSync(`${flags.out}.partial`, flags.out);
         process.stderr.write(`fairprune: wrote ${flags.out}\n`);
       }
       if (flags.json) process.stdout.write(`${JSON.stringify(results, null, 1)}\n`);

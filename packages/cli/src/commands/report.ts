@@ -18,7 +18,7 @@ export function registerReport(program: Command): void {
     .option('--out <file>', 'HTML file to write', 'report.html')
     .option('--title <text>', 'title at the top of the report', 'Fairness pruning report')
     .option('--json', 'print { out, files } as JSON on stdout')
-    .action((flags: ReportFlags) => {
+    .action(async (flags: ReportFlags) => {
       const { data, files } = loadReportData(
         {
           ...(flags.before !== undefined ? { before: flags.before } : {}),
@@ -26,7 +26,7 @@ export function registerReport(program: Command): void {
         },
         flags.title !== undefined ? { title: flags.title } : {},
       );
-      const out = writeReport(flags.out, renderReport(data));
+      const out = await writeReport(flags.out, renderReport(data));
       if (flags.json) process.stdout.write(`${JSON.stringify({ out, files }, null, 1)}\n`);
       else process.stdout.write(`wrote ${out} (from ${files.length} file${files.length === 1 ? '' : 's'})\n`);
     });
