@@ -218,7 +218,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       generations: prompts.map((prompt, i) => ({ prompt, before: generationsBefore[i]!, after: generationsAfter[i]! })),
       notes,
       files: {
-        report: join(outDir, ARTIFACTS.demoReport),
+        report: join(outDir, ARTIFACTS.report),
         summary: join(outDir, ARTIFACTS.demoSummary),
         prunedModel: join(outDir, 'pruned-model'),
         baseline: join(outDir, 'baseline'),
@@ -234,7 +234,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     );
     // The report states the behavioural reading itself; it gets the notes it cannot know.
     const reportNotes = notes.filter((note) => !note.startsWith('Held-out behaviour'));
-    writeFileSync(join(work, ARTIFACTS.demoReport), renderReport({ ...data, notes: [...(data.notes ?? []), ...reportNotes] }));
+    writeFileSync(join(work, ARTIFACTS.report), renderReport({ ...data, notes: [...(data.notes ?? []), ...reportNotes] }));
     summary.seconds = (performance.now() - started) / 1000;
     writeJson(join(work, ARTIFACTS.demoSummary), summary);
     output.commit();

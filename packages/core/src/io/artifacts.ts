@@ -17,8 +17,8 @@ export const ARTIFACTS = {
   tokenActivations: 'token-activations.json',
   /** Inside every folder fairprune writes: which command wrote it, so `--force` replaces only fairprune's own output. */
   marker: '.fairprune-output.json',
-  /** The HTML report of `demo`. */
-  demoReport: 'report.html',
+  /** The HTML report (`report`'s default `--out`, and inside the demo's folder). */
+  report: 'report.html',
   /** The JSON summary of `demo`. */
   demoSummary: 'report.json',
 } as const;

@@ -269,13 +269,12 @@ class Output implements PendingOutput {
 
   /** Under the lock, every temp or set-aside copy of this output is a leftover of a killed run. */
   private removeLeftovers(): void {
-    const tmp = siblingName(this.name, 'tmp', '');
-    const old = siblingName(this.name, 'old', '');
-    const lockPrefix = siblingName(this.name, 'lock', '');
+    const prefix = (role: 'tmp' | 'old' | 'lock') => `${siblingName(this.name, role)}-`;
     for (const entry of readdirSync(this.parent)) {
-      const stagedLockPid = entry.startsWith(lockPrefix) ? Number(entry.slice(lockPrefix.length).split('-')[0]) : undefined;
-      const deadLock = stagedLockPid !== undefined && Number.isInteger(stagedLockPid) && !pidAlive(stagedLockPid);
-      if (entry.startsWith(tmp) || entry.startsWith(old) || deadLock) rmSync(join(this.parent, entry), { recursive: true, force: true });
+      // Staged or set-aside locks (`…-lock-<pid>-<hex>`) belong to the process that made them while it lives.
+      const stagedLockPid = entry.startsWith(prefix('lock')) ? Number(entry.slice(prefix('lock').length).split('-')[0]) : undefined;
+      const deadLock = stagedLockPid !== undefined && stagedLockPid > 0 && !pidAlive(stagedLockPid);
+      if (entry.startsWith(prefix('tmp')) || entry.startsWith(prefix('old')) || deadLock) rmSync(join(this.parent, entry), { recursive: true, force: true });
     }
   }
 
