@@ -69,7 +69,7 @@ export {
   type OutputMarker,
   type PendingOutput,
 } from './io/output.js';
-export { onnxruntimeTelemetry, ORT_TELEMETRY_OPT_IN } from './runtime/ort-env.js';
+export { onnxruntimeTelemetry, ORT_TELEMETRY_OPT_IN, type OnnxruntimeTelemetry } from './runtime/ort-env.js';
 
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.
 export {

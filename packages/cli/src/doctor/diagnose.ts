@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { ModelSession, onnxruntimeTelemetry } from '@fairprune/core';
+import { ModelSession, onnxruntimeTelemetry, type OnnxruntimeTelemetry } from '@fairprune/core';
 import { backendInfo, type BackendInfo } from '@fairprune/native-cuda';
 import { version as fairpruneVersion } from '../version.js';
 import { probeModelBytes } from './probe-model.js';
@@ -35,7 +35,7 @@ export interface Diagnosis {
     providers: ExecutionProviderStatus[];
     cudaLibraries: { dir: string; required: string[]; missing: string[] };
     /** Whether onnxruntime's own telemetry is on in fairprune's processes, and why. */
-    telemetry: { enabled: boolean; reason: string };
+    telemetry: OnnxruntimeTelemetry;
   };
   threads: {
     availableParallelism: number;

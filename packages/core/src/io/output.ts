@@ -9,6 +9,7 @@ const coreVersion = (createRequire(import.meta.url)('../../package.json') as { v
 
 /** An output path that cannot be written: taken by another process, not fairprune's to replace, or a failed write. */
 export class OutputError extends Error {
+  /** Always `'OutputError'`. */
   override name = 'OutputError';
 }
 

@@ -9,8 +9,16 @@ export const ORT_TELEMETRY_OPT_IN = 'FAIRPRUNE_ORT_TELEMETRY';
 
 if (process.env[ORT_TELEMETRY_OPT_IN] !== '1') process.env['ORT_DISABLE_TELEMETRY'] = '1';
 
+/** Whether onnxruntime's telemetry is on in this process, and why. */
+export interface OnnxruntimeTelemetry {
+  /** True only when the user opted in with {@link ORT_TELEMETRY_OPT_IN}. */
+  enabled: boolean;
+  /** One line for `fairprune doctor`. */
+  reason: string;
+}
+
 /** Whether onnxruntime's telemetry is off in this process, and why (for `fairprune doctor`). */
-export function onnxruntimeTelemetry(): { enabled: boolean; reason: string } {
+export function onnxruntimeTelemetry(): OnnxruntimeTelemetry {
   return process.env[ORT_TELEMETRY_OPT_IN] === '1'
     ? { enabled: true, reason: `${ORT_TELEMETRY_OPT_IN}=1 leaves onnxruntime's telemetry on` }
     : { enabled: false, reason: `ORT_DISABLE_TELEMETRY=1 set before onnxruntime-node loaded (${ORT_TELEMETRY_OPT_IN}=1 to opt in)` };
