@@ -291,6 +291,7 @@ class Output implements PendingOutput {
       if (stat.isDirectory()) throw new OutputError(`${this.path} is a folder; expected a file name to write`);
       return 'replace';
     }
+    if (stat.isSymbolicLink()) throw new OutputError(`${this.path} is a symbolic link; give the folder it points to, or another path`);
     if (!stat.isDirectory()) throw new OutputError(`${this.path} exists and is not a folder; choose another output path`);
     const entries = readdirSync(this.path);
     if (entries.length === 0) return 'empty';
