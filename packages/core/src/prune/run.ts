@@ -15,7 +15,7 @@ import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
 import { ARTIFACTS } from '../io/artifacts.js';
-import { jsonText, openOutput } from '../io/output.js';
+import { jsonText, writeOutput } from '../io/output.js';
 import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
 import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
@@ -203,7 +203,7 @@ function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder)
  * `neuron-scores.json`, and measure the pruned model again (`bias-report.after.json`). The input folder is only read.
  * @param modelDir  Hugging Face-style folder with an ONNX export.
  * Everything is written inside a temporary sibling of `outDir` that one rename makes visible at the end
- * ({@link openOutput}): a reader never sees the folder without all its files.
+ * ({@link writeOutput}): a reader never sees the folder without all its files.
  * @throws on invalid options, or an `outDir` that cannot be written (taken by another process, not empty, not
  *   fairprune's to replace), before any model work; when a given plan's weights hash differs from this model's
  *   (without `applyToOtherWeights`); and the errors of {@link analyzeBias} and {@link writePrunedFolder}.
@@ -227,15 +227,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   checkRemovalFitsSafetensors(options, openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile }));
   const outDir = resolve(options.outDir);
   checkOutputOutsideInput(modelDir, outDir);
-  const output = openOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false });
-  let result: PruneResult;
-  try {
-    result = await pruneInto(output.tempPath);
-  } catch (error) {
-    throw output.fail(error);
-  }
-  output.commit();
-  return result;
+  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, pruneInto);
 
   /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
   async function pruneInto(work: string): Promise<PruneResult> {
