@@ -47,6 +47,8 @@ const stable = (file: string) => !file.endsWith('.json') || ['config.json', 'gen
 
 let inputHashes: Map<string, string>;
 const references = new Map<string, Map<string, string>>();
+/** How many times a clean prune into a new folder makes each call: the fault points are counted from these. */
+const calls = { pwrite64: 0, fsync: 0 };
 
 beforeAll(() => {
   inputHashes = hashTree(llama);
@@ -57,6 +59,17 @@ beforeAll(() => {
     expect(run.code, run.stderr).toBe(0);
     references.set(fraction, hashTree(out));
   }
+  const summary = join(root, 'syscalls.txt');
+  const counted = spawnSync('strace', ['-f', '-c', '-o', summary, '-e', 'trace=pwrite64,fsync', process.execPath, launcher, ...pruneArgs(join(root, 'counted'), '0.05')]);
+  expect(counted.status).toBe(0);
+  for (const line of readFileSync(summary, 'utf8').split('\n')) {
+    const columns = line.trim().split(/\s+/);
+    const name = columns.at(-1) as keyof typeof calls;
+    if (name in calls) calls[name] = Number(columns[3]);
+  }
+  // The model is written in several pieces, and every file and folder is synced before the rename.
+  expect(calls.pwrite64).toBeGreaterThan(2);
+  expect(calls.fsync).toBeGreaterThan(3);
 }, 120_000);
 
 /** Which reference output `out` is byte for byte (every file present, model and config bytes equal), or undefined. */
@@ -79,21 +92,22 @@ function freshParent(): string {
 }
 
 describe('SIGKILL at each step of a new output: the name is absent or complete, the input untouched, the rerun clean', () => {
-  // strace stops the process as it enters the call: the call itself does not run. The last column is what the kill
-  // leaves under the final name.
+  // strace stops the process as it enters the call: the call itself does not run. The third column is what the kill
+  // leaves under the final name. A new output's fsyncs: every file and folder of the temp (the temp folder itself
+  // last), then the parent after the rename.
   test.each([
-    ['taking the lock', 'link', 1, 'absent'],
-    ['writing the first model bytes', 'pwrite64', 1, 'absent'],
-    ['in the middle of the model', 'pwrite64', 20, 'absent'],
-    ['writing the last model bytes', 'pwrite64', 40, 'absent'],
-    ['syncing the first file', 'fsync', 1, 'absent'],
-    ['syncing the folder before the rename', 'fsync', 13, 'absent'],
-    ['at the rename', 'rename', 1, 'absent'],
-    ['syncing the parent after the rename', 'fsync', 14, '0.05'],
-  ])('killed %s (%s #%i): %s', (_, syscall, when, expected) => {
+    ['taking the lock', 'link', 'absent', () => 1],
+    ['writing the first model bytes', 'pwrite64', 'absent', () => 1],
+    ['in the middle of the model', 'pwrite64', 'absent', () => Math.ceil(calls.pwrite64 / 2)],
+    ['writing the last model bytes', 'pwrite64', 'absent', () => calls.pwrite64],
+    ['syncing the first file', 'fsync', 'absent', () => 1],
+    ['syncing the folder before the rename', 'fsync', 'absent', () => calls.fsync - 1],
+    ['at the rename', 'rename', 'absent', () => 1],
+    ['syncing the parent after the rename', 'fsync', '0.05', () => calls.fsync],
+  ])('killed %s (%s): %s', (_, syscall, expected, when) => {
     const dir = freshParent();
     const out = join(dir, 'out');
-    const killed = cli(pruneArgs(out, '0.05'), at(syscall, when, 'SIGKILL'));
+    const killed = cli(pruneArgs(out, '0.05'), at(syscall, when(), 'SIGKILL'));
     expect(killed.signal ?? killed.code, killed.stderr).toSatisfy((s: unknown) => s === 'SIGKILL' || s === 137);
     expect(existsSync(out) ? completeAs(out) : 'absent').toBe(expected);
     expect(hashTree(llama)).toEqual(inputHashes);
@@ -108,16 +122,18 @@ describe('SIGKILL at each step of a new output: the name is absent or complete, 
 describe('SIGKILL while --force replaces an earlier output: old or new, never a mix, and the next run recovers', () => {
   // The earlier output was pruned with fraction 0.05, the replacement with 0.1. Between the two renames the name is
   // free; the journal beside it lets the next run put the old output back.
+  // A replacement syncs the temp tree (as many fsyncs as a new output's, less the last), the journal, the parent, then
+  // renames twice and syncs the parent again.
   test.each([
-    ['writing the replacement journal', 'fsync', 14, '0.05'],
-    ['moving the old output aside', 'rename', 1, '0.05'],
-    ['moving the new output in', 'rename', 2, 'journal'],
-    ['syncing after the new output is in', 'fsync', 16, '0.1'],
-  ])('killed %s (%s #%i): %s', (_, syscall, when, expected) => {
+    ['writing the replacement journal', 'fsync', '0.05', () => calls.fsync],
+    ['moving the old output aside', 'rename', '0.05', () => 1],
+    ['moving the new output in', 'rename', 'journal', () => 2],
+    ['syncing after the new output is in', 'fsync', '0.1', () => calls.fsync + 2],
+  ])('killed %s (%s): %s', (_, syscall, expected, when) => {
     const dir = freshParent();
     const out = join(dir, 'out');
     expect(cli(pruneArgs(out, '0.05')).code).toBe(0);
-    const killed = cli([...pruneArgs(out, '0.1'), '--force'], at(syscall, when, 'SIGKILL'));
+    const killed = cli([...pruneArgs(out, '0.1'), '--force'], at(syscall, when(), 'SIGKILL'));
     expect(killed.signal ?? killed.code, killed.stderr).toSatisfy((s: unknown) => s === 'SIGKILL' || s === 137);
     const journal = existsSync(join(dir, '.out.fairprune-journal'));
     expect(existsSync(out) ? completeAs(out) : journal ? 'journal' : 'absent, no journal').toBe(expected);
@@ -138,14 +154,14 @@ describe('SIGKILL while --force replaces an earlier output: old or new, never a 
 
 describe('SIGINT and SIGTERM: exit 130 and 143, the temp folder and the lock removed, nothing under the name', () => {
   test.each([
-    ['SIGINT', 'right after taking the lock', 'link', 1, 130],
-    ['SIGTERM', 'right after taking the lock', 'link', 1, 143],
-    ['SIGINT', 'in the middle of the model', 'pwrite64', 20, 130],
-    ['SIGTERM', 'in the middle of the model', 'pwrite64', 20, 143],
-  ] as const)('%s %s (%s #%i) exits %i', (signal, _, syscall, when, code) => {
+    ['SIGINT', 'right after taking the lock', 'link', 130, () => 1],
+    ['SIGTERM', 'right after taking the lock', 'link', 143, () => 1],
+    ['SIGINT', 'in the middle of the model', 'pwrite64', 130, () => Math.ceil(calls.pwrite64 / 2)],
+    ['SIGTERM', 'in the middle of the model', 'pwrite64', 143, () => Math.ceil(calls.pwrite64 / 2)],
+  ] as const)('%s %s (%s) exits %i', (signal, _, syscall, code, when) => {
     const dir = freshParent();
     const out = join(dir, 'out');
-    const interrupted = cli(pruneArgs(out, '0.05'), at(syscall, when, signal));
+    const interrupted = cli(pruneArgs(out, '0.05'), at(syscall, when(), signal));
     expect(interrupted.code, interrupted.stderr).toBe(code);
     expect(interrupted.stderr).toContain(`fairprune: interrupted by ${signal}`);
     expect(readdirSync(dir)).toEqual([]);
