@@ -154,10 +154,10 @@ describe('SIGKILL while --force replaces an earlier output: old or new, never a 
 
 describe('SIGINT and SIGTERM: exit 130 and 143, the temp folder and the lock removed, nothing under the name', () => {
   test.each([
-    ['SIGINT', 'right after taking the lock', 'link', 130, () => 1],
-    ['SIGTERM', 'right after taking the lock', 'link', 143, () => 1],
-    ['SIGINT', 'in the middle of the model', 'pwrite64', 130, () => Math.ceil(calls.pwrite64 / 2)],
-    ['SIGTERM', 'in the middle of the model', 'pwrite64', 143, () => Math.ceil(calls.pwrite64 / 2)],
+    ['SIGINT', 'right after taking the lock', 'link', 130, (): number => 1],
+    ['SIGTERM', 'right after taking the lock', 'link', 143, (): number => 1],
+    ['SIGINT', 'in the middle of the model', 'pwrite64', 130, (): number => Math.ceil(calls.pwrite64 / 2)],
+    ['SIGTERM', 'in the middle of the model', 'pwrite64', 143, (): number => Math.ceil(calls.pwrite64 / 2)],
   ] as const)('%s %s (%s) exits %i', (signal, _, syscall, code, when) => {
     const dir = freshParent();
     const out = join(dir, 'out');

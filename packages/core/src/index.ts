@@ -61,6 +61,7 @@ export {
   writeOutput,
   writeTextOutput,
   writeJsonOutput,
+  produceJsonOutput,
   jsonText,
   readMarker,
   OutputError,

@@ -1,6 +1,5 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeBias, ARTIFACTS, jsonText, loadPairs, writeOutput, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, loadPairs, produceJsonOutput, type BiasReport } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 export interface CommonBiasFlags {
@@ -101,11 +100,7 @@ export function registerAnalyze(program: Command): void {
       else {
         const path = join(flags.out, ARTIFACTS.biasReport);
         // The output is checked and locked before the analysis; the file appears complete or not at all.
-        report = await writeOutput(path, { kind: 'file', command: 'analyze' }, async (temp) => {
-          const measured = await analyze();
-          writeFileSync(temp, jsonText(measured));
-          return measured;
-        });
+        report = await produceJsonOutput(path, 'analyze', analyze);
         stderrProgress(`wrote ${path}`);
       }
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);

@@ -1,6 +1,5 @@
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { jsonText, writeOutput } from '@fairprune/core';
+import { produceJsonOutput } from '@fairprune/core';
 import { evaluate, formatDuration, progressPrinter, taskNames, type DataSource, type EvalResults, type TaskName } from '@fairprune/eval';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
@@ -84,11 +83,7 @@ export function registerEval(program: Command): void {
       if (flags.out === undefined) results = await run();
       else {
         // The output is checked and locked before the evaluation; the file appears complete or not at all.
-        results = await writeOutput(flags.out, { kind: 'file', command: 'eval' }, async (temp) => {
-          const evaluated = await run();
-          writeFileSync(temp, jsonText(evaluated));
-          return evaluated;
-        });
+        results = await produceJsonOutput(flags.out, 'eval', run);
         process.stderr.write(`fairprune: wrote ${flags.out}\n`);
       }
       if (flags.json) process.stdout.write(`${JSON.stringify(results, null, 1)}\n`);

@@ -330,7 +330,8 @@ class Output implements PendingOutput {
   private replace(): void {
     const old = join(this.parent, siblingName(this.name, 'old', `${process.pid}-${randomBytes(4).toString('hex')}`));
     const journal: Journal = { format: 'fairprune.replace-journal', old, temp: this.tempPath };
-    const fd = openSync(this.journalPath, 'w');
+    // Exclusive: under the lock no journal exists now, and a name planted in its place is never followed.
+    const fd = openSync(this.journalPath, 'wx');
     try {
       writeSync(fd, `${JSON.stringify(journal)}\n`);
       fsyncSync(fd);
@@ -418,11 +419,25 @@ export function jsonText(value: unknown): string {
 /** Writes one text file atomically on the output protocol (lock, temp sibling, fsync, rename). */
 export async function writeTextOutput(path: string, text: string, command: string): Promise<string> {
   const output = resolve(path);
-  await writeOutput(output, { kind: 'file', command }, (temp) => writeFileSync(temp, text));
+  await writeOutput(output, { kind: 'file', command }, (temp) => writeFileSync(temp, text, { flag: 'wx' }));
   return output;
 }
 
+/**
+ * A JSON file that takes long work to produce: the output is checked and locked first, then `produce` runs, then its
+ * result is written atomically (lock, temp sibling, fsync, rename).
+ * @returns what `produce` returned.
+ */
+export function produceJsonOutput<T>(path: string, command: string, produce: () => Promise<T>): Promise<T> {
+  return writeOutput(path, { kind: 'file', command }, async (temp) => {
+    const value = await produce();
+    writeFileSync(temp, jsonText(value), { flag: 'wx' });
+    return value;
+  });
+}
+
 /** Writes one JSON file atomically on the output protocol (lock, temp sibling, fsync, rename). */
-export function writeJsonOutput(path: string, value: unknown, command: string): Promise<string> {
-  return writeTextOutput(path, jsonText(value), command);
+export async function writeJsonOutput(path: string, value: unknown, command: string): Promise<string> {
+  await produceJsonOutput(path, command, async () => value);
+  return resolve(path);
 }
