@@ -66,10 +66,8 @@ type Existing = 'none' | 'empty' | 'replace';
 
 interface Journal {
   format: 'fairprune.replace-journal';
-  /** Where the previous output was renamed to. */
+  /** Where the previous output was renamed to (a sibling named `.NAME.fairprune-old-…`). */
   old: string;
-  /** The new output, renamed to the final name after the old one moved aside. */
-  temp: string;
 }
 
 const active = new Set<Output>();
@@ -252,7 +250,9 @@ class Output implements PendingOutput {
       if (errorCode(error) === 'ENOENT') return;
       // A journal cut short by a kill: it is written before the first rename, so nothing was renamed yet.
     }
-    if (journal?.format === 'fairprune.replace-journal' && typeof journal.old === 'string') {
+    // Only a set-aside sibling of this output is ever moved or deleted, whatever the journal names.
+    const old = journal?.format === 'fairprune.replace-journal' && typeof journal.old === 'string' ? journal.old : undefined;
+    if (old !== undefined && dirname(old) === this.parent && basename(old).startsWith(`${siblingName(this.name, 'old')}-`)) {
       const exists = (path: string) => {
         try {
           lstatSync(path);
@@ -261,8 +261,8 @@ class Output implements PendingOutput {
           return false;
         }
       };
-      if (!exists(this.path) && exists(journal.old)) renameSync(journal.old, this.path);
-      else if (exists(journal.old)) rmSync(journal.old, { recursive: true, force: true });
+      if (!exists(this.path) && exists(old)) renameSync(old, this.path);
+      else if (exists(old)) rmSync(old, { recursive: true, force: true });
     }
     rmSync(this.journalPath, { force: true });
     fsyncPath(this.parent);
@@ -329,7 +329,7 @@ class Output implements PendingOutput {
   /** Old output aside, new one in, old one deleted; the journal lets the next run roll back a kill in between. */
   private replace(): void {
     const old = join(this.parent, siblingName(this.name, 'old', `${process.pid}-${randomBytes(4).toString('hex')}`));
-    const journal: Journal = { format: 'fairprune.replace-journal', old, temp: this.tempPath };
+    const journal: Journal = { format: 'fairprune.replace-journal', old };
     // Exclusive: under the lock no journal exists now, and a name planted in its place is never followed.
     const fd = openSync(this.journalPath, 'wx');
     try {

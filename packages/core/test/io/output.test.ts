@@ -122,8 +122,7 @@ describe('what a killed run left behind', () => {
   });
 
   // A replacement renames the old output aside, then the new one in; a kill in between leaves a journal.
-  const journal = (dir: string, old: string) =>
-    writeFileSync(join(dir, '.out.fairprune-journal'), JSON.stringify({ format: 'fairprune.replace-journal', old, temp: join(dir, '.out.fairprune-tmp-1-x') }));
+  const journal = (dir: string, old: string) => writeFileSync(join(dir, '.out.fairprune-journal'), JSON.stringify({ format: 'fairprune.replace-journal', old }));
 
   test('killed between the two renames: the next run puts the old output back under the name', () => {
     const dir = parent();
@@ -150,6 +149,17 @@ describe('what a killed run left behind', () => {
     expect(readdirSync(dir)).toEqual(['out']);
     expect(readFileSync(join(dir, 'out', 'v'), 'utf8')).toBe('new');
   });
+});
+
+test('a journal naming anything but a set-aside sibling of the output is ignored, not followed', () => {
+  const dir = parent();
+  const precious = join(dir, 'precious');
+  mkdirSync(precious);
+  writeFileSync(join(precious, 'data'), 'keep');
+  writeFileSync(join(dir, '.out.fairprune-journal'), JSON.stringify({ format: 'fairprune.replace-journal', old: precious }));
+  openOutput(join(dir, 'out'), { kind: 'dir', command: 'test' }).commit();
+  expect(readFileSync(join(precious, 'data'), 'utf8')).toBe('keep');
+  expect(readdirSync(dir).sort()).toEqual(['out', 'precious']);
 });
 
 describe('a file output', () => {
