@@ -36,6 +36,8 @@ export interface OutputLock {
   command: string;
   /** ISO time the writer started. */
   started: string;
+  /** The writer's start time in clock ticks since boot (Linux `/proc/PID/stat`), so a reused pid is not taken for it. */
+  processStart?: string;
 }
 
 /** The marker file inside every folder fairprune writes ({@link ARTIFACTS}.marker). */
@@ -102,6 +104,24 @@ function pidAlive(pid: number): boolean {
   } catch (error) {
     return errorCode(error) === 'EPERM';
   }
+}
+
+/** Field 22 of /proc/PID/stat (start time after boot), or undefined where there is no /proc. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that wrote `lock` (on this host) is still running: its pid is alive and, where known, started when it did. */
+function holderAlive(lock: OutputLock): boolean {
+  if (!pidAlive(lock.pid)) return false;
+  const now = lock.processStart === undefined ? undefined : processStart(lock.pid);
+  return now === undefined || now === lock.processStart;
 }
 
 function fsyncPath(path: string): void {
@@ -180,7 +200,14 @@ class Output implements PendingOutput {
   }
 
   private lock(): void {
-    const own: OutputLock = { pid: process.pid, host: hostname(), command: this.options.command, started: new Date().toISOString() };
+    const start = processStart(process.pid);
+    const own: OutputLock = {
+      pid: process.pid,
+      host: hostname(),
+      command: this.options.command,
+      started: new Date().toISOString(),
+      ...(start !== undefined ? { processStart: start } : {}),
+    };
     // The lock is written complete under a private name and linked into place: link fails if the name exists (like
     // O_EXCL), and a reader never sees a half-written lock.
     const staged = join(this.parent, siblingName(this.name, 'lock', `${process.pid}-${randomBytes(4).toString('hex')}`));
@@ -202,7 +229,7 @@ class Output implements PendingOutput {
         if (holder === 'unreadable') {
           throw new OutputError(`${this.lockPath} exists but is not a fairprune lock (expected JSON with pid and host); remove it if no fairprune process is writing ${this.path}`);
         }
-        if (holder.host === own.host && !pidAlive(holder.pid)) {
+        if (holder.host === own.host && !holderAlive(holder)) {
           this.takeOver(holder);
           continue;
         }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +107,25 @@ describe('what a killed run left behind', () => {
     writeFileSync(join(dir, `.out.fairprune-lock-${pid}-cafe`), 'staged lock');
     await writeOutput(join(dir, 'out'), { kind: 'dir', command: 'test' }, () => {});
     expect(readdirSync(dir)).toEqual(['out']);
+  });
+
+  test('a live pid keeps its lock only while it is the same process (same start time in /proc)', async () => {
+    const dir = parent();
+    const sleeper = spawn('sleep', ['30']);
+    try {
+      // Field 22 of /proc/PID/stat; `sleep` has no spaces in its name, so a plain split finds it.
+      const start = readFileSync(`/proc/${sleeper.pid}/stat`, 'utf8').split(' ')[21];
+      const lock = (processStart: string) =>
+        writeFileSync(join(dir, '.out.fairprune-lock'), JSON.stringify({ pid: sleeper.pid, host: hostname(), command: 'prune', started: 'then', processStart }));
+      lock(start!);
+      expect(() => openOutput(join(dir, 'out'), { kind: 'dir', command: 'test' })).toThrow(new RegExp(`pid ${sleeper.pid} on `));
+      // The same pid with another start time is a reused pid: the writer is gone.
+      lock(String(Number(start) + 1));
+      await writeOutput(join(dir, 'out'), { kind: 'dir', command: 'test' }, () => {});
+      expect(readdirSync(dir)).toEqual(['out']);
+    } finally {
+      sleeper.kill();
+    }
   });
 
   test('a lock of another host or a live process is never taken over', () => {
