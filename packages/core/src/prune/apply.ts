@@ -1,5 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { ARTIFACTS } from '../io/artifacts.js';
 import { openOutput } from '../io/output.js';
 import { openModelFolder } from '../model/folder.js';
 import { SafetensorsFile } from '../model/safetensors.js';
@@ -165,11 +166,22 @@ function checkSameWidths(path: string, map: GraphMap, widths: number[]): void {
 
 const WEIGHT_FILE = /\.(safetensors|onnx|onnx_data|onnx\.data|bin|pt|pth|gguf|h5|msgpack)$|\.onnx_data_\d+$/;
 
+/** What a fairprune run wrote about the input model (when it is itself a pruned folder): not true of the new one. */
+const RUN_FILES = new Set<string>([
+  ARTIFACTS.plan,
+  ARTIFACTS.biasBefore,
+  ARTIFACTS.biasAfter,
+  ARTIFACTS.biasReport,
+  ARTIFACTS.neuronScores,
+  ARTIFACTS.tokenActivations,
+  ARTIFACTS.marker,
+]);
+
 /** Copies config/tokenizer/generation files; config.json gets the new intermediate_size after a uniform removal. */
 function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean): void {
   for (const name of readdirSync(input)) {
     const path = join(input, name);
-    if (!statSync(path).isFile() || WEIGHT_FILE.test(name)) continue;
+    if (!statSync(path).isFile() || WEIGHT_FILE.test(name) || RUN_FILES.has(name)) continue;
     if (name === 'config.json' && removed) {
       const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       const text = (typeof config['text_config'] === 'object' && config['text_config'] !== null ? config['text_config'] : config) as Record<string, unknown>;

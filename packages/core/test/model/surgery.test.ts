@@ -217,6 +217,19 @@ test('input folder files are byte-identical after pruning', () => {
   expect(snapshot()).toBe(before);
 });
 
+test('pruning a pruned folder does not carry over the earlier run\'s plan, reports, scores or marker', () => {
+  const first = join(root, 'pruned-once');
+  writePrunedFolder(fixtureDir('llama'), first, { selection: { 0: [1], 1: [1], 2: [1], 3: [1] }, mode: 'zero' });
+  for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) writeFileSync(join(first, name), '{"stale": true}');
+  writeFileSync(join(first, 'notes.txt'), 'user file');
+  const second = join(root, 'pruned-twice');
+  writePrunedFolder(first, second, { selection: { 0: [2], 1: [2], 2: [2], 3: [2] }, mode: 'zero' });
+  const files = readdirSync(second);
+  for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) expect(files).not.toContain(name);
+  expect(files).toContain('notes.txt');
+  expect(JSON.parse(readFileSync(join(second, '.fairprune-output.json'), 'utf8'))).toMatchObject({ command: 'writePrunedFolder' });
+});
+
 test('constant Slice bounds of a fused gate_up are rewritten on removal (copies, not the shared constants)', async () => {
   // The TorchScript Phi-3 export computes the gate/up split from the shape; give it constant bounds instead, as
   // other exporters write them, with one constant shared by both halves and every layer.
