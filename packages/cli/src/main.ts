@@ -25,8 +25,23 @@ export function exitCodeOf(error: unknown): number {
   return typeof code === 'number' && Number.isInteger(code) && code > 0 && code < 256 ? code : ExitCode.failure;
 }
 
-/** Runs the CLI and returns the process exit code; errors are printed as one clear line, not a stack trace. */
+/** Exit codes of an interrupted run (128 + signal number, as shells report them). */
+const interruptedExitCodes = { SIGINT: ExitCode.sigint, SIGTERM: ExitCode.sigterm } as const;
+
+/**
+ * Runs the CLI and returns the process exit code; errors are printed as one clear line, not a stack trace. SIGINT and
+ * SIGTERM exit 130/143; an output being written removes its temp folder and lock first (core's output protocol
+ * handles the signal before this).
+ */
 export async function main(argv: string[]): Promise<number> {
+  const handlers = Object.entries(interruptedExitCodes).map(([signal, code]) => {
+    const handler = () => {
+      process.stderr.write(`fairprune: interrupted by ${signal}\n`);
+      process.exit(code);
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
   try {
     await buildProgram().parseAsync(argv);
     return ExitCode.ok;
@@ -37,5 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`fairprune: ${message}\n`);
     if (process.env.FAIRPRUNE_DEBUG && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     return exitCodeOf(error);
+  } finally {
+    for (const [signal, handler] of handlers) process.removeListener(signal, handler);
   }
 }

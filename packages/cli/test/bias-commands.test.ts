@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -54,6 +54,30 @@ test('prune writes the model folder, the plan and both reports; --plan re-applie
   expect(again.code).toBe(0);
   expect((JSON.parse(again.stdout) as { layers: object }).layers).toEqual(plan.layers);
   expect(readFileSync(join(tmp, 'again/model.safetensors')).equals(readFileSync(join(out, 'model.safetensors')))).toBe(true);
+});
+
+test('--force replaces only an earlier output; a plan made on other weights needs --plan-mismatch-ok', async () => {
+  const foreign = join(tmp, 'foreign');
+  mkdirSync(foreign);
+  writeFileSync(join(foreign, 'notes.md'), 'mine');
+  const refused = await run('prune', llama, '--out', foreign, '--force');
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain(`fairprune: ${foreign} exists and was not written by fairprune (no .fairprune-output.json; it holds notes.md)`);
+  expect(readdirSync(foreign)).toEqual(['notes.md']);
+
+  const out = join(tmp, 'mismatch');
+  const plan = JSON.parse(readFileSync(join(tmp, 'p/pruning-plan.json'), 'utf8')) as { model: { weightsHash: string } };
+  const planFile = join(tmp, 'other-plan.json');
+  writeFileSync(planFile, JSON.stringify({ ...plan, model: { ...plan.model, weightsHash: 'f'.repeat(64) } }));
+  const mismatch = await run('prune', llama, '--out', out, '--plan', planFile, '--force');
+  expect(mismatch.code).toBe(1);
+  expect(mismatch.stderr).toMatch(/plan was made on weights with hash ffffffffffff….*pass --plan-mismatch-ok/);
+  expect(existsSync(out)).toBe(false);
+  const applied = await run('prune', llama, '--out', out, '--plan', planFile, '--plan-mismatch-ok');
+  expect(applied.code, applied.stderr).toBe(0);
+  const written = JSON.parse(readFileSync(join(out, 'pruning-plan.json'), 'utf8')) as { model: { weightsHash: string }; origin: { model: { weightsHash: string } } };
+  expect(written.model.weightsHash).toBe(plan.model.weightsHash);
+  expect(written.origin.model.weightsHash).toBe('f'.repeat(64));
 });
 
 test('bad input: one clear line, exit code 2 for a bad flag value and 1 for a failure, nothing written', async () => {

@@ -72,7 +72,8 @@ describe('fairprune demo on the bundled model', () => {
     const foreign = join(root, 'foreign');
     mkdirSync(foreign);
     writeFileSync(join(foreign, 'keep.txt'), 'user data');
-    await expect(runDemo({ outDir: foreign })).rejects.toThrow(/not an earlier demo output/);
+    await expect(runDemo({ outDir: foreign })).rejects.toThrow(/foreign exists and was not written by fairprune.*keep\.txt/);
+    await expect(runDemo({ outDir: foreign, force: true })).rejects.toThrow(/not written by fairprune/);
     expect(readFileSync(join(foreign, 'keep.txt'), 'utf8')).toBe('user data');
   });
 });

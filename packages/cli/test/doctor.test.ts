@@ -61,6 +61,9 @@ describe('fairprune doctor', () => {
     const { stdout } = await run(['doctor']);
     expect(stdout.split('\n')[0]).toBe(`fairprune ${cliVersion} · Node ${process.version} (N-API ${process.versions.napi}) · onnxruntime-node ${ortVersion} · ${process.platform}-${process.arch}`);
     for (const name of ['node', 'native addon', 'onnxruntime CPU', 'onnxruntime CUDA']) expect(stdout).toMatch(new RegExp(`^[✓!✗] ${name}: `, 'm'));
+    // Loading core turned onnxruntime's telemetry off in this process, and doctor says so.
+    expect(process.env['ORT_DISABLE_TELEMETRY']).toBe('1');
+    expect(stdout).toMatch(/^✓ onnxruntime telemetry: off: ORT_DISABLE_TELEMETRY=1 set before onnxruntime-node loaded/m);
   });
 
   test('UV_THREADPOOL_SIZE is reported when set', async () => {
@@ -85,12 +88,25 @@ describe('what doctor counts as missing', () => {
         { name: 'cuda', bundled: false, usable: false, detail: 'libraries missing' },
       ],
       cudaLibraries: { dir: '/x/bin', required: ['a.so'], missing: ['a.so'] },
+      telemetry: { enabled: false, reason: 'ORT_DISABLE_TELEMETRY=1' },
     },
   };
   const statuses = (facts: typeof healthy) => Object.fromEntries(judge(facts).map((c) => [c.name, c.status]));
 
   test('CUDA absent (either kind) is a warning, not a failure', () => {
-    expect(statuses(healthy)).toEqual({ node: 'ok', 'native addon': 'ok', 'native CUDA kernels': 'warn', 'onnxruntime CPU': 'ok', 'onnxruntime CUDA': 'warn' });
+    expect(statuses(healthy)).toEqual({
+      node: 'ok',
+      'native addon': 'ok',
+      'native CUDA kernels': 'warn',
+      'onnxruntime CPU': 'ok',
+      'onnxruntime CUDA': 'warn',
+      'onnxruntime telemetry': 'ok',
+    });
+  });
+
+  test('telemetry turned back on (FAIRPRUNE_ORT_TELEMETRY=1) is a warning with the fix', () => {
+    const on = judge({ ...healthy, onnxruntime: { ...healthy.onnxruntime, telemetry: { enabled: true, reason: 'opted in' } } });
+    expect(on.find((c) => c.name === 'onnxruntime telemetry')).toMatchObject({ status: 'warn', fix: 'unset FAIRPRUNE_ORT_TELEMETRY to turn it off' });
   });
 
   test('a missing native addon, an unusable ORT CPU or an old Node fail, with the fix', () => {

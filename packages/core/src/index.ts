@@ -11,9 +11,6 @@
 /** The npm package name of this library. */
 export const packageName = '@fairprune/core';
 
-// Files: atomic writes (temporary sibling, fsync, rename).
-export { writeFileAtomic } from './io/atomic-write.js';
-
 // Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
 export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
@@ -83,6 +80,25 @@ export {
   type BaseModelInfo,
 } from './prune/model-card.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+
+// Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
+// fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).
+export { ARTIFACTS } from './io/artifacts.js';
+export {
+  openOutput,
+  writeOutput,
+  writeTextOutput,
+  writeJsonOutput,
+  produceJsonOutput,
+  jsonText,
+  readMarker,
+  OutputError,
+  type OutputOptions,
+  type OutputLock,
+  type OutputMarker,
+  type PendingOutput,
+} from './io/output.js';
+export { onnxruntimeTelemetry, ORT_TELEMETRY_OPT_IN, type OnnxruntimeTelemetry } from './runtime/ort-env.js';
 
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.
 export {

@@ -17,6 +17,7 @@ export {
   type LmEvalRun,
   type LmEvalOutput,
   type WrittenLmEvalFiles,
+  lmEvalJson,
 } from './lm-eval-files.js';
 export { aggregateTask, type TaskMetrics, type Sample } from './results.js';
 export { mean, meanStderr, sampleStddev, perplexity, bootstrapPerplexityStderr } from './metrics/aggregate.js';

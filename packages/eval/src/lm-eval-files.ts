@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, parse, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '@fairprune/core';
+import { writeTextOutput } from '@fairprune/core';
 import type { EvalResults } from './evaluate.js';
 import type { Sample } from './results.js';
 import { getTask, type TaskName } from './tasks.js';
@@ -255,6 +255,11 @@ export function lmEvalResults(run: LmEvalRun): LmEvalOutput {
   return { results, samples };
 }
 
+/** A results object as lm-eval's writer serialises it (`json.dumps(..., indent=2)`, no final newline). */
+export function lmEvalJson(results: LmEvalOutput['results']): string {
+  return JSON.stringify(results, null, 2);
+}
+
 /** The files {@link writeLmEvalFiles} wrote. */
 export interface WrittenLmEvalFiles {
   /** `results_<date>.json` (or `<stem>_<date>.json` for an output path ending in `.json`). */
@@ -264,12 +269,12 @@ export interface WrittenLmEvalFiles {
 }
 
 /** Writes one `samples_<task>_<date>.jsonl` per logged task into `dir` (atomically) and returns their paths. */
-export function writeLmEvalSamples(dir: string, samples: LmEvalOutput['samples'], date: Date): Partial<Record<TaskName, string>> {
+export async function writeLmEvalSamples(dir: string, samples: LmEvalOutput['samples'], date: Date): Promise<Partial<Record<TaskName, string>>> {
   mkdirSync(dir, { recursive: true });
   const written: Partial<Record<TaskName, string>> = {};
   for (const [task, lines] of Object.entries(samples) as Array<[TaskName, Record<string, unknown>[]]>) {
     const path = join(dir, `samples_${task}_${fileDateId(date)}.jsonl`);
-    writeFileAtomic(path, lines.map((line) => `${JSON.stringify(line)}\n`).join(''));
+    await writeTextOutput(path, lines.map((line) => `${JSON.stringify(line)}\n`).join(''), 'eval');
     written[task] = path;
   }
   return written;
@@ -279,12 +284,12 @@ export function writeLmEvalSamples(dir: string, samples: LmEvalOutput['samples']
  * Writes the files where lm-eval would: under `outputPath/<model_name_sanitized>/`, or, when `outputPath` ends in
  * `.json`, as `<stem>_<date>.json` with the samples beside it. Each file is written atomically.
  */
-export function writeLmEvalFiles(outputPath: string, output: LmEvalOutput, date: Date = new Date()): WrittenLmEvalFiles {
+export async function writeLmEvalFiles(outputPath: string, output: LmEvalOutput, date: Date = new Date()): Promise<WrittenLmEvalFiles> {
   const asFile = outputPath.endsWith('.json');
   const dir = asFile ? dirname(outputPath) : join(outputPath, String(output.results['model_name_sanitized']));
   mkdirSync(dir, { recursive: true });
   const id = fileDateId(date);
   const resultsPath = asFile ? join(dir, `${parse(outputPath).name}_${id}.json`) : join(dir, `results_${id}.json`);
-  writeFileAtomic(resultsPath, JSON.stringify(output.results, null, 2));
-  return { results: resultsPath, samples: writeLmEvalSamples(dir, output.samples, date) };
+  await writeTextOutput(resultsPath, lmEvalJson(output.results), 'eval');
+  return { results: resultsPath, samples: await writeLmEvalSamples(dir, output.samples, date) };
 }

@@ -105,7 +105,7 @@ describe('results and samples files of boolq + lambada_openai on the llama fixtu
     for (const [task, file] of [['boolq', DATA.boolqMini], ['lambada_openai', DATA.lambadaMini]] as const) {
       runs.push(await evaluate({ model: MODEL, task, data: { file }, limit: LIMIT, batchSize: 4, logSamples: true, thread: 'main', threads: 1, bootstrapIters: 100 }));
     }
-    written = writeLmEvalFiles(tmp, lmEvalResults({ model: MODEL, tasks: runs, started, seconds: 1.25 }), started);
+    written = await writeLmEvalFiles(tmp, lmEvalResults({ model: MODEL, tasks: runs, started, seconds: 1.25 }), started);
     const dir = join(tmp, sanitizeModelName(MODEL));
     const files = readdirSync(dir).map((f) => `${dir}/${f}`);
     const [resultsFile, ...others] = getResultsFilenames(files);
@@ -205,8 +205,8 @@ describe('results and samples files of boolq + lambada_openai on the llama fixtu
     }
   });
 
-  test('an output path ending in .json names the results file <stem>_<date>.json, samples beside it', () => {
-    const out = writeLmEvalFiles(join(tmp, 'flat', 'scores.json'), lmEvalResults({ model: MODEL, tasks: runs.slice(0, 1), started, seconds: 1 }), started);
+  test('an output path ending in .json names the results file <stem>_<date>.json, samples beside it', async () => {
+    const out = await writeLmEvalFiles(join(tmp, 'flat', 'scores.json'), lmEvalResults({ model: MODEL, tasks: runs.slice(0, 1), started, seconds: 1 }), started);
     expect(out.results).toBe(join(tmp, 'flat', 'scores_2026-11-30T14-41-32.500000.json'));
     expect(out.samples).toEqual({ boolq: join(tmp, 'flat', 'samples_boolq_2026-11-30T14-41-32.500000.jsonl') });
   });

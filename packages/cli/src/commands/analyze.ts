@@ -1,6 +1,5 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeBias, loadPairs, METRIC_COMPONENTS, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, loadPairs, METRIC_COMPONENTS, produceJsonOutput, type BiasReport } from '@fairprune/core';
 import { Command, Option } from 'commander';
 import { choiceListFlag, integerFlag } from '../flags.js';
 import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
@@ -60,12 +59,6 @@ export function stderrProgress(message: string): void {
   process.stderr.write(`fairprune: ${message}\n`);
 }
 
-/** Writes JSON next to its final name first, then renames, so a reader never sees half a file. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
-  renameSync(`${path}.partial`, path);
-}
-
 const fmt = (v: number) => v.toFixed(6);
 
 /** A few human lines about a report. */
@@ -97,14 +90,17 @@ export function registerAnalyze(program: Command): void {
       .description('Measure how differently a model processes prompt pairs that differ in a demographic attribute')
       .argument(...MODEL_ARGUMENT),
   )
-    .option('--out <dir>', 'write <dir>/bias-report.json')
+    .option('--out <dir>', `write <dir>/${ARTIFACTS.biasReport}`)
     .action(async (model: string, flags: CommonBiasFlags & { out?: string }) => {
       const options = await biasOptionsFromFlags(flags, stderrProgress);
-      const { report } = await analyzeBias(await resolveModelArgument(model, flags), { ...options, tokenActivations: false });
-      if (flags.out !== undefined) {
-        mkdirSync(flags.out, { recursive: true });
-        const path = join(flags.out, 'bias-report.json');
-        writeJsonAtomic(path, report);
+      const modelDir = await resolveModelArgument(model, flags);
+      const analyze = async () => (await analyzeBias(modelDir, { ...options, tokenActivations: false })).report;
+      let report: BiasReport;
+      if (flags.out === undefined) report = await analyze();
+      else {
+        const path = join(flags.out, ARTIFACTS.biasReport);
+        // The output is checked and locked before the analysis; the file appears complete or not at all.
+        report = await produceJsonOutput(path, 'analyze', analyze);
         stderrProgress(`wrote ${path}`);
       }
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);

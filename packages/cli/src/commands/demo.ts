@@ -53,7 +53,7 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description('Run the whole pipeline on the bundled biased model: analyze, prune, re-analyze, behaviour, mini LAMBADA/BoolQ, generation, report')
     .option('--out <dir>', 'output folder (replaced if it holds an earlier demo)', 'fairprune-demo')
-    .option('--force', 'replace the output folder even if it is not an earlier demo output')
+    .option('--force', 'replace any earlier fairprune output at --out, not only a demo\'s (a folder fairprune did not write is never replaced)')
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--json', 'print the summary (report.json) on stdout instead of text')
     .action(async (flags: DemoFlags) => {

@@ -1,9 +1,10 @@
-import { mkdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { updateModelCardEval, writeFileAtomic, type CardEvalEntry } from '@fairprune/core';
+import { updateModelCardEval, writeOutput, type CardEvalEntry } from '@fairprune/core';
 import {
   evaluate,
   formatDuration,
+  lmEvalJson,
   lmEvalResults,
   progressPrinter,
   taskNames,
@@ -119,50 +120,58 @@ export function registerEval(program: Command): void {
       const modelDir = await resolveModelArgument(model, flags);
       const progress = progressPrinter(process.stderr);
       const started = new Date();
-      const perTask: EvalResults[] = [];
-      try {
-        for (const task of tasks) {
-          perTask.push(
-            await evaluate({
-              model: modelDir,
-              task,
-              data: sources[task],
-              ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-              bos: flags.bos === true,
-              batchSize: flags.batchSize,
-              bootstrapIters: flags.bootstrapIters,
-              ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
-              device: flags.device,
-              logSamples: flags.logSamples === true,
-              ...(flags.offline ? { hub: { offline: true } } : {}),
-              onProgress: (p) => progress.update(p),
-              onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
-            }),
-          );
+      const evaluateAll = async () => {
+        const perTask: EvalResults[] = [];
+        try {
+          for (const task of tasks) {
+            perTask.push(
+              await evaluate({
+                model: modelDir,
+                task,
+                data: sources[task],
+                ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+                bos: flags.bos === true,
+                batchSize: flags.batchSize,
+                bootstrapIters: flags.bootstrapIters,
+                ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
+                device: flags.device,
+                logSamples: flags.logSamples === true,
+                ...(flags.offline ? { hub: { offline: true } } : {}),
+                onProgress: (p) => progress.update(p),
+                onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),
+              }),
+            );
+          }
+        } finally {
+          progress.done();
         }
-      } finally {
-        progress.done();
-      }
-      const seconds = (Date.now() - started.getTime()) / 1000;
-      const output = lmEvalResults({ model: modelDir, tasks: perTask, started, seconds });
-      const text = `${JSON.stringify(output.results, null, 2)}\n`;
+        const seconds = (Date.now() - started.getTime()) / 1000;
+        return { perTask, seconds, output: lmEvalResults({ model: modelDir, tasks: perTask, started, seconds }) };
+      };
+      // With --out, the output is checked and locked before the evaluation; the file appears complete or not at all.
+      const { perTask, seconds, output } =
+        flags.out === undefined
+          ? await evaluateAll()
+          : await writeOutput(flags.out, { kind: 'file', command: 'eval' }, async (temp) => {
+              const run = await evaluateAll();
+              writeFileSync(temp, lmEvalJson(run.output.results), { flag: 'wx' });
+              return run;
+            });
       if (flags.outputPath !== undefined) {
-        const written = writeLmEvalFiles(flags.outputPath, output, started);
+        const written = await writeLmEvalFiles(flags.outputPath, output, started);
         for (const path of [written.results, ...Object.values(written.samples)]) process.stderr.write(`fairprune: wrote ${path}\n`);
       }
       if (flags.out !== undefined) {
-        mkdirSync(dirname(resolve(flags.out)), { recursive: true });
-        writeFileAtomic(flags.out, text);
         process.stderr.write(`fairprune: wrote ${flags.out}\n`);
         if (flags.outputPath === undefined) {
           // as lm-eval does for an output path ending in .json: the samples go beside the results file
-          const written = writeLmEvalSamples(dirname(resolve(flags.out)), output.samples, started);
+          const written = await writeLmEvalSamples(dirname(resolve(flags.out)), output.samples, started);
           for (const path of Object.values(written)) process.stderr.write(`fairprune: wrote ${path}\n`);
         }
       }
-      const card = updateModelCardEval(perTask[0]!.config.model, perTask.map((r) => cardEntry(r, started)));
+      const card = await updateModelCardEval(perTask[0]!.config.model, perTask.map((r) => cardEntry(r, started)));
       if (card !== undefined) process.stderr.write(`fairprune: updated the evaluation section of ${card}\n`);
-      if (flags.json) process.stdout.write(text);
+      if (flags.json) process.stdout.write(`${lmEvalJson(output.results)}\n`);
       else process.stdout.write(`${perTask.map((r) => summariseEval(r, seconds)).join('\n')}\n`);
     });
 }

@@ -1,4 +1,4 @@
-import { readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
+import { ARTIFACTS, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
 import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
 import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
@@ -17,6 +17,7 @@ interface PruneFlags extends CommonBiasFlags {
   mode: 'remove' | 'zero';
   plan?: string;
   force?: boolean;
+  planMismatchOk?: boolean;
   safetensors: boolean;
 }
 
@@ -30,7 +31,7 @@ export function registerPrune(program: Command): void {
       .description('Remove (or zero) the MLP neurons that carry the most bias and matter least, and measure again')
       .argument(...MODEL_ARGUMENT),
   )
-    .requiredOption('--out <dir>', 'pruned model folder; also gets pruning-plan.json, bias-report.before.json, bias-report.after.json, neuron-scores.json')
+    .requiredOption('--out <dir>', `pruned model folder (new, empty, or an earlier output with --force); also gets ${ARTIFACTS.plan}, ${ARTIFACTS.biasBefore}, ${ARTIFACTS.biasAfter}, ${ARTIFACTS.neuronScores}, ${ARTIFACTS.modelCard}`)
     .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
     .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), 0.5)
     .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
@@ -40,9 +41,10 @@ export function registerPrune(program: Command): void {
     .addOption(new Option('--global-top-k <k>', 'prune the k most prunable neurons across all layers').argParser(integerFlag(1)).conflicts('divisor'))
     .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d', integerFlag(1))
     .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(['remove', 'zero']).default('remove'))
-    .option('--plan <file>', 're-apply a pruning-plan.json instead of selecting')
+    .option('--plan <file>', `re-apply a ${ARTIFACTS.plan} instead of selecting`)
+    .option('--plan-mismatch-ok', 'apply --plan although it was made on other weights (the written plan records this model and the plan\'s origin)')
     .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')
-    .option('--force', 'replace an existing output folder; apply a plan made on other weights')
+    .option('--force', 'replace an earlier fairprune output at --out (a folder fairprune did not write is never replaced)')
     .action(async (model: string, flags: PruneFlags) => {
       const bias = await biasOptionsFromFlags(flags, stderrProgress);
       const options: PruneOptions = {
@@ -59,6 +61,7 @@ export function registerPrune(program: Command): void {
         ...(flags.divisor !== undefined ? { divisor: flags.divisor } : {}),
         ...(flags.plan !== undefined ? { plan: await readPlan(flags.plan) } : {}),
         ...(flags.force ? { force: true } : {}),
+        ...(flags.planMismatchOk ? { applyToOtherWeights: true } : {}),
         ...(flags.safetensors === false ? { safetensors: false } : {}),
       };
       // Pruned safetensors are written from the input's, so a hub model brings them along unless --no-safetensors.

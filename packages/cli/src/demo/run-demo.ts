@@ -1,8 +1,12 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  ARTIFACTS,
   ModelSession,
+  jsonText,
+  openOutput,
+  readMarker,
   generate,
   openModelFolder,
   readGenerationDefaults,
@@ -13,7 +17,7 @@ import {
   type PromptPair,
 } from '@fairprune/core';
 import { evaluate, type EvalResults, type TaskName } from '@fairprune/eval';
-import { behaviourShift, loadReportData, renderReport, writeReport, type BehaviourShift } from '../report/index.js';
+import { behaviourShift, loadReportData, renderReport, type BehaviourShift } from '../report/index.js';
 
 /** The bundled model and data, shipped inside this package (packages/cli/demo). */
 export const demoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../demo');
@@ -47,8 +51,9 @@ const evalTasks: ReadonlyArray<{ task: TaskName; file: string }> = [
 ];
 
 export interface DemoOptions {
-  /** Output folder; replaced if it holds an earlier demo's output, refused otherwise unless `force`. */
+  /** Output folder; replaced if it holds an earlier demo's output (without `force`); a folder fairprune did not write is refused. */
   outDir: string;
+  /** Replace any earlier fairprune output at `outDir`, not only a demo's. */
   force?: boolean;
   threads?: number;
   onProgress?: (message: string) => void;
@@ -76,17 +81,6 @@ export interface DemoSummary {
   notes: string[];
   files: { report: string; summary: string; prunedModel: string; baseline: string };
   seconds: number;
-}
-
-/** Marks a folder as the demo's own output, so a second run may replace it without --force. */
-const marker = '.fairprune-demo';
-
-function prepareOutDir(outDir: string, force: boolean): void {
-  if (!existsSync(outDir)) return;
-  if (!force && !existsSync(join(outDir, marker))) {
-    throw new Error(`${outDir} exists and is not an earlier demo output; choose another --out or pass --force`);
-  }
-  rmSync(outDir, { recursive: true, force: true });
 }
 
 function readBehaviourPairs(): PromptPair[] {
@@ -117,7 +111,7 @@ async function evaluateAll(modelDir: string, threads?: number): Promise<EvalResu
 }
 
 function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, `${JSON.stringify(value, null, 1)}\n`);
+  writeFileSync(file, jsonText(value));
 }
 
 function heldOutBehaviour(report: BiasReport): readonly BehaviourResult[] {
@@ -133,14 +127,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const progress = options.onProgress ?? (() => {});
   const outDir = resolve(options.outDir);
   const modelDir = join(demoRoot, 'model');
-  prepareOutDir(outDir, options.force ?? false);
-
-  // Everything is written under a temporary sibling and renamed at the end: an interrupted demo leaves no half folder.
-  const work = `${outDir}.partial-${process.pid}`;
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(join(work, 'baseline'), { recursive: true });
-  writeFileSync(join(work, marker), 'Output of `fairprune demo`; a later demo run replaces this folder.\n');
+  // Everything is written under the output's temp folder and renamed at the end: an interrupted demo leaves no half
+  // folder. An earlier demo's output is replaced without --force, as a second demo run is expected to.
+  const output = openOutput(outDir, { kind: 'dir', command: 'demo', force: options.force === true || readMarker(outDir)?.command === 'demo' });
+  const work = output.tempPath;
   try {
+    mkdirSync(join(work, 'baseline'));
     const [seed, ...heldOut] = readBehaviourPairs();
     const prunedDir = join(work, 'pruned-model');
 
@@ -226,30 +218,28 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       generations: prompts.map((prompt, i) => ({ prompt, before: generationsBefore[i]!, after: generationsAfter[i]! })),
       notes,
       files: {
-        report: join(outDir, 'report.html'),
-        summary: join(outDir, 'report.json'),
+        report: join(outDir, ARTIFACTS.report),
+        summary: join(outDir, ARTIFACTS.demoSummary),
         prunedModel: join(outDir, 'pruned-model'),
         baseline: join(outDir, 'baseline'),
       },
       seconds: 0,
     };
 
-    renameSync(work, outDir);
-
-    // The report is rendered from the final folder so the paths it cites are the ones the user keeps.
+    // Rendered from the temp folder before the rename; the report cites the paths the user keeps.
     progress('writing the report');
     const { data } = loadReportData(
-      { before: summary.files.baseline, after: summary.files.prunedModel },
-      { title: 'fairprune demo: Fairness Pruning of a tiny Llama with a planted bias' },
+      { before: join(work, 'baseline'), after: prunedDir },
+      { title: 'fairprune demo: Fairness Pruning of a tiny Llama with a planted bias', renamed: { from: work, to: outDir } },
     );
     // The report states the behavioural reading itself; it gets the notes it cannot know.
     const reportNotes = notes.filter((note) => !note.startsWith('Held-out behaviour'));
-    writeReport(summary.files.report, renderReport({ ...data, notes: [...(data.notes ?? []), ...reportNotes] }));
+    writeFileSync(join(work, ARTIFACTS.report), renderReport({ ...data, notes: [...(data.notes ?? []), ...reportNotes] }));
     summary.seconds = (performance.now() - started) / 1000;
-    writeJson(summary.files.summary, summary);
+    writeJson(join(work, ARTIFACTS.demoSummary), summary);
+    output.commit();
     return summary;
   } catch (error) {
-    rmSync(work, { recursive: true, force: true });
-    throw error;
+    throw output.fail(error);
   }
 }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { ModelSession } from '@fairprune/core';
+import { ModelSession, onnxruntimeTelemetry, type OnnxruntimeTelemetry } from '@fairprune/core';
 import { backendInfo, type BackendInfo } from '@fairprune/native-cuda';
 import { version as fairpruneVersion } from '../version.js';
 import { probeModelBytes } from './probe-model.js';
@@ -34,6 +34,8 @@ export interface Diagnosis {
     packageDir: string;
     providers: ExecutionProviderStatus[];
     cudaLibraries: { dir: string; required: string[]; missing: string[] };
+    /** Whether onnxruntime's own telemetry is on in fairprune's processes, and why. */
+    telemetry: OnnxruntimeTelemetry;
   };
   threads: {
     availableParallelism: number;
@@ -137,6 +139,7 @@ export async function diagnose(): Promise<Diagnosis> {
       packageDir: ortLocation.packageDir,
       providers,
       cudaLibraries: { dir: libraryDir, required: cudaProviderLibraries, missing: missingCudaLibraries },
+      telemetry: onnxruntimeTelemetry(),
     },
     threads: {
       availableParallelism: availableParallelism(),
@@ -205,5 +208,11 @@ export function judge(facts: Pick<Diagnosis, 'versions' | 'native' | 'onnxruntim
       fix: librariesMissing ? cudaInstallHelp(facts.onnxruntime.cudaLibraries.dir) : 'CUDA 12.x and cuDNN 9 libraries on LD_LIBRARY_PATH, and a GPU with a CUDA 12 driver',
     });
   }
+  const telemetry = facts.onnxruntime.telemetry;
+  checks.push(
+    telemetry.enabled
+      ? { name: 'onnxruntime telemetry', status: 'warn', message: `on: ${telemetry.reason}`, fix: 'unset FAIRPRUNE_ORT_TELEMETRY to turn it off' }
+      : { name: 'onnxruntime telemetry', status: 'ok', message: `off: ${telemetry.reason}` },
+  );
   return checks;
 }

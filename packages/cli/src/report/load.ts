@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
+import { ARTIFACTS } from '@fairprune/core';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
 import { UsageError } from '../exit-codes.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
@@ -20,6 +21,13 @@ export interface ReportInputs {
   after?: string;
 }
 
+export interface LoadReportOptions {
+  /** Title at the top of the report. */
+  title?: string;
+  /** The folders are inside an output's temp folder `from` that becomes `to`: the report cites the final paths. */
+  renamed?: { from: string; to: string };
+}
+
 export interface LoadedReport {
   data: ReportData;
   /** Every file the report was built from, absolute. */
@@ -31,7 +39,15 @@ const modelFiles = /^(config|generation_config|tokenizer|tokenizer_config|specia
 /** lm-evaluation-harness's aggregated results file name (`results_<ISO time with - for :>.json`). */
 const lmEvalResultsFile = /^results_.*\.json$/;
 /** Files with a fixed meaning; everything else is recognised by content. */
-const knownFiles = new Set(['bias-report.json', 'bias-report.before.json', 'bias-report.after.json', 'pruning-plan.json', 'neuron-scores.json', 'token-activations.json']);
+const knownFiles = new Set<string>([
+  ARTIFACTS.biasReport,
+  ARTIFACTS.biasBefore,
+  ARTIFACTS.biasAfter,
+  ARTIFACTS.plan,
+  ARTIFACTS.neuronScores,
+  ARTIFACTS.tokenActivations,
+  ARTIFACTS.marker,
+]);
 
 function parseJson(path: string): unknown {
   try {
@@ -85,26 +101,31 @@ class Folder {
 }
 
 /** Reads what the pipeline wrote in the two folders; any part may be missing (the report then says how to get it). */
-export function loadReportData(inputs: ReportInputs, options: { title?: string } = {}): LoadedReport {
+export function loadReportData(inputs: ReportInputs, options: LoadReportOptions = {}): LoadedReport {
   if (inputs.before === undefined && inputs.after === undefined) throw new UsageError('report: give --before and/or --after');
+  const renamed = options.renamed;
+  const shown = (path: string) => (renamed ? join(renamed.to, relative(renamed.from, resolve(path))) : path);
   const used: string[] = [];
   const before = new Folder(inputs.before, used);
   const after = new Folder(inputs.after, used);
 
   const biasBefore = checkBiasReport(
-    before.read<BiasReportView>('bias-report.json') ?? before.read<BiasReportView>('bias-report.before.json') ?? after.read<BiasReportView>('bias-report.before.json'),
+    before.read<BiasReportView>(ARTIFACTS.biasReport) ?? before.read<BiasReportView>(ARTIFACTS.biasBefore) ?? after.read<BiasReportView>(ARTIFACTS.biasBefore),
   );
-  const biasAfter = checkBiasReport(after.read<BiasReportView>('bias-report.after.json') ?? after.read<BiasReportView>('bias-report.json'));
-  const plan = after.read<PlanView>('pruning-plan.json') ?? before.read<PlanView>('pruning-plan.json');
-  const neuronScores = after.read<NeuronScoresView>('neuron-scores.json') ?? before.read<NeuronScoresView>('neuron-scores.json');
+  const biasAfter = checkBiasReport(after.read<BiasReportView>(ARTIFACTS.biasAfter) ?? after.read<BiasReportView>(ARTIFACTS.biasReport));
+  const plan = after.read<PlanView>(ARTIFACTS.plan) ?? before.read<PlanView>(ARTIFACTS.plan);
+  const neuronScores = after.read<NeuronScoresView>(ARTIFACTS.neuronScores) ?? before.read<NeuronScoresView>(ARTIFACTS.neuronScores);
   const tokenActivations =
-    neuronScores?.tokenActivations ?? before.read<TokenActivationsView>('token-activations.json') ?? after.read<TokenActivationsView>('token-activations.json');
+    neuronScores?.tokenActivations ?? before.read<TokenActivationsView>(ARTIFACTS.tokenActivations) ?? after.read<TokenActivationsView>(ARTIFACTS.tokenActivations);
   const recognisedBefore = recognise(before, used);
   const recognisedAfter = recognise(after, used);
 
   const data = buildReportData({
     ...(options.title !== undefined ? { title: options.title } : {}),
-    folders: inputs,
+    folders: {
+      ...(inputs.before !== undefined ? { before: shown(inputs.before) } : {}),
+      ...(inputs.after !== undefined ? { after: shown(inputs.after) } : {}),
+    },
     ...(biasBefore ? { biasBefore } : {}),
     ...(biasAfter ? { biasAfter } : {}),
     ...(plan ? { plan } : {}),
@@ -114,7 +135,7 @@ export function loadReportData(inputs: ReportInputs, options: { title?: string }
     ...(recognisedAfter.evaluation ? { evaluationAfter: recognisedAfter.evaluation } : {}),
     ...(recognisedBefore.generations ? { generationsBefore: recognisedBefore.generations } : {}),
     ...(recognisedAfter.generations ? { generationsAfter: recognisedAfter.generations } : {}),
-    sources: used,
+    sources: used.map(shown),
   });
   return { data, files: used };
 }

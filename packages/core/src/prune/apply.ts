@@ -1,6 +1,7 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { ARTIFACTS } from '../io/artifacts.js';
+import { openOutput } from '../io/output.js';
 import { openModelFolder } from '../model/folder.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
@@ -26,7 +27,7 @@ export interface WritePrunedFolderOptions {
   onnxFiles?: readonly string[];
   /** Prune the safetensors weights too (default: when the folder has them). */
   safetensors?: boolean;
-  /** Replace an existing output folder. */
+  /** Replace an existing output folder that an earlier fairprune run wrote (anything else is refused). */
   force?: boolean;
   /** Write ONNX tensor data to an external file. Default: when the source has external data or over 1 GiB of weights. */
   externalData?: boolean;
@@ -52,18 +53,38 @@ const LARGE_MODEL_BYTES = 2 ** 30;
 
 /**
  * Writes a pruned copy of a model folder: ONNX graphs and safetensors pruned, config/tokenizer/generation files
- * copied (config.json with the new width). Everything is written under a temporary sibling folder that is renamed to `outputDir` at the end; the
- * input folder is only read.
- * @throws {@link SurgeryError} when `outputDir` exists (without `force`) or overlaps the input, the selection is
- *   invalid, or the folder has no weights to prune; {@link OnnxFormatError} / {@link GraphMapError} for bad models.
+ * copied (config.json with the new width). It is written on the output protocol ({@link openOutput}): under a
+ * temporary sibling folder, fsynced and renamed to `outputDir` at the end, with a lock against a second writer; an
+ * existing `outputDir` must be empty, or (with `force`) an earlier fairprune output. The input folder is only read.
+ * @throws {@link SurgeryError} when `outputDir` overlaps the input, the selection is invalid, or the folder has no
+ *   weights to prune; {@link OutputError} when `outputDir` cannot be written or replaced;
+ *   {@link OnnxFormatError} / {@link GraphMapError} for bad models.
  */
 export function writePrunedFolder(inputDir: string, outputDir: string, options: WritePrunedFolderOptions): PrunedFolderResult {
-  const input = realpathSync(resolve(inputDir));
   const output = resolve(outputDir);
-  refuseOverlap(input, output);
-  if (existsSync(output) && !options.force) {
-    throw new SurgeryError(`Output folder ${output} already exists; choose another path or pass force (--force) to replace it`);
+  checkOutputOutsideInput(inputDir, output);
+  const pending = openOutput(output, { kind: 'dir', command: 'writePrunedFolder', force: options.force ?? false });
+  let result: Omit<PrunedFolderResult, 'outputDir'>;
+  try {
+    result = writePrunedModel(inputDir, pending.tempPath, options);
+  } catch (error) {
+    throw pending.fail(error);
   }
+  pending.commit();
+  return { outputDir: output, ...result };
+}
+
+/** Refuses an output folder that is the input, inside it, or contains it (checked before any work). */
+export function checkOutputOutsideInput(inputDir: string, outputDir: string): void {
+  refuseOverlap(realpathSync(resolve(inputDir)), resolve(outputDir));
+}
+
+/**
+ * Writes the pruned model into `dir`, an existing folder that nothing else writes (an output's temp folder: the
+ * caller commits it, after adding its own files).
+ */
+export function writePrunedModel(inputDir: string, dir: string, options: Omit<WritePrunedFolderOptions, 'force'>): Omit<PrunedFolderResult, 'outputDir'> {
+  const input = realpathSync(resolve(inputDir));
   const progress = options.onProgress ?? (() => {});
   const folder = openModelFolder(input, options.onnxFiles?.[0] !== undefined ? { onnxFile: options.onnxFiles[0] } : {});
   const onnxFiles = options.onnxFiles ?? (folder.onnxPath ? [relative(input, folder.onnxPath)] : []);
@@ -89,50 +110,33 @@ export function writePrunedFolder(inputDir: string, outputDir: string, options: 
     );
   }
 
-  const temp = join(dirname(output), `.${basename(output)}.fairprune-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(temp, { recursive: true });
-  try {
-    copySupportFiles(input, temp, options.mode === 'remove', newWidths, uniform);
-    for (const { file, path, model, map } of maps) {
-      progress(`writing ${file}`);
-      const edits = onnxWeightEdits(map, selection, options.mode);
-      if (options.mode === 'remove') fixGraphAfterRemoval(model, map, selection);
-      const sourceExternal = model.graph!.initializer.some((t) => externalLocation(t) !== undefined);
-      const weightBytes = model.graph!.initializer.reduce((n, t) => n + (tensorDtype(t) ? tensorByteLength(t) : 0), 0);
-      const externalData = options.externalData ?? (sourceExternal || weightBytes > LARGE_MODEL_BYTES);
-      const target = join(temp, file);
-      mkdirSync(dirname(target), { recursive: true });
-      const reader = new TensorDataReader(dirname(path));
-      try {
-        writeOnnxModelStreamed(model, reader, target, edits, { externalData });
-      } finally {
-        reader.close();
-      }
+  copySupportFiles(input, dir, options.mode === 'remove', newWidths, uniform);
+  for (const { file, path, model, map } of maps) {
+    progress(`writing ${file}`);
+    const edits = onnxWeightEdits(map, selection, options.mode);
+    if (options.mode === 'remove') fixGraphAfterRemoval(model, map, selection);
+    const sourceExternal = model.graph!.initializer.some((t) => externalLocation(t) !== undefined);
+    const weightBytes = model.graph!.initializer.reduce((n, t) => n + (tensorDtype(t) ? tensorByteLength(t) : 0), 0);
+    const externalData = options.externalData ?? (sourceExternal || weightBytes > LARGE_MODEL_BYTES);
+    const target = join(dir, file);
+    mkdirSync(dirname(target), { recursive: true });
+    const reader = new TensorDataReader(dirname(path));
+    try {
+      writeOnnxModelStreamed(model, reader, target, edits, { externalData });
+    } finally {
+      reader.close();
     }
-    for (const file of safetensorsFiles) {
-      progress(`writing ${file}`);
-      pruneSafetensorsFile(join(input, file), join(temp, file), selection, options.mode);
-    }
-    rewriteSafetensorsIndex(temp);
-    if (existsSync(output)) {
-      const old = `${temp}-old`;
-      renameSync(output, old);
-      renameSync(temp, output);
-      rmSync(old, { recursive: true, force: true });
-    } else {
-      renameSync(temp, output);
-    }
-  } catch (error) {
-    rmSync(temp, { recursive: true, force: true });
-    throw error;
   }
-  const allOnnx = folder.onnxFiles;
+  for (const file of safetensorsFiles) {
+    progress(`writing ${file}`);
+    pruneSafetensorsFile(join(input, file), join(dir, file), selection, options.mode);
+  }
+  rewriteSafetensorsIndex(dir);
   return {
-    outputDir: output,
     onnxFiles: [...onnxFiles],
     safetensorsFiles,
     intermediateSizes: newWidths,
-    skippedOnnxFiles: allOnnx.filter((f) => !onnxFiles.includes(f)),
+    skippedOnnxFiles: folder.onnxFiles.filter((f) => !onnxFiles.includes(f)),
   };
 }
 
@@ -162,11 +166,22 @@ function checkSameWidths(path: string, map: GraphMap, widths: number[]): void {
 
 const WEIGHT_FILE = /\.(safetensors|onnx|onnx_data|onnx\.data|bin|pt|pth|gguf|h5|msgpack)$|\.onnx_data_\d+$/;
 
+/** What a fairprune run wrote about the input model (when it is itself a pruned folder): not true of the new one. */
+const RUN_FILES = new Set<string>([
+  ARTIFACTS.plan,
+  ARTIFACTS.biasBefore,
+  ARTIFACTS.biasAfter,
+  ARTIFACTS.biasReport,
+  ARTIFACTS.neuronScores,
+  ARTIFACTS.tokenActivations,
+  ARTIFACTS.marker,
+]);
+
 /** Copies config/tokenizer/generation files; config.json gets the new intermediate_size after a uniform removal. */
 function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean): void {
   for (const name of readdirSync(input)) {
     const path = join(input, name);
-    if (!statSync(path).isFile() || WEIGHT_FILE.test(name)) continue;
+    if (!statSync(path).isFile() || WEIGHT_FILE.test(name) || RUN_FILES.has(name)) continue;
     if (name === 'config.json' && removed) {
       const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       const text = (typeof config['text_config'] === 'object' && config['text_config'] !== null ? config['text_config'] : config) as Record<string, unknown>;

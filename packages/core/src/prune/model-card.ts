@@ -1,9 +1,10 @@
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { BiasReport } from '../bias/analyze.js';
 import type { BehaviourResult } from '../bias/behaviour.js';
-import { writeFileAtomic } from '../io/atomic-write.js';
+import { ARTIFACTS } from '../io/artifacts.js';
+import { writeTextOutput } from '../io/output.js';
 import type { PruningPlan } from './plan.js';
 
 /**
@@ -234,14 +235,13 @@ export function updateCardEval(card: string, entries: readonly CardEvalEntry[], 
  * file (not a link into a Hugging Face cache).
  * @returns the card's path, or undefined when nothing was written.
  */
-export function updateModelCardEval(dir: string, entries: readonly CardEvalEntry[]): string | undefined {
-  const path = join(dir, 'README.md');
+export async function updateModelCardEval(dir: string, entries: readonly CardEvalEntry[]): Promise<string | undefined> {
+  const path = join(dir, ARTIFACTS.modelCard);
   // A symlink is a Hugging Face cache snapshot pointing into its blobs, which must not change.
   if (!existsSync(path) || lstatSync(path).isSymbolicLink()) return undefined;
   const card = readFileSync(path, 'utf8');
   if (!card.includes(EVAL_START)) return undefined;
-  writeFileAtomic(path, updateCardEval(card, entries, basename(dir)));
-  return path;
+  return writeTextOutput(path, updateCardEval(card, entries, basename(dir)), 'eval');
 }
 
 /** A card's YAML front matter, parsed; empty when it has none or it does not parse. */
@@ -277,10 +277,11 @@ export function baseModelInfo(dir: string): BaseModelInfo {
   return { baseModel: hubId ?? basename(dir), ...(license !== undefined ? { license } : {}) };
 }
 
-/** Writes `outDir/README.md` for a finished pruning run (atomically) and returns its path. */
-export function writeModelCard(outDir: string, inputDir: string, parts: { plan: PruningPlan; before: BiasReport; after?: BiasReport }): string {
-  const path = join(outDir, 'README.md');
-  const safetensors = readdirSync(outDir).some((f) => f.endsWith('.safetensors'));
-  writeFileAtomic(path, renderModelCard({ ...parts, ...baseModelInfo(inputDir), name: basename(outDir), safetensors }));
-  return path;
+/**
+ * Writes the model card of a finished pruning run into `work` (the output's folder while it is being written; the
+ * output protocol makes it visible with everything else) for the folder that will be named `outDir`.
+ */
+export function writeModelCard(work: string, outDir: string, inputDir: string, parts: { plan: PruningPlan; before: BiasReport; after?: BiasReport }): void {
+  const safetensors = readdirSync(work).some((f) => f.endsWith('.safetensors'));
+  writeFileSync(join(work, ARTIFACTS.modelCard), renderModelCard({ ...parts, ...baseModelInfo(inputDir), name: basename(outDir), safetensors }));
 }

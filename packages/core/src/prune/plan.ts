@@ -53,6 +53,13 @@ export interface PruningPlan {
   };
   /** Expansion width per layer after pruning (unchanged in zero mode). */
   intermediateSizes: number[];
+  /** When a plan made on other weights was applied to this model: the model and time it was made on. */
+  origin?: {
+    /** The model the neurons were selected on. */
+    model: PlanModelIdentity;
+    /** When that plan was made. */
+    createdAt: string;
+  };
 }
 
 export interface BuildPlanInput {
@@ -64,6 +71,8 @@ export interface BuildPlanInput {
   /** Parameters tied to one expansion neuron: gate row + up row + down column (+ gate/up biases). */
   parametersPerNeuron: number;
   tool: string;
+  /** Set when the neurons were selected on another model (a plan re-applied to other weights). */
+  origin?: PruningPlan['origin'];
 }
 
 export function buildPlan(input: BuildPlanInput): PruningPlan {
@@ -80,6 +89,7 @@ export function buildPlan(input: BuildPlanInput): PruningPlan {
     layers,
     parameters: { before: input.parametersBefore, after: 0, affected: 0 },
     intermediateSizes: [],
+    ...(input.origin ? { origin: input.origin } : {}),
   };
   const affected = input.layers.reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
   plan.parameters.affected = affected;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import type { Device } from '@fairprune/native-cuda';
 import {
@@ -14,10 +14,12 @@ import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/fol
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
-import { writePrunedFolder } from './apply.js';
+import { ARTIFACTS } from '../io/artifacts.js';
+import { jsonText, writeOutput } from '../io/output.js';
+import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
-import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
+import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
 export interface PruneOptions extends AnalyzeOptions {
@@ -43,9 +45,14 @@ export interface PruneOptions extends AnalyzeOptions {
   mode?: PruneMode;
   /** Write pruned safetensors too (default: when the folder has them). Non-uniform removal needs false. */
   safetensors?: boolean;
-  /** Re-apply this plan instead of selecting (its model hash must match unless `force`). */
+  /** Re-apply this plan instead of selecting (its model hash must match unless `applyToOtherWeights`). */
   plan?: PruningPlan;
-  /** Replace an existing output folder, and apply a plan made on other weights. */
+  /**
+   * Apply `plan` although it was made on weights with another hash; the written plan then describes this model
+   * (path, hash, parameter counts) and keeps the plan's model under `origin`.
+   */
+  applyToOtherWeights?: boolean;
+  /** Replace an existing output folder that an earlier fairprune run wrote (anything else is refused). */
   force?: boolean;
   /** Measure the pruned model again (default true). */
   analyzeAfter?: boolean;
@@ -142,9 +149,6 @@ export function validatePruneOptions(options: PruneOptions): void {
   if (!PRUNE_MODES.includes(mode)) throw new Error(`Unknown mode "${mode}" (use remove or zero)`);
   validateSelectionOptions(selectionOptionsOf(options));
   if (options.plan) validatePlan(options.plan, 'given');
-  if (existsSync(options.outDir) && readdirSync(options.outDir).length > 0 && !options.force) {
-    throw new Error(`Output folder ${resolve(options.outDir)} already exists and is not empty; choose another path or pass --force`);
-  }
 }
 
 /** Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its ONNX file. */
@@ -196,19 +200,16 @@ function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder)
   }
 }
 
-function writeJson(path: string, value: unknown): void {
-  writeFileSync(`${path}.partial`, `${JSON.stringify(value, null, 1)}\n`);
-  renameSync(`${path}.partial`, path);
-}
-
 /**
  * Fairness Pruning end to end: measure bias and per-neuron scores, score importance from the weights, select (or
  * re-apply `options.plan`), write the pruned model folder with `pruning-plan.json`, `bias-report.before.json`,
- * `neuron-scores.json`, measure the pruned model again (`bias-report.after.json`), and write its model card (`README.md`). The input folder is only read.
+ * `neuron-scores.json`, and measure the pruned model again (`bias-report.after.json`). The input folder is only read.
  * @param modelDir  Hugging Face-style folder with an ONNX export.
- * @throws on invalid options or a non-empty `outDir` (without `force`) before any model work; when a given plan's
- *   weights hash differs from this model's (without `force`); and the errors of {@link analyzeBias} and
- *   {@link writePrunedFolder}.
+ * Everything is written inside a temporary sibling of `outDir` that one rename makes visible at the end
+ * ({@link writeOutput}): a reader never sees the folder without all its files.
+ * @throws on invalid options, or an `outDir` that cannot be written (taken by another process, not empty, not
+ *   fairprune's to replace), before any model work; when a given plan's weights hash differs from this model's
+ *   (without `applyToOtherWeights`); and the errors of {@link analyzeBias} and {@link writePrunedFolder}.
  */
 export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
   validatePruneOptions(options);
@@ -228,135 +229,157 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
 
   const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   checkRemovalFitsSafetensors(options, folder);
-  progress(`opening ${modelDir}`);
-  // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-  const opened = options.streamed ? undefined : await time('open', () => openForAnalysis(modelDir, options));
-  const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
-  let before: BiasReport;
-  let neuronBias: Float32Array[];
-  let tokenActivations: PairTokenActivations | undefined;
-  try {
-    const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
-    before = analysis.report;
-    if (opened) before.timings = { open: timings['open']!, ...before.timings };
-    for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
-    neuronBias = analysis.neuronBias.layers;
-    tokenActivations = analysis.tokenActivations;
-  } finally {
-    // The session holds a copy of every weight: free it before the weights are read again.
-    await opened?.capture.release();
-  }
-  const [importance, map] = await time('importance', async () => {
-    const weights = new OnnxWeights(onnxPath);
-    try {
-      const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
-        ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-        onProgress: progress,
-      });
-      return [importance, weights.map] as const;
-    } finally {
-      weights.close();
-    }
-  });
+  const outDir = resolve(options.outDir);
+  checkOutputOutsideInput(modelDir, outDir);
+  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, pruneInto);
 
-  const plan = await time('select', () => {
-    if (options.plan) {
-      if (options.plan.model.weightsHash !== importance.weightsHash && !options.force) {
-        throw new Error(
-          `The plan was made on weights with hash ${options.plan.model.weightsHash.slice(0, 12)}…, this model's are ` +
-            `${importance.weightsHash.slice(0, 12)}…; pass --force to apply it anyway`,
+  /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
+  async function pruneInto(work: string): Promise<PruneResult> {
+    progress(`opening ${modelDir}`);
+    // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
+    const opened = options.streamed ? undefined : await time('open', () => openForAnalysis(modelDir, options));
+    const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
+    let before: BiasReport;
+    let neuronBias: Float32Array[];
+    let tokenActivations: PairTokenActivations | undefined;
+    try {
+      const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
+      before = analysis.report;
+      if (opened) before.timings = { open: timings['open']!, ...before.timings };
+      for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
+      neuronBias = analysis.neuronBias.layers;
+      tokenActivations = analysis.tokenActivations;
+    } finally {
+      // The session holds a copy of every weight: free it before the weights are read again.
+      await opened?.capture.release();
+    }
+    const [importance, map] = await time('importance', async () => {
+      const weights = new OnnxWeights(onnxPath);
+      try {
+        const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
+          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+          onProgress: progress,
+        });
+        return [importance, weights.map] as const;
+      } finally {
+        weights.close();
+      }
+    });
+
+    const hidden = map.layers[0]!.hiddenSize;
+    const identity: PlanModelIdentity = {
+      path: folder.dir,
+      weightsFile: relative(folder.dir, onnxPath),
+      weightsHash: importance.weightsHash,
+      numLayers: map.layers.length,
+      hiddenSize: hidden,
+      intermediateSizes: map.layers.map((l) => l.intermediateSize),
+    };
+    const planOf = (layers: readonly (readonly number[])[], planOptions: Record<string, unknown>, origin?: PruningPlan['origin']) =>
+      buildPlan({
+        model: identity,
+        options: planOptions,
+        mode,
+        layers,
+        parametersBefore: countParameters(folder),
+        // gate row + up row + down column, plus the gate/up biases when the MLP has them.
+        parametersPerNeuron: 3 * hidden + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
+        tool: '@fairprune/core',
+        ...(origin ? { origin } : {}),
+      });
+    const plan = await time('select', () => {
+      if (options.plan) {
+        const given = validatePlan(options.plan, 'given');
+        if (given.model.weightsHash === importance.weightsHash) return given;
+        if (!options.applyToOtherWeights) {
+          throw new Error(
+            `The plan was made on weights with hash ${given.model.weightsHash.slice(0, 12)}… (${given.model.path}), this model's are ` +
+              `${importance.weightsHash.slice(0, 12)}…; pass --plan-mismatch-ok to apply it to these weights anyway`,
+          );
+        }
+        const extra = Object.keys(given.layers).filter((layer) => Number(layer) >= identity.numLayers);
+        if (extra.length > 0) throw new Error(`Pruning plan given: layers ${extra.join(', ')} do not exist in ${modelDir} (${identity.numLayers} layers)`);
+        progress(`applying a plan made on ${given.model.path} (weights ${given.model.weightsHash.slice(0, 12)}…) to these weights`);
+        return planOf(
+          identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
+          given.options,
+          given.origin ?? { model: given.model, createdAt: given.createdAt },
         );
       }
-      return validatePlan(options.plan, 'given');
-    }
-    progress('selecting neurons');
-    const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
-    const hidden = map.layers[0]!.hiddenSize;
-    const mlpBias = folder.config.raw['mlp_bias'] === true ? 2 : 0;
-    return buildPlan({
-      model: {
-        path: folder.dir,
-        weightsFile: relative(folder.dir, onnxPath),
-        weightsHash: importance.weightsHash,
-        numLayers: map.layers.length,
-        hiddenSize: hidden,
-        intermediateSizes: map.layers.map((l) => l.intermediateSize),
-      },
-      options: {
-        pairs: options.pairsSource ?? 'builtin:seed',
-        ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
-        estimator: options.estimator ?? 'positionwise',
-        aggregation: options.aggregation ?? 'mean',
-        components: options.components ?? null,
-        importance: importanceMethod,
-        ...selectionOptions,
-        mode,
-      },
-      mode,
-      layers: selection.map((s) => s.pruned),
-      parametersBefore: countParameters(folder),
-      parametersPerNeuron: 3 * hidden + mlpBias,
-      tool: '@fairprune/core',
+      progress('selecting neurons');
+      const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
+      return planOf(
+        selection.map((s) => s.pruned),
+        {
+          pairs: options.pairsSource ?? 'builtin:seed',
+          ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
+          estimator: options.estimator ?? 'positionwise',
+          aggregation: options.aggregation ?? 'mean',
+          components: options.components ?? null,
+          importance: importanceMethod,
+          ...selectionOptions,
+          mode,
+        },
+      );
     });
-  });
 
-  const outDir = resolve(options.outDir);
-  progress(`writing the pruned model to ${outDir}`);
-  await time('apply', () =>
-    writePrunedFolder(modelDir, outDir, {
-      selection: planLayerMap(plan),
-      mode: plan.mode,
-      force: options.force ?? false,
-      ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
-      ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
-      onProgress: progress,
-    }),
-  );
+    progress(`writing the pruned model to ${outDir}`);
+    await time('apply', () =>
+      writePrunedModel(modelDir, work, {
+        selection: planLayerMap(plan),
+        mode: plan.mode,
+        ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
+        ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
+        onProgress: progress,
+      }),
+    );
 
-  const prunedSets = map.layers.map((_, layer) => new Set(plan.layers[String(layer)] ?? []));
-  const neuronScores: NeuronScoresFile = {
-    format: 'fairprune.neuron-scores',
-    version: 1,
-    estimator: options.estimator ?? 'positionwise',
-    aggregation: options.aggregation ?? 'mean',
-    importance: importanceMethod,
-    method: selectionOptions.method,
-    biasWeight: selectionOptions.biasWeight,
-    layers: neuronBias.map((bias, layer) => ({
-      layer,
-      bias: Array.from(bias),
-      importance: Array.from(importance.layers[layer]!),
-      prunability: Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight)),
-      pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
-    })),
-    ...(tokenActivations ? { tokenActivations } : {}),
-  };
-  mkdirSync(outDir, { recursive: true });
-  const files = {
-    plan: join(outDir, 'pruning-plan.json'),
-    before: join(outDir, 'bias-report.before.json'),
-    neuronScores: join(outDir, 'neuron-scores.json'),
-  };
-  writeJson(files.plan, plan);
-  writeJson(files.before, before);
-  writeJson(files.neuronScores, neuronScores);
+    const prunedSets = map.layers.map((_, layer) => new Set(plan.layers[String(layer)] ?? []));
+    const neuronScores: NeuronScoresFile = {
+      format: 'fairprune.neuron-scores',
+      version: 1,
+      estimator: options.estimator ?? 'positionwise',
+      aggregation: options.aggregation ?? 'mean',
+      importance: importanceMethod,
+      method: selectionOptions.method,
+      biasWeight: selectionOptions.biasWeight,
+      layers: neuronBias.map((bias, layer) => ({
+        layer,
+        bias: Array.from(bias),
+        importance: Array.from(importance.layers[layer]!),
+        prunability: Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight)),
+        pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
+      })),
+      ...(tokenActivations ? { tokenActivations } : {}),
+    };
+    writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
+    writeFileSync(join(work, ARTIFACTS.biasBefore), jsonText(before));
+    writeFileSync(join(work, ARTIFACTS.neuronScores), jsonText(neuronScores));
+    const files = {
+      plan: join(outDir, ARTIFACTS.plan),
+      before: join(outDir, ARTIFACTS.biasBefore),
+      neuronScores: join(outDir, ARTIFACTS.neuronScores),
+    };
 
-  let after: BiasReport | undefined;
-  let afterFile: string | undefined;
-  if (options.analyzeAfter !== false) {
-    progress('measuring the pruned model');
-    after = (await time('analyzeAfter', () => analyzeBias(outDir, { ...options, tokenActivations: false }))).report;
-    afterFile = join(outDir, 'bias-report.after.json');
-    writeJson(afterFile, after);
+    let after: BiasReport | undefined;
+    let afterFile: string | undefined;
+    if (options.analyzeAfter !== false) {
+      progress('measuring the pruned model');
+      const measured = (await time('analyzeAfter', () => analyzeBias(work, { ...options, tokenActivations: false }))).report;
+      // Measured in the temp folder; the report names the folder the model will be read from.
+      after = { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
+      writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
+      afterFile = join(outDir, ARTIFACTS.biasAfter);
+    }
+    writeModelCard(work, outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
+    return {
+      outDir,
+      plan,
+      before,
+      ...(after ? { after } : {}),
+      neuronScores,
+      timings,
+      files: { ...files, ...(afterFile ? { after: afterFile } : {}), card: join(outDir, ARTIFACTS.modelCard) },
+    };
   }
-  const card = writeModelCard(outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
-  return {
-    outDir,
-    plan,
-    before,
-    ...(after ? { after } : {}),
-    neuronScores,
-    timings,
-    files: { ...files, ...(afterFile ? { after: afterFile } : {}), card },
-  };
 }

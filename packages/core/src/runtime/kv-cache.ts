@@ -1,3 +1,4 @@
+import './ort-env.js'; // before onnxruntime-node, which reads ORT_DISABLE_TELEMETRY when it loads
 import * as ort from 'onnxruntime-node';
 import { tensorToFloat32, type KvLayout, type ModelSession } from './session.js';
 

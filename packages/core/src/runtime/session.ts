@@ -1,3 +1,4 @@
+import './ort-env.js'; // before onnxruntime-node, which reads ORT_DISABLE_TELEMETRY when it loads
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/folder.js';
 import { f16ToF32 } from '../model/dtype.js';

@@ -168,14 +168,21 @@ describe('writing rules', () => {
     expect(readdirSync(fixtureDir('llama')).join()).toBe(before);
   });
 
-  test('existing output is refused unless force; force replaces it', () => {
+  test('an empty output folder is accepted; an earlier output is replaced only with force; a foreign folder never', () => {
     const out = join(root, 'existing');
     mkdirSync(out);
-    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' })).toThrow(/already exists.*--force/);
-    expect(readdirSync(out)).toEqual([]);
-    writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero', force: true });
+    writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' });
     expect(readdirSync(out)).toContain('config.json');
-    expect(readdirSync(root).filter((f) => f.includes('fairprune-tmp'))).toEqual([]);
+    expect(JSON.parse(readFileSync(join(out, '.fairprune-output.json'), 'utf8'))).toMatchObject({ format: 'fairprune.output', command: 'writePrunedFolder' });
+    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' })).toThrow(/already holds the output of `fairprune writePrunedFolder`.*--force/);
+    writePrunedFolder(fixtureDir('llama'), out, { selection: { 1: [7] }, mode: 'zero', force: true });
+    expect(readdirSync(out)).toContain('config.json');
+    const foreign = join(root, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'notes.txt'), 'mine');
+    expect(() => writePrunedFolder(fixtureDir('llama'), foreign, { selection, mode: 'zero', force: true })).toThrow(/not written by fairprune.*notes\.txt/);
+    expect(readdirSync(foreign)).toEqual(['notes.txt']);
+    expect(readdirSync(root).filter((f) => f.includes('.fairprune-'))).toEqual([]);
   });
 
   test('uneven removal with safetensors is refused, pointing to zero; ONNX-only uneven removal works', async () => {
@@ -208,6 +215,19 @@ test('input folder files are byte-identical after pruning', () => {
   const before = snapshot();
   writePrunedFolder(src, join(root, 'from-copy'), { selection: { 0: [0, 1], 1: [0, 1], 2: [0, 1], 3: [0, 1] }, mode: 'remove', onnxFiles: ['onnx/model_external.onnx'] });
   expect(snapshot()).toBe(before);
+});
+
+test('pruning a pruned folder does not carry over the earlier run\'s plan, reports, scores or marker', () => {
+  const first = join(root, 'pruned-once');
+  writePrunedFolder(fixtureDir('llama'), first, { selection: { 0: [1], 1: [1], 2: [1], 3: [1] }, mode: 'zero' });
+  for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) writeFileSync(join(first, name), '{"stale": true}');
+  writeFileSync(join(first, 'notes.txt'), 'user file');
+  const second = join(root, 'pruned-twice');
+  writePrunedFolder(first, second, { selection: { 0: [2], 1: [2], 2: [2], 3: [2] }, mode: 'zero' });
+  const files = readdirSync(second);
+  for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) expect(files).not.toContain(name);
+  expect(files).toContain('notes.txt');
+  expect(JSON.parse(readFileSync(join(second, '.fairprune-output.json'), 'utf8'))).toMatchObject({ command: 'writePrunedFolder' });
 });
 
 test('constant Slice bounds of a fused gate_up are rewritten on removal (copies, not the shared constants)', async () => {

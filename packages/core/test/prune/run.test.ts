@@ -129,7 +129,23 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     // A plan made on other weights is refused.
     await expect(
       runFairnessPruning(llama, { outDir: join(tmp, 'other'), plan: { ...plan, model: { ...plan.model, weightsHash: '0'.repeat(64) } }, analyzeAfter: false }),
-    ).rejects.toThrow(/plan was made on weights with hash 000000000000…/);
+    ).rejects.toThrow(/plan was made on weights with hash 000000000000….*--plan-mismatch-ok/);
+    expect(existsSync(join(tmp, 'other'))).toBe(false);
+  });
+
+  test('a plan made on other weights, applied with applyToOtherWeights, records this model and the plan\'s origin', async () => {
+    const plan = await readPlan(result.files.plan);
+    const foreign = { ...plan, createdAt: '2020-01-01T00:00:00.000Z', model: { ...plan.model, path: '/elsewhere/model', weightsHash: '0'.repeat(64) } };
+    const applied = await runFairnessPruning(llama, { outDir: join(tmp, 'applied'), plan: foreign, applyToOtherWeights: true, pairs: [pairs[0]!], analyzeAfter: false });
+    const written = await readPlan(applied.files.plan);
+    expect(written.layers).toEqual(plan.layers);
+    expect(written.model.path).toBe(llama);
+    expect(written.model.weightsHash).toBe(plan.model.weightsHash);
+    expect(written.origin).toEqual({ model: foreign.model, createdAt: foreign.createdAt });
+    const pruned = Object.values(plan.layers).reduce((n, l) => n + l.length, 0);
+    expect(written.parameters.before).toBe(safetensorsParameters(join(llama, 'model.safetensors')));
+    expect(written.parameters.after).toBe(safetensorsParameters(join(applied.outDir, 'model.safetensors')));
+    expect(written.parameters.before - written.parameters.after).toBe(pruned * 3 * 64);
   });
 });
 
@@ -212,20 +228,20 @@ describe('the model card of the pruned folder', () => {
     expect(() => updateCardEval('# not a fairprune card\n', [boolq], 'x')).toThrow(/no fairprune evaluation section/);
   });
 
-  test('updateModelCardEval rewrites a card file, and leaves alone a folder without a card or with a linked one', () => {
+  test('updateModelCardEval rewrites a card file, and leaves alone a folder without a card or with a linked one', async () => {
     const boolq: CardEvalEntry = { task: 'boolq', metrics: { acc: 0.5, acc_stderr: 0.1 }, documents: 4, total: 64, bos: false, date: '2026-11-30T14:00:00.000Z' };
     const copy = join(tmp, 'card-copy');
     mkdirSync(copy);
     writeFileSync(join(copy, 'README.md'), readFileSync(result.files.card));
-    expect(updateModelCardEval(copy, [boolq])).toBe(join(copy, 'README.md'));
+    expect(await updateModelCardEval(copy, [boolq])).toBe(join(copy, 'README.md'));
     expect(readCardEval(readFileSync(join(copy, 'README.md'), 'utf8'))).toEqual([boolq]);
     const linked = join(tmp, 'card-linked');
     mkdirSync(linked);
     symlinkSync(join(copy, 'README.md'), join(linked, 'README.md'));
     const before = readFileSync(join(copy, 'README.md'), 'utf8');
-    expect(updateModelCardEval(linked, [{ ...boolq, task: 'lambada_openai' }])).toBeUndefined();
+    expect(await updateModelCardEval(linked, [{ ...boolq, task: 'lambada_openai' }])).toBeUndefined();
     expect(readFileSync(join(copy, 'README.md'), 'utf8')).toBe(before);
-    expect(updateModelCardEval(join(tmp, 'never-there'), [boolq])).toBeUndefined();
+    expect(await updateModelCardEval(join(tmp, 'never-there'), [boolq])).toBeUndefined();
   });
 });
 
@@ -276,7 +292,7 @@ describe('bad input fails before any model work', () => {
     await expect(runFairnessPruning(folder, { outDir: out, globalTopK: 10, mode: 'zero' })).rejects.toThrow(/model\.onnx/);
   });
 
-  test('an existing output folder needs --force', async () => {
-    await expect(runFairnessPruning(llama, { outDir: FIXTURES })).rejects.toThrow(/already exists and is not empty; choose another path or pass --force/);
+  test('an existing folder that fairprune did not write is refused before any work', async () => {
+    await expect(runFairnessPruning(llama, { outDir: join(FIXTURES, 'data') })).rejects.toThrow(/data exists and was not written by fairprune/);
   });
 });
