@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openModelFolder, requireOnnxPath, type SessionDevice } from '@fairprune/core';
+import { openModelFolder, readJsonObject, requireOnnxPath, type SessionDevice } from '@fairprune/core';
 import { loadDocs, type DataSource } from './data/load-docs.js';
 import type { HubOptions } from './data/hub.js';
 import { encodePair, modelInput, resolveMaxLength } from './requests.js';
@@ -203,5 +203,5 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
 function readTokenizerConfig(dir: string): Record<string, unknown> {
   const path = join(dir, 'tokenizer_config.json');
   if (!existsSync(path)) return {};
-  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  return readJsonObject(path);
 }

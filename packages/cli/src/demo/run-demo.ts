@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ModelSession,
   generate,
+  loadPairs,
   openModelFolder,
   readGenerationDefaults,
   requireOnnxPath,
@@ -89,10 +90,10 @@ function prepareOutDir(outDir: string, force: boolean): void {
   rmSync(outDir, { recursive: true, force: true });
 }
 
-function readBehaviourPairs(): PromptPair[] {
+async function readBehaviourPairs(): Promise<PromptPair[]> {
   const file = join(demoRoot, 'data', 'behaviour.json');
-  const pairs = JSON.parse(readFileSync(file, 'utf8')) as PromptPair[];
-  if (!Array.isArray(pairs) || pairs.length < 2) throw new Error(`${file}: expected at least two prompt pairs`);
+  const pairs = await loadPairs(file);
+  if (pairs.length < 2) throw new Error(`${file}: expected at least two prompt pairs`);
   return pairs;
 }
 
@@ -141,7 +142,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   mkdirSync(join(work, 'baseline'), { recursive: true });
   writeFileSync(join(work, marker), 'Output of `fairprune demo`; a later demo run replaces this folder.\n');
   try {
-    const [seed, ...heldOut] = readBehaviourPairs();
+    const [seed, ...heldOut] = await readBehaviourPairs();
     const prunedDir = join(work, 'pruned-model');
 
     progress('analyzing the original model and pruning it');

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readJsonFile } from '@fairprune/core';
 import { join, resolve } from 'node:path';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
@@ -31,9 +32,9 @@ const knownFiles = new Set(['bias-report.json', 'bias-report.before.json', 'bias
 
 function parseJson(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return readJsonFile(path);
   } catch (error) {
-    throw new Error(`report: ${path} is not valid JSON (${error instanceof Error ? error.message : String(error)})`);
+    throw new Error(`report: ${(error as Error).message}`);
   }
 }
 

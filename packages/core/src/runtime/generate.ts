@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonObject, type JsonObject } from '../io/read-json.js';
 import { openDecoder, type Decoder } from './kv-cache.js';
 import type { ModelSession } from './session.js';
 
@@ -265,7 +266,7 @@ export async function generate(
 
 /**
  * eos/pad ids as `generate()` would take them: generation_config.json first, then config.json; absent files give `{}`.
- * @throws when one of the files is not valid JSON.
+ * @throws {@link JsonInputError} when one of the files is not a JSON object.
  */
 export function readGenerationDefaults(
   modelDir: string,
@@ -273,14 +274,9 @@ export function readGenerationDefaults(
   /** `max_length` of generation_config.json, when set there. */
   maxLength?: number;
 } {
-  const read = (name: string): Record<string, unknown> => {
+  const read = (name: string): JsonObject => {
     const path = join(modelDir, name);
-    if (!existsSync(path)) return {};
-    try {
-      return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-    } catch (error) {
-      throw new Error(`${path} is not valid JSON: ${(error as Error).message}`);
-    }
+    return existsSync(path) ? readJsonObject(path) : {};
   };
   const generation = read('generation_config.json');
   const config = read('config.json');
