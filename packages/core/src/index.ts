@@ -18,6 +18,8 @@ export { readJsonFile, readJsonObject, parseJson, asJsonObject, jsonField, descr
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
 export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
 export { inspectModel, type ModelInspection } from './model/inspect.js';
+export { SafetensorsError } from './model/safetensors.js';
+export { validateModel, requireConsistentModel, ModelMismatchError, type ModelValidation, type InputChecks } from './model/validate.js';
 export { f32ToF16, type WeightDType } from './model/dtype.js';
 
 // ONNX codec & graph map: decode/encode ModelProto with external data, and find each decoder layer's GLU MLP by structure.
@@ -26,9 +28,10 @@ export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensor
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
 export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
-export { generate, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
+export { generate, checkGenerationInputs, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
 
 // Bias: prompt pairs, the optiPfair activation metric, per-neuron bias scores, behavioural log-odds, the analysis entry point.
 export { loadPairs, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';

@@ -14,6 +14,8 @@ export interface CommonBiasFlags {
   kernelDevice: 'auto' | 'cpu' | 'cuda';
   threads?: number;
   json?: boolean;
+  allowMismatch?: boolean;
+  allowNonfinite?: boolean;
 }
 
 function positiveInteger(value: string): number {
@@ -34,6 +36,8 @@ export function addBiasOptions(command: Command): Command {
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', positiveInteger)
+    .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the outputs)')
+    .option('--allow-nonfinite', 'proceed past NaN/Inf activations and logits instead of stopping (recorded in the outputs)')
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -53,6 +57,8 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     sessionDevice: flags.device,
     kernelDevice: flags.kernelDevice,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+    ...(flags.allowMismatch ? { allowMismatch: true } : {}),
+    ...(flags.allowNonfinite ? { allowNonfinite: true } : {}),
     onProgress: progress,
   };
 }

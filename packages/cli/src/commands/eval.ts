@@ -16,6 +16,7 @@ interface EvalFlags {
   offline?: boolean;
   json?: boolean;
   out?: string;
+  allowMismatch?: boolean;
 }
 
 const integer = (min: number) => (value: string): number => {
@@ -51,6 +52,7 @@ export function registerEval(program: Command): void {
     .option('--onnx-file <file>', 'ONNX file inside the model folder (default onnx/model.onnx)')
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--offline', 'never download; fail if hub data is not cached (also FAIRPRUNE_OFFLINE=1 or HF_HUB_OFFLINE=1)')
+    .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the results)')
     .option('--log-samples', 'include every document\'s requests and responses in the results')
     .option('--json', 'print the results JSON on stdout (progress stays on stderr)')
     .option('--out <file>', 'write the results JSON to this file')
@@ -71,6 +73,7 @@ export function registerEval(program: Command): void {
           ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
           device: flags.device,
           logSamples: flags.logSamples === true,
+          ...(flags.allowMismatch ? { allowMismatch: true } : {}),
           ...(flags.offline ? { hub: { offline: true } } : {}),
           onProgress: (p) => progress.update(p),
           onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),

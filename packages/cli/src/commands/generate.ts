@@ -1,4 +1,4 @@
-import { ModelSession, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
+import { ModelSession, checkGenerationInputs, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 interface GenerateFlags {
@@ -50,7 +50,9 @@ export function registerGenerate(program: Command): void {
     .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')
     .action(async (modelDir: string, flags: GenerateFlags) => {
       const folder = openModelFolder(modelDir, flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile });
-      const session = await ModelSession.create(requireOnnxPath(folder), { device: flags.device, config: folder.config });
+      const prompts = flags.prompt.map((text) => ({ text, ids: folder.tokenizer.encode(text) }));
+      const maxPositions = folder.config.maxPositionEmbeddings;
+      const configLimit = maxPositions === undefined ? undefined : { tokens: maxPositions, source: 'config.json max_position_embeddings' };
       const options: GenerationOptions & { cache: boolean } = {
         ...readGenerationDefaults(folder.dir),
         numBeams: flags.numBeams,
@@ -61,9 +63,18 @@ export function registerGenerate(program: Command): void {
         lengthPenalty: flags.lengthPenalty,
         numReturnSequences: flags.numReturnSequences,
         cache: flags.cache,
+        ...(configLimit ? { contextLimit: configLimit } : {}),
       };
+      // Prompts past the configured context are refused before the model loads; generate() checks again with the
+      // graph's own limit, when it fixes the sequence length.
+      checkGenerationInputs(prompts.map((p) => p.ids), options);
+      const onnxPath = requireOnnxPath(folder);
+      const session = await ModelSession.create(onnxPath, { device: flags.device, config: folder.config });
+      const fixed = session.fixedSequenceLength;
+      if (fixed !== undefined && (configLimit === undefined || fixed < configLimit.tokens)) {
+        options.contextLimit = { tokens: fixed, source: `the fixed input_ids length of ${onnxPath}` };
+      }
       try {
-        const prompts = flags.prompt.map((text) => ({ text, ids: folder.tokenizer.encode(text) }));
         const outputs = await generate(session, prompts.map((p) => p.ids), options);
         const rows = prompts.flatMap((prompt, i) =>
           outputs[i]!.map((sequence) => ({

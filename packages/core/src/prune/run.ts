@@ -285,6 +285,9 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
         importance: importanceMethod,
         ...selectionOptions,
         mode,
+        // What the run proceeded past, so the plan says so wherever it travels.
+        ...(options.allowMismatch ? { allowMismatch: true, mismatches: opened.inputChecks.mismatches } : {}),
+        ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
       },
       mode,
       layers: selection.map((s) => s.pruned),
