@@ -12,7 +12,7 @@
 export const packageName = '@fairprune/core';
 
 // JSON inputs: one reader whose errors name the file and field.
-export { readJsonFile, readJsonObject, parseJson, asJsonObject, jsonField, describeJson, JsonInputError, type JsonObject, type JsonFieldKind } from './io/read-json.js';
+export { readJsonFile, readJsonObject, parseJson, asJsonObject, jsonField, describeJson, JsonInputError, type JsonObject, type JsonFieldKind, type JsonFieldType } from './io/read-json.js';
 
 // Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';

@@ -186,11 +186,11 @@ export interface OpenedModel {
 export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
   const onnxPath = requireOnnxPath(folder);
+  const estimator = options.estimator ?? 'positionwise';
+  // Token counts need only the tokenizer: refuse unusable pairs before the model is read.
+  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
   const validation = validateModel(folder, onnxPath);
   const inputChecks = requireConsistentModel(validation, options.allowMismatch ?? false);
-  const estimator = options.estimator ?? 'positionwise';
-  // Token counts need only the tokenizer: refuse unusable pairs before the weights are loaded.
-  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
   for (const [pairs, source] of [[options.pairs ?? SEED_PAIRS, options.pairsSource ?? 'builtin:seed'], [options.evalPairs ?? [], options.evalPairsSource ?? 'eval pairs']] as const) {
     requirePairsFitContext(pairs, folder.tokenizer, validation, source);
   }

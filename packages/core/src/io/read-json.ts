@@ -62,7 +62,8 @@ export function readJsonObject(path: string): JsonObject {
 /** Field types {@link jsonField} checks. */
 export type JsonFieldKind = 'string' | 'number' | 'integer' | 'positive integer' | 'boolean' | 'array' | 'object';
 
-type KindType<K extends JsonFieldKind> = K extends 'string'
+/** The TypeScript type {@link jsonField} returns for a {@link JsonFieldKind}. */
+export type JsonFieldType<K extends JsonFieldKind> = K extends 'string'
   ? string
   : K extends 'number' | 'integer' | 'positive integer'
     ? number
@@ -95,9 +96,9 @@ function isKind(value: unknown, kind: JsonFieldKind): boolean {
  * Field `key` of `object`, checked to be of `kind`; absent (or `null`) gives `undefined` unless `required`.
  * @throws {@link JsonInputError} `"<where>: field "<key>" must be a <kind>, found <what>"`.
  */
-export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required: true): KindType<K>;
-export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required?: boolean): KindType<K> | undefined;
-export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required = false): KindType<K> | undefined {
+export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required: true): JsonFieldType<K>;
+export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required?: boolean): JsonFieldType<K> | undefined;
+export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required = false): JsonFieldType<K> | undefined {
   const value = object[key];
   if (value === undefined || (value === null && !required)) {
     if (required) throw new JsonInputError(`${where}: field "${key}" is missing (expected a ${kind})`);
@@ -107,5 +108,5 @@ export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: stri
     const shown = typeof value === 'number' || typeof value === 'boolean' ? `${describeJson(value)} ${String(value)}` : describeJson(value);
     throw new JsonInputError(`${where}: field "${key}" must be a ${kind}, found ${shown}`);
   }
-  return value as KindType<K>;
+  return value as JsonFieldType<K>;
 }
