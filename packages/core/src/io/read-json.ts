@@ -73,6 +73,10 @@ export type JsonFieldType<K extends JsonFieldKind> = K extends 'string'
         ? unknown[]
         : JsonObject;
 
+function withArticle(kind: JsonFieldKind): string {
+  return `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;
+}
+
 function isKind(value: unknown, kind: JsonFieldKind): boolean {
   switch (kind) {
     case 'string':
@@ -94,19 +98,19 @@ function isKind(value: unknown, kind: JsonFieldKind): boolean {
 
 /**
  * Field `key` of `object`, checked to be of `kind`; absent (or `null`) gives `undefined` unless `required`.
- * @throws {@link JsonInputError} `"<where>: field "<key>" must be a <kind>, found <what>"`.
+ * @throws {@link JsonInputError} `"<where>: field "<key>" must be a(n) <kind>, found <what>"`.
  */
 export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required: true): JsonFieldType<K>;
 export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required?: boolean): JsonFieldType<K> | undefined;
 export function jsonField<K extends JsonFieldKind>(object: JsonObject, key: string, kind: K, where: string, required = false): JsonFieldType<K> | undefined {
   const value = object[key];
   if (value === undefined || (value === null && !required)) {
-    if (required) throw new JsonInputError(`${where}: field "${key}" is missing (expected a ${kind})`);
+    if (required) throw new JsonInputError(`${where}: field "${key}" is missing (expected ${withArticle(kind)})`);
     return undefined;
   }
   if (!isKind(value, kind)) {
     const shown = typeof value === 'number' || typeof value === 'boolean' ? `${describeJson(value)} ${String(value)}` : describeJson(value);
-    throw new JsonInputError(`${where}: field "${key}" must be a ${kind}, found ${shown}`);
+    throw new JsonInputError(`${where}: field "${key}" must be ${withArticle(kind)}, found ${shown}`);
   }
   return value as JsonFieldType<K>;
 }
