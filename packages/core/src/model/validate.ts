@@ -4,7 +4,7 @@ import type { ModelProto } from 'onnx-buf';
 import { describeJson, JsonInputError, jsonField, readJsonObject } from '../io/read-json.js';
 import type { ModelFolder } from './folder.js';
 import { mapGraph, type GraphMap, type LayerMap } from './graph-map.js';
-import { TensorDataReader, checkExternalData, OnnxFormatError, readOnnxModel, tensorByteLength, tensorDims, tensorDtype } from './onnx-codec.js';
+import { TensorDataReader, checkExternalData, namingFile, OnnxFormatError, readOnnxModel, tensorByteLength, tensorDims, tensorDtype } from './onnx-codec.js';
 import { SafetensorsFile, type SafetensorsEntry } from './safetensors.js';
 
 /** What {@link validateModel} found: the parsed graph, its map, and the disagreements between the formats. */
@@ -47,7 +47,7 @@ export interface InputChecks {
 export function validateModel(folder: ModelFolder, onnxPath: string): ModelValidation {
   const model = readOnnxModel(onnxPath);
   checkExternalData(model, onnxPath);
-  checkInlineData(model, onnxPath);
+  namingFile(onnxPath, () => checkInlineData(model, onnxPath));
   const map = mapGraph(model, onnxPath);
   const config = folder.config;
   const configPath = join(folder.dir, 'config.json');
