@@ -70,8 +70,8 @@ const malformed: [string, Record<string, string | Uint8Array>, RegExp][] = [
     {
       'model.safetensors': safetensors((h) => {
         // Two equal-sized tensors made to share one byte range; the freed range becomes trailing bytes.
-        const [[, first], [, second]] = ordered(h).filter(([, e]) => e.shape.join() === '64');
-        second.data_offsets = [...first.data_offsets];
+        const [first, second] = ordered(h).filter(([, e]) => e.shape.join() === '64');
+        second![1].data_offsets = [...first![1].data_offsets];
       }),
     },
     /overlap tensor/,
