@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readJsonFile } from '@fairprune/core';
 import { join, resolve } from 'node:path';
+import { BIAS_REPORT, checkShape, NEURON_SCORES, PLAN, TOKEN_ACTIVATIONS, type Shape } from './check-inputs.js';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
 
@@ -50,9 +51,13 @@ class Folder {
     return this.dir !== undefined && existsSync(join(this.dir, name));
   }
 
-  read<T>(name: string): T | undefined {
+  /** A known input file, checked against the shape the report reads; undefined when the folder lacks it. */
+  read<T>(name: string, shape: Shape): T | undefined {
     if (!this.has(name)) return undefined;
-    return this.readPath(join(this.dir!, name)) as T;
+    const path = join(this.dir!, name);
+    const value = this.readPath(path);
+    checkShape(value, shape, resolve(path));
+    return value as T;
   }
 
   readPath(path: string): unknown {
@@ -82,14 +87,17 @@ export function loadReportData(inputs: ReportInputs, options: { title?: string }
   const before = new Folder(inputs.before, used);
   const after = new Folder(inputs.after, used);
 
-  const biasBefore = checkBiasReport(
-    before.read<BiasReportView>('bias-report.json') ?? before.read<BiasReportView>('bias-report.before.json') ?? after.read<BiasReportView>('bias-report.before.json'),
-  );
-  const biasAfter = checkBiasReport(after.read<BiasReportView>('bias-report.after.json') ?? after.read<BiasReportView>('bias-report.json'));
-  const plan = after.read<PlanView>('pruning-plan.json') ?? before.read<PlanView>('pruning-plan.json');
-  const neuronScores = after.read<NeuronScoresView>('neuron-scores.json') ?? before.read<NeuronScoresView>('neuron-scores.json');
+  const biasBefore =
+    before.read<BiasReportView>('bias-report.json', BIAS_REPORT) ??
+    before.read<BiasReportView>('bias-report.before.json', BIAS_REPORT) ??
+    after.read<BiasReportView>('bias-report.before.json', BIAS_REPORT);
+  const biasAfter = after.read<BiasReportView>('bias-report.after.json', BIAS_REPORT) ?? after.read<BiasReportView>('bias-report.json', BIAS_REPORT);
+  const plan = after.read<PlanView>('pruning-plan.json', PLAN) ?? before.read<PlanView>('pruning-plan.json', PLAN);
+  const neuronScores = after.read<NeuronScoresView>('neuron-scores.json', NEURON_SCORES) ?? before.read<NeuronScoresView>('neuron-scores.json', NEURON_SCORES);
   const tokenActivations =
-    neuronScores?.tokenActivations ?? before.read<TokenActivationsView>('token-activations.json') ?? after.read<TokenActivationsView>('token-activations.json');
+    neuronScores?.tokenActivations ??
+    before.read<TokenActivationsView>('token-activations.json', TOKEN_ACTIVATIONS) ??
+    after.read<TokenActivationsView>('token-activations.json', TOKEN_ACTIVATIONS);
   const recognisedBefore = recognise(before, used);
   const recognisedAfter = recognise(after, used);
 
@@ -108,15 +116,6 @@ export function loadReportData(inputs: ReportInputs, options: { title?: string }
     sources: used,
   });
   return { data, files: used };
-}
-
-function checkBiasReport(report: BiasReportView | undefined): BiasReportView | undefined {
-  if (!report) return undefined;
-  const metric = report.metric;
-  if (metric && (typeof metric.overall?.mean_difference !== 'number' || typeof metric.layers !== 'object')) {
-    throw new Error('report: a bias report has no metric.overall.mean_difference or metric.layers (not written by fairprune analyze?)');
-  }
-  return report;
 }
 
 interface Recognised {
