@@ -218,3 +218,16 @@ test('a refused run leaves the input folder byte for byte as it was', async () =
   expect(snapshot()).toEqual(before);
   expect(existsSync(join(root, 'untouched-out'))).toBe(false);
 });
+
+test("a graph with a fixed sequence length sets the context limit, and pairs past it are refused before the weights load", async () => {
+  const model = readOnnxModel(join(fixtureDir('llama'), 'onnx/model.onnx'));
+  const ids = model.graph!.input.find((i) => i.name === 'input_ids')!;
+  const type = ids.type!.value;
+  if (type.case !== 'tensorType') throw new Error('input_ids is not a tensor input');
+  type.value.shape!.dim[1]!.value = { case: 'dimValue', value: 8n };
+  const dir = llamaCopy(root, 'fixed-length', { 'onnx/model.onnx': encodeOnnxModel(model) });
+  const validation = validate(dir);
+  expect(validation).toMatchObject({ contextLimit: 8, contextLimitSource: expect.stringMatching(/fixed sequence length of input_ids in .*fixed-length\/onnx\/model\.onnx/) });
+  // The seed pair takes 16 tokens (the fixture's reference input_ids).
+  await expect(analyzeBias(dir)).rejects.toThrow(/builtin:seed, pair 0: prompt a takes 16 tokens, more than the model's context of 8 \(the fixed sequence length of input_ids in /);
+});
