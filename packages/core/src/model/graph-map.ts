@@ -298,6 +298,7 @@ export function mapGraph(model: ModelProto, where: string): GraphMap {
   });
 
   checkEveryLayerMapped(graph.node, mlps.map((m) => m.down.index), windowSizes, weightMatMuls, isConstant, producer, where);
+  checkLayerNames(layers, where);
   const outputs = graph.output.map((o) => o.name);
   const logits = outputs.includes('logits') ? 'logits' : outputs[0];
   if (!logits) throw new GraphMapError(`${where}: graph has no outputs`);
@@ -362,6 +363,22 @@ function checkEveryLayerMapped(
       `${layer >= 0 ? '' : ' (and the LM head 1)'}; ${found.length > 0 ? found.join('; ') : `ops there: ${[...opsUsed].join(', ')}`}. ` +
       'Layers are never renumbered around an unrecognised one; quantized or otherwise rewritten MLP weights are not supported.',
   );
+}
+
+/**
+ * Layers are numbered by their order in the graph. Where an exporter put the layer number into the node or weight
+ * names (`/model/layers.3/mlp/down_proj/MatMul`, `model.layers.3.mlp.down_proj.weight`), it must agree, so a graph whose
+ * layers are out of order is refused rather than pruned on the wrong layers.
+ */
+function checkLayerNames(layers: readonly LayerMap[], where: string): void {
+  for (const layer of layers) {
+    for (const name of [layer.nodes.down, layer.down.name, layer.nodes.gate, layer.gate.name]) {
+      const named = /(?:^|[./])layers[./](\d+)[./]/.exec(name)?.[1];
+      if (named !== undefined && Number(named) !== layer.index) {
+        throw new GraphMapError(`${where}: decoder layer ${layer.index} (in graph order) has its MLP in "${name}", named for layer ${named}; the graph's layer order disagrees with its names`);
+      }
+    }
+  }
 }
 
 function weightInfo(source: ProjectionSource, where: string): WeightInfo {

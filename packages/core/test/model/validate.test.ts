@@ -231,3 +231,14 @@ test("a graph with a fixed sequence length sets the context limit, and pairs pas
   // The seed pair takes 16 tokens (the fixture's reference input_ids).
   await expect(analyzeBias(dir)).rejects.toThrow(/builtin:seed, pair 0: prompt a takes 16 tokens, more than the model's context of 8 \(the fixed sequence length of input_ids in /);
 });
+
+test('a graph whose layer order disagrees with its layer names is refused, not pruned on the wrong layers', () => {
+  const model = readOnnxModel(join(fixtureDir('llama'), 'onnx/model.onnx'));
+  // As if layers 1 and 2 had been exported in swapped order: graph position 1 carries layer 2's names.
+  for (const node of model.graph!.node) {
+    if (node.name.startsWith('/m/model/layers.1/')) node.name = node.name.replace('/layers.1/', '/layers.2/');
+    else if (node.name.startsWith('/m/model/layers.2/')) node.name = node.name.replace('/layers.2/', '/layers.1/');
+  }
+  const dir = llamaCopy(root, 'swapped', { 'onnx/model.onnx': encodeOnnxModel(model) });
+  expect(() => validate(dir)).toThrow(/decoder layer 1 \(in graph order\) has its MLP in "\/m\/model\/layers\.2\/mlp\/down_proj\/MatMul", named for layer 2/);
+});
