@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
@@ -12,6 +12,7 @@ import { requireConsistentModel, validateModel } from '../../src/model/validate.
 import { inspectModel } from '../../src/model/inspect.js';
 import { runFairnessPruning } from '../../src/prune/run.js';
 import { analyzeBias } from '../../src/bias/analyze.js';
+import { readGenerationDefaults } from '../../src/runtime/generate.js';
 import { encodeSafetensors, llamaConfig, llamaCopy, readRawSafetensors } from './model-copies.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fp-validate-'));
@@ -57,6 +58,10 @@ const malformed: [string, Record<string, string | Uint8Array>, RegExp][] = [
   ['eos list of strings', { 'config.json': llamaConfig({ eos_token_id: [1, 'x'] }) }, /"eos_token_id" must be an integer or a list of integers/],
   ['context string', { 'config.json': llamaConfig({ max_position_embeddings: '256' }) }, /field "max_position_embeddings" must be a positive integer/],
   ['tokenizer_config null', { 'tokenizer_config.json': 'null' }, /tokenizer_config\.json: expected a JSON object, found null/],
+  ['tokenizer.json an array', { 'tokenizer.json': '[]' }, /tokenizer\.json: expected a JSON object, found an array/],
+  ['tokenizer.json null', { 'tokenizer.json': 'null' }, /tokenizer\.json: expected a JSON object, found null/],
+  ['shard index weight_map null', { 'model.safetensors.index.json': '{"weight_map": null}' }, /model\.safetensors\.index\.json: field "weight_map" must be an object, found null/],
+  ['shard index entry a number', { 'model.safetensors.index.json': '{"weight_map": {"lm_head.weight": 3}}' }, /index\.json: weight_map entry "lm_head\.weight" must be a file name, found a number/],
   ['safetensors header null', { 'model.safetensors': encodeSafetensors(null, new Uint8Array(0), 'null') }, /model\.safetensors: header does not start with "\{"/],
   ['safetensors header not JSON', { 'model.safetensors': encodeSafetensors(null, new Uint8Array(0), '{"a":') }, /model\.safetensors: header is not valid JSON/],
   ['safetensors entry null', { 'model.safetensors': safetensors((h) => void (h['model.norm.weight'] = null)) }, /tensor "model\.norm\.weight": expected an object \{dtype, shape, data_offsets\}, found null/],
@@ -103,6 +108,13 @@ describe('malformed files are errors naming the file and field or tensor', () =>
       validateModel(folder, folder.onnxPath!);
     }).toThrow(message);
   });
+});
+
+test('generation_config.json of the wrong type is an error naming the file', () => {
+  const dir = llamaCopy(root, 'generation-null', { 'generation_config.json': 'null' });
+  expect(() => readGenerationDefaults(dir)).toThrow(/generation_config\.json: expected a JSON object, found null/);
+  writeFileSync(join(dir, 'generation_config.json'), '{"max_length": 20');
+  expect(() => readGenerationDefaults(dir)).toThrow(/generation_config\.json is not valid JSON/);
 });
 
 /** Layer 1's down projection weight replaced by int8 data behind a DequantizeLinear, as a quantizer would leave it. */
