@@ -144,6 +144,16 @@ export function validatePlan(value: unknown, where: string): PruningPlan {
 }
 
 /**
+ * A plan's neuron indices mean something only for the MLP widths it was made on; checked before any analysis.
+ * @throws naming both width lists.
+ */
+export function requirePlanFitsModel(plan: PruningPlan, widths: readonly number[], where: string): void {
+  if (plan.model.intermediateSizes.join() !== widths.join()) {
+    throw new Error(`Pruning plan ${where} was made for MLP widths [${plan.model.intermediateSizes.join(', ')}], this model has [${widths.join(', ')}]`);
+  }
+}
+
+/**
  * Reads and validates a `pruning-plan.json`, e.g. to re-apply it with {@link PruneOptions.plan}.
  * @throws when the file is unreadable, not JSON, or fails {@link validatePlan}.
  */

@@ -16,7 +16,7 @@ import { SafetensorsFile } from '../model/safetensors.js';
 import { OnnxWeights } from '../model/weights.js';
 import { writePrunedFolder } from './apply.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
-import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
+import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
 export interface PruneOptions extends AnalyzeOptions {
@@ -230,6 +230,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   let neuronBias: Float32Array[];
   let tokenActivations: PairTokenActivations | undefined;
   try {
+    if (options.plan) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
     const analysis = await analyzeOpenedModel(opened, options);
     before = analysis.report;
     before.timings = { open: timings['open']!, ...before.timings };

@@ -254,3 +254,25 @@ test('a graph whose layer order disagrees with its layer names is refused, not p
   const dir = llamaCopy(root, 'swapped', { 'onnx/model.onnx': encodeOnnxModel(model) });
   expect(() => validate(dir)).toThrow(/decoder layer 1 \(in graph order\) has its MLP in "\/m\/model\/layers\.2\/mlp\/down_proj\/MatMul", named for layer 2/);
 });
+
+test('a plan made for other MLP widths is refused before the analysis', async () => {
+  const plan = {
+    format: 'fairprune.pruning-plan' as const,
+    version: 1 as const,
+    createdAt: '2026-01-01T00:00:00Z',
+    tool: 'test',
+    model: { path: '/elsewhere', weightsFile: 'onnx/model.onnx', weightsHash: 'x', numLayers: 4, hiddenSize: 64, intermediateSizes: [512, 512, 512, 512] },
+    options: {},
+    mode: 'remove' as const,
+    layers: { 0: [300] },
+    parameters: { before: 1, after: 1, affected: 0 },
+    intermediateSizes: [511, 512, 512, 512],
+  };
+  const out = join(root, 'wide-plan-out');
+  const progress: string[] = [];
+  await expect(runFairnessPruning(fixtureDir('llama'), { outDir: out, plan, onProgress: (m) => progress.push(m) })).rejects.toThrow(
+    /Pruning plan given was made for MLP widths \[512, 512, 512, 512\], this model has \[256, 256, 256, 256\]/,
+  );
+  expect(progress.filter((m) => m.startsWith('scoring'))).toEqual([]);
+  expect(existsSync(out)).toBe(false);
+});
