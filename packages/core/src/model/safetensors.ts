@@ -97,7 +97,11 @@ export class SafetensorsFile {
    * @throws {@link SafetensorsError} naming the file and tensor.
    */
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'r');
+    try {
+      this.fd = openSync(path, 'r');
+    } catch (error) {
+      throw new SafetensorsError(`Cannot open ${path}: ${(error as Error).message}`);
+    }
     try {
       const size = fstatSync(this.fd).size;
       const head = new Uint8Array(8);
@@ -126,7 +130,8 @@ export class SafetensorsFile {
       this.entries = parseEntries(json, path, size - this.dataStart);
     } catch (error) {
       closeSync(this.fd);
-      throw error;
+      // fs errors (e.g. EISDIR, EIO) name no file; every other error here already does.
+      throw error instanceof SafetensorsError ? error : new SafetensorsError(`Cannot read ${path}: ${(error as Error).message}`);
     }
   }
 

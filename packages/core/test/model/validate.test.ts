@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
@@ -275,4 +275,10 @@ test('a plan made for other MLP widths is refused before the analysis', async ()
   );
   expect(progress.filter((m) => m.startsWith('scoring'))).toEqual([]);
   expect(existsSync(out)).toBe(false);
+});
+
+test('a folder entry named like a shard but not a file is an error naming it', () => {
+  const dir = llamaCopy(root, 'shard-dir');
+  mkdirSync(join(dir, 'extra.safetensors'));
+  expect(() => validate(dir)).toThrow(/Cannot read .*shard-dir\/extra\.safetensors: EISDIR/);
 });
