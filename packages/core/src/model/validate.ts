@@ -136,6 +136,7 @@ function contextLimitOf(
 }
 
 const HF_LAYER = /(?:^|\.)layers\.(\d+)\./;
+const HF_MLP_WEIGHT = /(?:^|\.)layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)\.weight$/;
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
 /** Every shard per the spec (errors), then each config layer's MLP tensors against the graph's layer of that index. */
@@ -161,35 +162,37 @@ function checkSafetensors(folder: ModelFolder, layers: readonly LayerMap[], numL
     }
   }
   const where = folder.safetensorsFiles.map((f) => relative(folder.dir, f)).join(', ');
-  for (const name of tensors.keys()) {
+  // One pass over the names: `layer.projection` → tensor, so the per-layer checks are lookups.
+  const mlpTensors = new Map<string, [string, SafetensorsEntry]>();
+  for (const [name, { entry }] of tensors) {
     const layer = HF_LAYER.exec(name);
     if (layer && Number(layer[1]) >= numLayers) findings.push(`${where} has tensor "${name}" of layer ${layer[1]}, config.json has ${numLayers} layers`);
+    const mlp = HF_MLP_WEIGHT.exec(name);
+    if (mlp) mlpTensors.set(`${mlp[1]}.${mlp[2]}`, [name, entry]);
   }
-  for (let i = 0; i < numLayers; i++) {
-    const graphLayer = layers[i];
-    const find = (projection: string) => {
-      const pattern = new RegExp(`(^|\\.)layers\\.${i}\\.mlp\\.${projection}\\.weight$`);
-      return [...tensors.entries()].find(([name]) => pattern.test(name));
-    };
-    const fused = find('gate_up_proj');
-    const expected: [string, number | undefined, number | undefined][] = fused
-      ? [['gate_up_proj', graphLayer ? 2 * graphLayer.intermediateSize : undefined, hiddenSize]]
+  // A config claiming more layers than the graph has is a finding already; checking past the graph's layers would
+  // only repeat it (and a hostile count would loop for ever).
+  for (let i = 0; i < Math.min(numLayers, layers.length); i++) {
+    const width = layers[i]!.intermediateSize;
+    const fused = mlpTensors.get(`${i}.gate_up_proj`);
+    const expected: [string, number, number][] = fused
+      ? [['gate_up_proj', 2 * width, hiddenSize]]
       : [
-          ['gate_proj', graphLayer?.intermediateSize, hiddenSize],
-          ['up_proj', graphLayer?.intermediateSize, hiddenSize],
+          ['gate_proj', width, hiddenSize],
+          ['up_proj', width, hiddenSize],
         ];
-    expected.push(['down_proj', hiddenSize, graphLayer?.intermediateSize]);
+    expected.push(['down_proj', hiddenSize, width]);
     for (const [projection, rows, cols] of expected) {
-      const found = projection === 'gate_up_proj' ? fused : find(projection);
+      const found = mlpTensors.get(`${i}.${projection}`);
       if (!found) {
         findings.push(`${where} has no layers.${i}.mlp.${projection}.weight (layer ${i} of ${numLayers} in config.json)`);
         continue;
       }
-      const [name, { entry }] = found;
+      const [name, entry] = found;
       if (!FLOAT_DTYPES.has(entry.dtype)) findings.push(`${where}: "${name}" is ${entry.dtype}, expected F32, F16 or BF16`);
       const shape = entry.shape;
-      if (shape.length !== 2 || (rows !== undefined && shape[0] !== rows) || (cols !== undefined && shape[1] !== cols)) {
-        findings.push(`${where}: "${name}" is [${shape.join(', ')}], the graph's layer ${i} needs [${rows ?? '?'}, ${cols ?? '?'}]`);
+      if (shape.length !== 2 || shape[0] !== rows || shape[1] !== cols) {
+        findings.push(`${where}: "${name}" is [${shape.join(', ')}], the graph's layer ${i} needs [${rows}, ${cols}]`);
       }
     }
   }

@@ -171,6 +171,7 @@ function withoutTensor(name: string): Buffer {
 
 const mismatches: [string, Record<string, string | Uint8Array>, RegExp][] = [
   ['config says 5 layers', { 'config.json': llamaConfig({ num_hidden_layers: 5 }) }, /config\.json says num_hidden_layers 5, .*onnx\/model\.onnx has 4 decoder layers/],
+  ['config says a billion layers', { 'config.json': llamaConfig({ num_hidden_layers: 1e9 }) }, /says num_hidden_layers 1000000000, .* has 4 decoder layers/],
   ['config intermediate_size 128', { 'config.json': llamaConfig({ intermediate_size: 128 }) }, /intermediate_size 128 disagrees with the MLP widths of .*: layer 0: 256 \(config 128\)/],
   ['config hidden_size 32', { 'config.json': llamaConfig({ hidden_size: 32 }) }, /says hidden_size 32, .* has MLP outputs of width 64/],
   ['config vocab 800', { 'config.json': llamaConfig({ vocab_size: 800 }) }, /says vocab_size 800, .* output "logits" has 791 logits/],
