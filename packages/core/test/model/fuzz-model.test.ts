@@ -28,7 +28,7 @@ function rng(seed: number): () => number {
   };
 }
 
-const VALUES: unknown[] = [null, [], {}, 'x', '', -1, 0, 1, 1.5, 3, 4, 5, 64, 65, 128, 255, 256, 1e300, -1e300, 2 ** 53, true, false, [1, 2], [64, 256], { a: 1 }, ['F32']];
+const VALUES: unknown[] = [null, [], {}, 'x', '', -1, 0, 1, 1.5, 3, 4, 5, 64, 65, 128, 255, 256, 1e9, 2 ** 31 - 1, 1e300, -1e300, 2 ** 53, true, false, [1, 2], [64, 256], { a: 1 }, ['F32']];
 
 interface Fuzz {
   random: () => number;
