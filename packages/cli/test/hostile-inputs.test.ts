@@ -147,6 +147,9 @@ describe('model files through the commands', () => {
     const dir = llamaCopy({ 'config.json': config({ vocab_size: 800 }) });
     const out = join(tmp, 'mismatch-out');
     const message = /config\.json says vocab_size 800, .*model\.onnx output "logits" has 791 logits\n.*pass --allow-mismatch/s;
+    const inspected = await runCli('inspect', dir);
+    expect(inspected.code).toBe(0);
+    expect(inspected.stdout).toMatch(/warning: .*config\.json says vocab_size 800, .* has 791 logits/);
     await refused(out, message, 'analyze', dir, '--out', out);
     await refused(out, message, 'prune', dir, '--out', out);
     await refused(`${out}.json`, message, 'eval', dir, '--task', 'boolq', '--data', DATA.boolqMini, '--limit', '2', '--out', `${out}.json`);
