@@ -11,6 +11,9 @@
 /** The npm package name of this library. */
 export const packageName = '@fairprune/core';
 
+// JSON inputs: one reader whose errors name the file and field.
+export { readJsonFile, readJsonObject, parseJson, asJsonObject, jsonField, describeJson, JsonInputError, type JsonObject, type JsonFieldKind, type JsonFieldType } from './io/read-json.js';
+
 // Model folder & tokenizer: open a Hugging Face-style folder (config.json, tokenizer.json, ONNX, safetensors), inspect it.
 export { openModelFolder, requireOnnxPath, ModelFolderError, type ModelConfig, type ModelFolder, type OpenModelFolderOptions } from './model/folder.js';
 export { loadTokenizer, TokenizerLoadError, type TextTokenizer } from './model/tokenizer.js';
@@ -28,6 +31,8 @@ export {
   type ModelSourceOptions,
 } from './model/hub.js';
 export { inspectModel, type ModelInspection } from './model/inspect.js';
+export { SafetensorsError } from './model/safetensors.js';
+export { validateModel, requireConsistentModel, ModelMismatchError, type ModelValidation, type InputChecks } from './model/validate.js';
 export { f32ToF16, type WeightDType } from './model/dtype.js';
 
 // ONNX codec & graph map: decode/encode ModelProto with external data, and find each decoder layer's GLU MLP by structure.
@@ -37,10 +42,11 @@ export { segmentGraph, type GraphSegment, type GraphSegments } from './model/seg
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
 export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
 export { SegmentedModel, type SegmentedModelOptions, type SegmentHandlers } from './runtime/segmented-model.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
-export { generate, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
+export { generate, checkGenerationInputs, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
 
 // Bias: prompt pairs, the optiPfair activation metric, per-neuron bias scores, behavioural log-odds, the analysis entry point.
 export { loadPairs, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';

@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openModelFolder, requireOnnxPath, type HubOptions, type SessionDevice } from '@fairprune/core';
+import { openModelFolder, readJsonObject, requireConsistentModel, requireOnnxPath, validateModel, type HubOptions, type SessionDevice } from '@fairprune/core';
 import { loadDocs, type DataSource } from './data/load-docs.js';
 import { encodePair, modelInput, resolveMaxLength } from './requests.js';
 import { aggregateTask, type Sample, type TaskMetrics } from './results.js';
@@ -31,6 +31,8 @@ export interface EvaluateOptions {
   /** Where ORT runs; default `worker` in the built package (`main` when running from TypeScript sources). */
   thread?: ScorerThread;
   hub?: HubOptions;
+  /** Proceed although config.json, the graph and the safetensors disagree (`--allow-mismatch`); the results record it. */
+  allowMismatch?: boolean;
   onProgress?: (progress: EvalProgress) => void;
   /** One-line notices, e.g. why CUDA was asked for but CPU is used. */
   onNotice?: (message: string) => void;
@@ -61,6 +63,10 @@ export interface EvalResults {
     bootstrap_iters: number;
     device: string;
     fairprune_version: string;
+    /** `--allow-mismatch` was given; with the disagreements between the model's files it proceeded past. */
+    allow_mismatch?: { mismatches: string[] };
+    /** Documents whose context was cut from the left to fit the model (as lm-eval does). */
+    truncated_docs: number;
   };
   samples?: Partial<Record<TaskName, Sample[]>>;
 }
@@ -84,11 +90,15 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const bos = options.bos ?? false;
   const folder = openModelFolder(options.model, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   const onnxPath = requireOnnxPath(folder);
+  const validation = validateModel(folder, onnxPath);
+  const inputChecks = requireConsistentModel(validation, options.allowMismatch ?? false);
   const { docs, rows, total, path: dataPath } = await loadDocs(task, options.data ?? { hub: true }, {
     ...(options.limit === undefined ? {} : { limit: options.limit }),
     ...(options.hub === undefined ? {} : { hub: options.hub }),
   });
-  const maxLength = resolveMaxLength(folder.config.raw, readTokenizerConfig(folder.dir));
+  // lm-eval's length, unless the graph itself takes fewer positions.
+  const maxLength = Math.min(resolveMaxLength(folder.config.raw, readTokenizerConfig(folder.dir)), validation.contextLimit ?? Infinity);
+  const truncatedDocs = new Set<number>();
 
   // Requests → model rows; identical inputs share one row.
   const planned: PlannedRequest[] = [];
@@ -97,6 +107,10 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
     task.requests(doc).forEach((request, index) => {
       const pair = encodePair(folder.tokenizer, request.context, request.continuation, bos);
       const input = modelInput(pair, maxLength);
+      if (pair.continuation.length > maxLength) {
+        throw new Error(`document ${d}: its continuation takes ${pair.continuation.length} tokens, more than the model's context of ${maxLength}`);
+      }
+      if (pair.context.length + pair.continuation.length > maxLength + 1) truncatedDocs.add(d);
       const planItem = { doc: d, index, ...request };
       planned.push(planItem);
       const key = input.join(',');
@@ -106,6 +120,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
       rowsByInput.set(key, entry);
     });
   });
+  if (truncatedDocs.size > 0) {
+    options.onNotice?.(
+      `${truncatedDocs.size} of ${docs.length} documents are longer than the model's context of ${maxLength} tokens; ` +
+        'their context is cut from the left, as lm-eval does',
+    );
+  }
   // Longest first, like the harness: the first batch shows at once whether memory suffices.
   const work = [...rowsByInput.values()].sort((a, b) => b.row.input.length - a.row.input.length);
 
@@ -183,6 +203,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
       bootstrap_iters: bootstrapIters,
       device: scorer.device,
       fairprune_version: version,
+      ...(inputChecks.allowMismatch ? { allow_mismatch: { mismatches: inputChecks.mismatches } } : {}),
+      truncated_docs: truncatedDocs.size,
     },
   };
   if (options.logSamples) {
@@ -208,5 +230,5 @@ function jsonRow(row: Record<string, unknown>): Record<string, unknown> {
 function readTokenizerConfig(dir: string): Record<string, unknown> {
   const path = join(dir, 'tokenizer_config.json');
   if (!existsSync(path)) return {};
-  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  return readJsonObject(path);
 }

@@ -236,6 +236,9 @@ export function lmEvalResults(run: LmEvalRun): LmEvalOutput {
       bos: first.bos,
       onnx_file: first.onnx_file,
       fairprune_version: version,
+      // What the run proceeded past or changed, so the results say so wherever they travel.
+      ...(first.allow_mismatch ? { allow_mismatch: first.allow_mismatch } : {}),
+      truncated_docs: run.tasks.reduce((n, r) => n + r.config.truncated_docs, 0),
     },
     git_hash: gitHash(),
     date: startSeconds,

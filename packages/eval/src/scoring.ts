@@ -1,4 +1,4 @@
-import { tensorToFloat32, type ModelSession } from '@fairprune/core';
+import type { ModelSession } from '@fairprune/core';
 import type { LoglikelihoodResult } from './tasks.js';
 
 /**
@@ -31,7 +31,7 @@ export async function scoreRows(session: ModelSession, rows: readonly ScoringRow
   }
   const outputs = await session.run(feeds, [session.logitsName]);
   const tensor = outputs[session.logitsName]!;
-  const logits = tensorToFloat32(tensor);
+  const logits = session.checkedLogits(tensor);
   const vocab = tensor.dims[2]!;
   return rows.map((row, i) =>
     row.continuations.map((continuation) => scoreContinuation(logits, (i * width) * vocab, vocab, row.input.length, continuation)),

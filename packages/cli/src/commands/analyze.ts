@@ -17,6 +17,8 @@ export interface CommonBiasFlags {
   offline?: boolean;
   streamed?: boolean;
   json?: boolean;
+  allowMismatch?: boolean;
+  allowNonfinite?: boolean;
 }
 
 /** Options shared by `analyze` and `prune`. */
@@ -32,6 +34,8 @@ export function addBiasOptions(command: Command): Command {
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
+    .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the outputs)')
+    .option('--allow-nonfinite', 'proceed past NaN/Inf activations and logits instead of stopping (recorded in the outputs)')
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
 }
 
@@ -51,6 +55,8 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     kernelDevice: flags.kernelDevice,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     ...(flags.streamed ? { streamed: true } : {}),
+    ...(flags.allowMismatch ? { allowMismatch: true } : {}),
+    ...(flags.allowNonfinite ? { allowNonfinite: true } : {}),
     onProgress: progress,
   };
 }

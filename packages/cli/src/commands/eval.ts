@@ -34,6 +34,7 @@ interface EvalFlags {
   json?: boolean;
   out?: string;
   outputPath?: string;
+  allowMismatch?: boolean;
 }
 
 const taskList = (value: string): TaskName[] => [...new Set(choiceListFlag(taskNames)(value))] as TaskName[];
@@ -105,6 +106,7 @@ export function registerEval(program: Command): void {
     .option('--onnx-file <file>', ONNX_FILE_HELP)
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--offline', 'never download: a hub id and hub data must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
+    .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the results)')
     .option('--output-path <dir>', 'write lm-eval result files: DIR/<model name>/results_<time>.json (a path ending in .json: <name>_<time>.json)')
     .option('--log-samples', 'also write every document\'s requests and responses, samples_<task>_<time>.jsonl beside the results')
     .option('--json', 'print the results JSON (lm-eval\'s schema) on stdout (progress stays on stderr)')
@@ -136,6 +138,7 @@ export function registerEval(program: Command): void {
                 ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
                 device: flags.device,
                 logSamples: flags.logSamples === true,
+                ...(flags.allowMismatch ? { allowMismatch: true } : {}),
                 ...(flags.offline ? { hub: { offline: true } } : {}),
                 onProgress: (p) => progress.update(p),
                 onNotice: (message) => process.stderr.write(`fairprune: ${message}\n`),

@@ -1,4 +1,4 @@
-import { ModelSession, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
+import { ModelSession, checkGenerationInputs, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { integerFlag, numberFlag } from '../flags.js';
 import { UsageError } from '../exit-codes.js';
@@ -60,7 +60,8 @@ export function registerGenerate(program: Command): void {
           throw new UsageError(`--max-length ${flags.maxLength} counts the prompt and leaves no room after the ${longest.ids.length}-token prompt "${longest.text}"; raise it or use --max-new-tokens`);
         }
       }
-      const session = await ModelSession.create(requireOnnxPath(folder), { device: flags.device, config: folder.config });
+      const maxPositions = folder.config.maxPositionEmbeddings;
+      const configLimit = maxPositions === undefined ? undefined : { tokens: maxPositions, source: 'config.json max_position_embeddings' };
       const options: GenerationOptions & { cache: boolean } = {
         ...readGenerationDefaults(folder.dir),
         numBeams: flags.numBeams,
@@ -71,7 +72,17 @@ export function registerGenerate(program: Command): void {
         lengthPenalty: flags.lengthPenalty,
         numReturnSequences: flags.numReturnSequences,
         cache: flags.cache,
+        ...(configLimit ? { contextLimit: configLimit } : {}),
       };
+      // Prompts past the configured context are refused before the model loads; generate() checks again with the
+      // graph's own limit, when it fixes the sequence length.
+      checkGenerationInputs(prompts.map((p) => p.ids), options);
+      const onnxPath = requireOnnxPath(folder);
+      const session = await ModelSession.create(onnxPath, { device: flags.device, config: folder.config });
+      const fixed = session.fixedSequenceLength;
+      if (fixed !== undefined && (configLimit === undefined || fixed < configLimit.tokens)) {
+        options.contextLimit = { tokens: fixed, source: `the fixed input_ids length of ${onnxPath}` };
+      }
       try {
         const outputs = await generate(session, prompts.map((p) => p.ids), options);
         const rows = prompts.flatMap((prompt, i) =>

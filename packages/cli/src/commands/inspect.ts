@@ -29,7 +29,8 @@ function formatInspection(i: ModelInspection): string {
     `${i.dir}`,
     `  architecture   ${i.modelType}${i.architectures.length ? ` (${i.architectures.join(', ')})` : ''}`,
     `  config         hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHiddenLayers} layers, ` +
-      `${c.numAttentionHeads} heads (${c.numKeyValueHeads} kv, dim ${c.headDim}), vocab ${c.vocabSize}`,
+      `${c.numAttentionHeads} heads (${c.numKeyValueHeads} kv, dim ${c.headDim}), vocab ${c.vocabSize}, ` +
+      `context ${i.contextLimit ?? 'unknown'}`,
     `  onnx           ${i.onnxFile}${i.kvCache ? ' (KV cache)' : ''}; also: ${i.onnxFiles.filter((f) => f !== i.onnxFile).join(', ') || 'none'}`,
     `  safetensors    ${i.safetensorsFiles.join(', ') || 'none'}`,
     `  MLP            ${i.layers.length} GLU layers, activation ${i.activation}, ${i.activationDtype} activations, logits "${i.logits}"`,

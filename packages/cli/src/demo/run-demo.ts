@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -8,6 +8,7 @@ import {
   openOutput,
   readMarker,
   generate,
+  loadPairs,
   openModelFolder,
   readGenerationDefaults,
   requireOnnxPath,
@@ -83,10 +84,10 @@ export interface DemoSummary {
   seconds: number;
 }
 
-function readBehaviourPairs(): PromptPair[] {
+async function readBehaviourPairs(): Promise<PromptPair[]> {
   const file = join(demoRoot, 'data', 'behaviour.json');
-  const pairs = JSON.parse(readFileSync(file, 'utf8')) as PromptPair[];
-  if (!Array.isArray(pairs) || pairs.length < 2) throw new Error(`${file}: expected at least two prompt pairs`);
+  const pairs = await loadPairs(file);
+  if (pairs.length < 2) throw new Error(`${file}: expected at least two prompt pairs`);
   return pairs;
 }
 
@@ -133,7 +134,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const work = output.tempPath;
   try {
     mkdirSync(join(work, 'baseline'));
-    const [seed, ...heldOut] = readBehaviourPairs();
+    const [seed, ...heldOut] = await readBehaviourPairs();
     const prunedDir = join(work, 'pruned-model');
 
     progress('analyzing the original model and pruning it');

@@ -1,6 +1,7 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { ARTIFACTS } from '@fairprune/core';
+import { ARTIFACTS, readJsonFile } from '@fairprune/core';
+import { BIAS_REPORT, checkShape, NEURON_SCORES, PLAN, TOKEN_ACTIVATIONS, type Shape } from './check-inputs.js';
 import { buildReportData, type GenerationView, type NeuronScoresView, type PlanView, type TokenActivationsView } from './build.js';
 import { UsageError } from '../exit-codes.js';
 import type { BiasReportView, EvalResultsView, ReportData } from './types.js';
@@ -51,9 +52,9 @@ const knownFiles = new Set<string>([
 
 function parseJson(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return readJsonFile(path);
   } catch (error) {
-    throw new Error(`report: ${path} is not valid JSON (${error instanceof Error ? error.message : String(error)})`);
+    throw new Error(`report: ${(error as Error).message}`);
   }
 }
 
@@ -69,9 +70,13 @@ class Folder {
     return this.dir !== undefined && existsSync(join(this.dir, name));
   }
 
-  read<T>(name: string): T | undefined {
+  /** A known input file, checked against the shape the report reads; undefined when the folder lacks it. */
+  read<T>(name: string, shape: Shape): T | undefined {
     if (!this.has(name)) return undefined;
-    return this.readPath(join(this.dir!, name)) as T;
+    const path = join(this.dir!, name);
+    const value = this.readPath(path);
+    checkShape(value, shape, resolve(path));
+    return value as T;
   }
 
   readPath(path: string): unknown {
@@ -109,14 +114,17 @@ export function loadReportData(inputs: ReportInputs, options: LoadReportOptions 
   const before = new Folder(inputs.before, used);
   const after = new Folder(inputs.after, used);
 
-  const biasBefore = checkBiasReport(
-    before.read<BiasReportView>(ARTIFACTS.biasReport) ?? before.read<BiasReportView>(ARTIFACTS.biasBefore) ?? after.read<BiasReportView>(ARTIFACTS.biasBefore),
-  );
-  const biasAfter = checkBiasReport(after.read<BiasReportView>(ARTIFACTS.biasAfter) ?? after.read<BiasReportView>(ARTIFACTS.biasReport));
-  const plan = after.read<PlanView>(ARTIFACTS.plan) ?? before.read<PlanView>(ARTIFACTS.plan);
-  const neuronScores = after.read<NeuronScoresView>(ARTIFACTS.neuronScores) ?? before.read<NeuronScoresView>(ARTIFACTS.neuronScores);
+  const biasBefore =
+    before.read<BiasReportView>(ARTIFACTS.biasReport, BIAS_REPORT) ??
+    before.read<BiasReportView>(ARTIFACTS.biasBefore, BIAS_REPORT) ??
+    after.read<BiasReportView>(ARTIFACTS.biasBefore, BIAS_REPORT);
+  const biasAfter = after.read<BiasReportView>(ARTIFACTS.biasAfter, BIAS_REPORT) ?? after.read<BiasReportView>(ARTIFACTS.biasReport, BIAS_REPORT);
+  const plan = after.read<PlanView>(ARTIFACTS.plan, PLAN) ?? before.read<PlanView>(ARTIFACTS.plan, PLAN);
+  const neuronScores = after.read<NeuronScoresView>(ARTIFACTS.neuronScores, NEURON_SCORES) ?? before.read<NeuronScoresView>(ARTIFACTS.neuronScores, NEURON_SCORES);
   const tokenActivations =
-    neuronScores?.tokenActivations ?? before.read<TokenActivationsView>(ARTIFACTS.tokenActivations) ?? after.read<TokenActivationsView>(ARTIFACTS.tokenActivations);
+    neuronScores?.tokenActivations ??
+    before.read<TokenActivationsView>(ARTIFACTS.tokenActivations, TOKEN_ACTIVATIONS) ??
+    after.read<TokenActivationsView>(ARTIFACTS.tokenActivations, TOKEN_ACTIVATIONS);
   const recognisedBefore = recognise(before, used);
   const recognisedAfter = recognise(after, used);
 
@@ -138,15 +146,6 @@ export function loadReportData(inputs: ReportInputs, options: LoadReportOptions 
     sources: used.map(shown),
   });
   return { data, files: used };
-}
-
-function checkBiasReport(report: BiasReportView | undefined): BiasReportView | undefined {
-  if (!report) return undefined;
-  const metric = report.metric;
-  if (metric && (typeof metric.overall?.mean_difference !== 'number' || typeof metric.layers !== 'object')) {
-    throw new Error('report: a bias report has no metric.overall.mean_difference or metric.layers (not written by fairprune analyze?)');
-  }
-  return report;
 }
 
 interface Recognised {

@@ -1,6 +1,7 @@
 import type { Device } from '@fairprune/native-cuda';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { ActivationKey, GraphMap } from '../model/graph-map.js';
+import { requireConsistentModel, validateModel, type InputChecks, type ModelValidation } from '../model/validate.js';
 import { ActivationCapture } from '../runtime/capture.js';
 import type { SessionDevice } from '../runtime/session.js';
 import { measureBehaviour, type BehaviourResult } from './behaviour.js';
@@ -46,6 +47,10 @@ export interface AnalyzeOptions {
         key?: string;
       }
     | false;
+  /** Proceed although config.json, the graph and the safetensors disagree (`--allow-mismatch`); the report records it. */
+  allowMismatch?: boolean;
+  /** Proceed past NaN/±Inf activations and logits (`--allow-nonfinite`); the report records it. */
+  allowNonfinite?: boolean;
   /** One line per step, for a progress display. */
   onProgress?: (message: string) => void;
   /**
@@ -114,6 +119,11 @@ export interface BiasReport extends PairSetMeasurement {
   components: string[];
   /** Out-of-sample measurement on `--eval-pairs`. */
   eval?: PairSetMeasurement;
+  /** The input checks the run proceeded past: `--allow-mismatch` with the disagreements found, `--allow-nonfinite`. */
+  inputChecks: InputChecks & {
+    /** `--allow-nonfinite` was given: NaN/±Inf activations and logits were not refused. */
+    allowNonfinite: boolean;
+  };
   /** Wall time per stage, milliseconds. */
   timings: Record<string, number>;
 }
@@ -184,23 +194,67 @@ export interface OpenedModel {
   folder: ModelFolder;
   onnxPath: string;
   capture: ActivationCapture;
+  /** What the folder's validation found and allowed. */
+  inputChecks: InputChecks;
 }
 
-/** Opens a model folder for analysis (after checking the pairs' token counts), capturing only the tensors the options need. */
+/**
+ * The checks made before any weight is loaded, for the whole-model and the streamed paths: the pairs' token counts,
+ * the folder's validation ({@link validateModel}; disagreements refused unless `allowMismatch`), and no prompt (with
+ * its continuations) longer than the model's context.
+ */
+export function checkBeforeLoading(folder: ModelFolder, onnxPath: string, options: AnalyzeOptions): { validation: ModelValidation; inputChecks: InputChecks } {
+  const { estimator } = analysisSettings(options);
+  // Token counts need only the tokenizer: refuse unusable pairs before the model is read.
+  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
+  const validation = validateModel(folder, onnxPath);
+  const inputChecks = requireConsistentModel(validation, options.allowMismatch ?? false);
+  for (const [pairs, source] of [[options.pairs ?? SEED_PAIRS, options.pairsSource ?? 'builtin:seed'], [options.evalPairs ?? [], options.evalPairsSource ?? 'eval pairs']] as const) {
+    requirePairsFitContext(pairs, folder.tokenizer, validation, source);
+  }
+  return { validation, inputChecks };
+}
+
+/**
+ * Opens a model folder for analysis, capturing only the tensors the options need. Before the weights load, the folder
+ * is validated ({@link validateModel}; disagreements refused unless `allowMismatch`) and the pairs are checked: token
+ * counts, and no prompt (with its continuations) longer than the model's context.
+ */
 export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
   const onnxPath = requireOnnxPath(folder);
-  const { estimator } = analysisSettings(options);
-  // Token counts need only the tokenizer: refuse unusable pairs before the weights are loaded.
-  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
+  const { validation, inputChecks } = checkBeforeLoading(folder, onnxPath, options);
   const capture = await ActivationCapture.create(onnxPath, {
+    model: validation.model,
+    allowNonfinite: options.allowNonfinite ?? false,
     keys: captureKeys(options),
     // A handful of forwards per pair: opening fast matters more than forward speed.
     prepackWeights: false,
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
-  return { folder, onnxPath, capture };
+  return { folder, onnxPath, capture, inputChecks };
+}
+
+/**
+ * Refuses prompts (and prompt + continuation, for behaviour pairs) longer than the model's context, naming the limit.
+ * @throws naming the pair set, the pair index, its token count and where the limit comes from.
+ */
+function requirePairsFitContext(pairs: readonly PromptPair[], tokenizer: ModelFolder['tokenizer'], validation: ModelValidation, source: string): void {
+  const limit = validation.contextLimit;
+  if (limit === undefined) return;
+  pairs.forEach((pair, index) => {
+    for (const side of ['a', 'b'] as const) {
+      const longestContinuation = Math.max(0, ...[...(pair.negative ?? []), ...(pair.positive ?? [])].map((c) => tokenizer.encode(c, { addSpecialTokens: false }).length));
+      const tokens = tokenizer.encode(pair[side]).length + longestContinuation;
+      if (tokens > limit) {
+        throw new Error(
+          `${source}, pair ${index}: prompt ${side} takes ${tokens} tokens${longestContinuation > 0 ? ' with its longest continuation' : ''}, ` +
+            `more than the model's context of ${limit} (${validation.contextLimitSource})`,
+        );
+      }
+    }
+  });
 }
 
 /**
@@ -321,7 +375,7 @@ export function pairSetMeasurement(
 
 /** `bias-report.json` of a model's measured pair sets. */
 export function biasReport(
-  model: Pick<OpenedModel, 'folder' | 'onnxPath'>,
+  model: Pick<OpenedModel, 'folder' | 'onnxPath' | 'inputChecks'>,
   map: GraphMap,
   options: AnalyzeOptions,
   main: PairSetMeasurement,
@@ -337,6 +391,7 @@ export function biasReport(
       numLayers: map.layers.length,
       intermediateSizes: map.layers.map((l) => l.intermediateSize),
     },
+    inputChecks: { ...model.inputChecks, allowNonfinite: options.allowNonfinite ?? false },
     ...analysisSettings(options),
     ...main,
     ...(evalMeasurement ? { eval: evalMeasurement } : {}),

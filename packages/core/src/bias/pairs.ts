@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { describeJson } from '../io/read-json.js';
 
 /** Two prompts that differ only in a demographic attribute. `negative` / `positive` are optional continuation
  *  lists used by the behavioural measurement (log-odds of a negative vs a positive continuation). */
@@ -128,7 +129,10 @@ export async function loadPairs(spec: string): Promise<PromptPair[]> {
   return readPairsFile(spec);
 }
 
-/** Reads `[{a, b, ...}]`, `{ pairs: [...] }` or JSON Lines (one pair per line). */
+/**
+ * Reads `[{a, b, ...}]`, `{ pairs: [...] }` or JSON Lines (one pair per line; a single line is a one-pair file).
+ * @throws naming the file (and line or pair index) when it is unreadable, empty or holds an invalid record.
+ */
 export async function readPairsFile(file: string): Promise<PromptPair[]> {
   let text: string;
   try {
@@ -138,19 +142,31 @@ export async function readPairsFile(file: string): Promise<PromptPair[]> {
   }
   const trimmed = text.trim();
   if (trimmed === '') throw new Error(`Pairs file ${file} is empty`);
+  const lines = trimmed.split(/\r?\n/);
+  // A whole-file JSON document is an array, { "pairs": [...] } or a single pair (so a one-line JSON Lines file reads
+  // like a longer one); anything else is JSON Lines.
+  let whole: unknown;
+  let parseError: string | undefined;
+  try {
+    whole = JSON.parse(trimmed);
+  } catch (error) {
+    parseError = (error as Error).message;
+  }
   let records: unknown[];
-  if (trimmed.startsWith('[') || (trimmed.startsWith('{') && !isJsonLines(trimmed))) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(trimmed);
-    } catch (error) {
-      throw new Error(`Pairs file ${file} is not valid JSON: ${(error as Error).message}`);
+  if (Array.isArray(whole)) {
+    records = whole;
+  } else if (whole !== null && typeof whole === 'object') {
+    if (!('pairs' in whole)) {
+      records = [whole];
+    } else {
+      const list = (whole as { pairs: unknown }).pairs;
+      if (!Array.isArray(list)) throw new Error(`Pairs file ${file}: field "pairs" must be an array of pairs, found ${describeJson(list)}`);
+      records = list;
     }
-    const list = Array.isArray(parsed) ? parsed : (parsed as { pairs?: unknown }).pairs;
-    if (!Array.isArray(list)) throw new Error(`Pairs file ${file}: expected an array of pairs or { "pairs": [...] }`);
-    records = list;
+  } else if (parseError !== undefined && (trimmed.startsWith('[') || lines.length === 1)) {
+    throw new Error(`Pairs file ${file} is not valid JSON: ${parseError}`);
   } else {
-    records = trimmed.split(/\r?\n/).flatMap((line, index) => {
+    records = lines.flatMap((line, index) => {
       if (line.trim() === '') return [];
       try {
         return [JSON.parse(line) as unknown];
@@ -163,21 +179,10 @@ export async function readPairsFile(file: string): Promise<PromptPair[]> {
   return records.map((record, index) => validatePair(record, `${file}, pair ${index}`));
 }
 
-function isJsonLines(text: string): boolean {
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
-  if (lines.length < 2) return false;
-  try {
-    JSON.parse(lines[0]!);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Checks one record's fields and returns a clean copy. */
 export function validatePair(record: unknown, where: string): PromptPair {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-    throw new Error(`${where}: expected an object {a, b, category?, negative?, positive?}`);
+    throw new Error(`${where}: expected an object {a, b, category?, negative?, positive?}, found ${describeJson(record)}`);
   }
   const r = record as Record<string, unknown>;
   for (const side of ['a', 'b'] as const) {

@@ -6,6 +6,7 @@ import {
   captureKeys,
   pairSetMeasurement,
   tokenActivationsOf,
+  checkBeforeLoading,
   validateAnalyzeOptions,
   type AnalyzeOptions,
   type BiasAnalysis,
@@ -16,7 +17,7 @@ import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour
 import { comparePair, type ActivationSet } from './compare.js';
 import { activationKey, parseActivationKey } from './metrics.js';
 import { NeuronBiasAggregator } from './neuron-scores.js';
-import { checkPairs, requireUsablePairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
+import { checkPairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
 
 /** One pair being measured: where its two prompts sit among the streamed sequences, and its differences so far. */
 interface StreamedPair {
@@ -53,7 +54,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
   const { estimator, aggregation, components } = analysisSettings(options);
   const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');
   const checked = checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator);
-  requireUsablePairs(checked, source);
+  const { inputChecks } = checkBeforeLoading(folder, onnxPath, options);
   const evalChecked = options.evalPairs ? checkPairs(options.evalPairs, folder.tokenizer, estimator) : undefined;
 
   const model = SegmentedModel.open(onnxPath, {
@@ -135,7 +136,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     const evalMeasurement = evalChecked ? await measure(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
     const layers = aggregators.map((aggregator) => aggregator.result());
     return {
-      report: biasReport({ folder, onnxPath }, model.map, options, main, evalMeasurement, timings),
+      report: biasReport({ folder, onnxPath, inputChecks }, model.map, options, main, evalMeasurement, timings),
       neuronBias: { estimator, aggregation, pairs: layers[0]!.pairs, layers: layers.map((l) => l.layers[0]!) },
       ...(tokenActivations ? { tokenActivations } : {}),
     };

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -168,6 +168,8 @@ class Output implements PendingOutput {
   private readonly journalPath: string;
   private existing: Existing = 'none';
   private open = false;
+  /** The outermost folder this output created on the way to its parent; removed again if the output fails. */
+  private createdParent: string | undefined;
 
   constructor(path: string, private readonly options: OutputOptions) {
     this.path = resolve(path);
@@ -181,11 +183,16 @@ class Output implements PendingOutput {
   /** Every check that needs no work: parent usable, lock free, earlier runs recovered, the final name replaceable. */
   begin(): void {
     try {
-      mkdirSync(this.parent, { recursive: true });
+      this.createdParent = mkdirSync(this.parent, { recursive: true });
     } catch (error) {
       throw new OutputError(`Cannot create the folder ${this.parent} for ${this.path}: ${messageOf(error)}`);
     }
-    this.lock();
+    try {
+      this.lock();
+    } catch (error) {
+      this.removeCreatedParent();
+      throw error;
+    }
     try {
       this.recoverJournal();
       this.removeLeftovers();
@@ -195,7 +202,22 @@ class Output implements PendingOutput {
       track(this);
     } catch (error) {
       this.unlock();
+      this.removeCreatedParent();
       throw error;
+    }
+  }
+
+  /** A failed output leaves nothing behind, not even the empty folders made for it. */
+  private removeCreatedParent(): void {
+    if (this.createdParent === undefined) return;
+    for (let dir = this.parent; ; dir = dirname(dir)) {
+      try {
+        if (readdirSync(dir).length > 0) return;
+        rmdirSync(dir);
+      } catch {
+        return;
+      }
+      if (dir === this.createdParent) return;
     }
   }
 
@@ -389,6 +411,7 @@ class Output implements PendingOutput {
     if (!this.open) return;
     rmSync(this.tempPath, { recursive: true, force: true });
     this.close();
+    this.removeCreatedParent();
   }
 
   private close(): void {

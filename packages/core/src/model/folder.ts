@@ -1,5 +1,6 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { JsonInputError, jsonField, readJsonObject, type JsonObject } from '../io/read-json.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
 /** The config.json fields the pipeline reads. Everything else stays available in `raw`. */
@@ -22,6 +23,8 @@ export interface ModelConfig {
   headDim: number;
   /** `vocab_size`. */
   vocabSize: number;
+  /** `max_position_embeddings`: the longest sequence the model was trained for, if given. */
+  maxPositionEmbeddings: number | undefined;
   /** `bos_token_id`, if given. */
   bosTokenId: number | undefined;
   /** `eos_token_id` as a list (configs give one id or several). */
@@ -95,45 +98,51 @@ export function openModelFolder(dir: string, options: OpenModelFolderOptions = {
   };
 }
 
-/** Parses config.json; missing required numbers are an error naming the field and file. */
+/**
+ * Parses config.json; a missing or mistyped field (null, a string, an array, a fraction where a count belongs) is an
+ * error naming the file and field.
+ */
 export function readModelConfig(path: string): ModelConfig {
   if (!existsSync(path)) throw new ModelFolderError(`config.json not found: ${path}`);
-  let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    return parseModelConfig(readJsonObject(path), path);
   } catch (error) {
-    throw new ModelFolderError(`${path} is not valid JSON: ${(error as Error).message}`);
+    if (error instanceof JsonInputError) throw new ModelFolderError(error.message);
+    throw error;
   }
+}
+
+function parseModelConfig(raw: JsonObject, path: string): ModelConfig {
   // Multimodal configs (Gemma 3) nest the decoder under text_config.
-  const text = (typeof raw['text_config'] === 'object' && raw['text_config'] !== null
-    ? { ...raw, ...(raw['text_config'] as Record<string, unknown>) }
-    : raw) as Record<string, unknown>;
-  const num = (key: string): number => {
-    const value = text[key];
-    if (typeof value !== 'number') throw new ModelFolderError(`${path}: field "${key}" is missing or not a number`);
-    return value;
-  };
-  const optionalNum = (key: string): number | undefined => {
-    const value = text[key];
-    return typeof value === 'number' ? value : undefined;
-  };
-  const hiddenSize = num('hidden_size');
-  const numAttentionHeads = num('num_attention_heads');
+  const nested = jsonField(raw, 'text_config', 'object', path);
+  const text: JsonObject = nested ? { ...raw, ...nested } : raw;
+  const where = nested ? `${path} (text_config)` : path;
+  const count = (key: string): number => jsonField(text, key, 'positive integer', where, true);
+  const optionalId = (key: string): number | undefined => jsonField(text, key, 'integer', where);
+  const hiddenSize = count('hidden_size');
+  const numAttentionHeads = count('num_attention_heads');
   const eos = text['eos_token_id'];
+  const eosTokenIds = Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos];
+  if (!eosTokenIds.every((id) => Number.isSafeInteger(id))) {
+    throw new ModelFolderError(`${where}: field "eos_token_id" must be an integer or a list of integers, found ${JSON.stringify(eos)}`);
+  }
+  const architectures = jsonField(raw, 'architectures', 'array', path) ?? [];
+  if (!architectures.every((a) => typeof a === 'string')) throw new ModelFolderError(`${path}: field "architectures" must be a list of strings`);
   return {
-    modelType: typeof text['model_type'] === 'string' ? (text['model_type'] as string) : 'unknown',
-    architectures: Array.isArray(raw['architectures']) ? (raw['architectures'] as string[]) : [],
+    modelType: jsonField(text, 'model_type', 'string', where) ?? 'unknown',
+    architectures: architectures as string[],
     hiddenSize,
-    intermediateSize: num('intermediate_size'),
-    numHiddenLayers: num('num_hidden_layers'),
+    intermediateSize: count('intermediate_size'),
+    numHiddenLayers: count('num_hidden_layers'),
     numAttentionHeads,
-    numKeyValueHeads: optionalNum('num_key_value_heads') ?? numAttentionHeads,
-    headDim: optionalNum('head_dim') ?? hiddenSize / numAttentionHeads,
-    vocabSize: num('vocab_size'),
-    bosTokenId: optionalNum('bos_token_id'),
-    eosTokenIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
-    padTokenId: optionalNum('pad_token_id'),
-    tieWordEmbeddings: text['tie_word_embeddings'] === true,
+    numKeyValueHeads: jsonField(text, 'num_key_value_heads', 'positive integer', where) ?? numAttentionHeads,
+    headDim: jsonField(text, 'head_dim', 'positive integer', where) ?? hiddenSize / numAttentionHeads,
+    vocabSize: count('vocab_size'),
+    maxPositionEmbeddings: jsonField(text, 'max_position_embeddings', 'positive integer', where),
+    bosTokenId: optionalId('bos_token_id'),
+    eosTokenIds: eosTokenIds as number[],
+    padTokenId: optionalId('pad_token_id'),
+    tieWordEmbeddings: jsonField(text, 'tie_word_embeddings', 'boolean', where) ?? false,
     raw,
   };
 }

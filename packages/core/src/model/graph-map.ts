@@ -246,10 +246,12 @@ export function mapGraph(model: ModelProto, where: string): GraphMap {
   if (mlps.length === 0) throw new GraphMapError(describeMissingGlu(model, where, weightMatMuls));
   mlps.sort((x, y) => x.down.index - y.down.index);
 
+  const windowSizes: number[] = [];
   const layers = mlps.map((mlp, index): LayerMap => {
     const previousDown = index === 0 ? -1 : mlps[index - 1]!.down.index;
     const gateIndex = Math.min(mlp.gate.matmul.index, mlp.up.matmul.index);
     const window = weightMatMuls.filter((m) => m.index > previousDown && m.index < gateIndex);
+    windowSizes.push(window.length);
     const attentionOut = window[window.length - 1];
     const projections = window.slice(0, -1);
     if (!attentionOut || projections.length === 0) {
@@ -295,6 +297,8 @@ export function mapGraph(model: ModelProto, where: string): GraphMap {
     };
   });
 
+  checkEveryLayerMapped(graph.node, mlps.map((m) => m.down.index), windowSizes, weightMatMuls, isConstant, producer, where);
+  checkLayerNames(layers, where);
   const outputs = graph.output.map((o) => o.name);
   const logits = outputs.includes('logits') ? 'logits' : outputs[0];
   if (!logits) throw new GraphMapError(`${where}: graph has no outputs`);
@@ -306,6 +310,75 @@ export function mapGraph(model: ModelProto, where: string): GraphMap {
     activationDtype: mlps[0]!.down.computeDtype,
     kv: pastInputs.length > 0 ? { pastInputs, presentOutputs } : undefined,
   };
+}
+
+/**
+ * Every decoder layer holds the same number of weight MatMuls before its MLP (q/k/v/o, or qkv/o); a layer whose MLP
+ * was not recognised leaves its projections in the next layer's window (or after the last MLP). That is an error
+ * naming the layer, never a silent renumbering of the layers after it.
+ */
+function checkEveryLayerMapped(
+  nodes: readonly NodeProto[],
+  downIndices: readonly number[],
+  windowSizes: readonly number[],
+  weightMatMuls: readonly WeightMatMul[],
+  isConstant: (name: string) => boolean,
+  producer: ReadonlyMap<string, { node: NodeProto }>,
+  where: string,
+): void {
+  const typical = Math.min(...windowSizes);
+  const last = downIndices[downIndices.length - 1]!;
+  // The LM head is the one weight MatMul expected after the last MLP.
+  const trailing = weightMatMuls.filter((m) => m.index > last).length;
+  const layer = windowSizes.findIndex((n) => n > typical);
+  if (layer < 0 && trailing <= 1) return;
+  const [from, to, count] = layer >= 0 ? [downIndices[layer - 1] ?? -1, downIndices[layer]!, windowSizes[layer]!] : [last, nodes.length, trailing];
+  const missing = layer >= 0 ? layer : downIndices.length;
+  const weighted = new Set(weightMatMuls.map((m) => m.node));
+  /** The ops between a constant weight and a MatMul, when the MatMul's B input is computed from initializers only. */
+  const constantPath = (name: string, depth: number): string[] | undefined => {
+    if (isConstant(name)) return [];
+    const p = producer.get(name);
+    if (!p || depth > 8) return undefined;
+    const ops = [p.node.opType];
+    for (const input of p.node.input) {
+      const before = constantPath(input, depth + 1);
+      if (!before) return undefined;
+      ops.push(...before);
+    }
+    return ops;
+  };
+  const found: string[] = [];
+  for (let i = from + 1; i < to; i++) {
+    const node = nodes[i]!;
+    if ((node.opType !== 'MatMul' && node.opType !== 'Gemm') || weighted.has(node)) continue;
+    const path = constantPath(node.input[1] ?? '', 0);
+    if (path && path.length > 0) found.push(`${describeNode(node)} reads its weight through ${[...new Set(path)].join(' ← ')}`);
+  }
+  const opsUsed = new Set<string>();
+  for (let i = from + 1; i < to; i++) if (!ELEMENTWISE_OPS.has(nodes[i]!.opType)) opsUsed.add(nodes[i]!.opType);
+  throw new GraphMapError(
+    `${where}: the MLP of decoder layer ${missing} was not recognised: ${count} weight MatMuls lie ` +
+      `${layer >= 0 ? `before the next recognised MLP` : 'after the last recognised MLP'} where each layer has ${typical}` +
+      `${layer >= 0 ? '' : ' (and the LM head 1)'}; ${found.length > 0 ? found.join('; ') : `ops there: ${[...opsUsed].join(', ')}`}. ` +
+      'Layers are never renumbered around an unrecognised one; quantized or otherwise rewritten MLP weights are not supported.',
+  );
+}
+
+/**
+ * Layers are numbered by their order in the graph. Where an exporter put the layer number into the node or weight
+ * names (`/model/layers.3/mlp/down_proj/MatMul`, `model.layers.3.mlp.down_proj.weight`), it must agree, so a graph whose
+ * layers are out of order is refused rather than pruned on the wrong layers.
+ */
+function checkLayerNames(layers: readonly LayerMap[], where: string): void {
+  for (const layer of layers) {
+    for (const name of [layer.nodes.down, layer.down.name, layer.nodes.gate, layer.gate.name]) {
+      const named = /(?:^|[./])layers[./](\d+)[./]/.exec(name)?.[1];
+      if (named !== undefined && Number(named) !== layer.index) {
+        throw new GraphMapError(`${where}: decoder layer ${layer.index} (in graph order) has its MLP in "${name}", named for layer ${named}; the graph's layer order disagrees with its names`);
+      }
+    }
+  }
 }
 
 function weightInfo(source: ProjectionSource, where: string): WeightInfo {

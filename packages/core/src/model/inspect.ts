@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { openModelFolder, requireOnnxPath, type ModelConfig } from './folder.js';
-import { mapGraph, type LayerTensors, type WeightInfo } from './graph-map.js';
-import { checkExternalData, readOnnxModel } from './onnx-codec.js';
+import type { LayerTensors, WeightInfo } from './graph-map.js';
+import { validateModel } from './validate.js';
 
 /** What {@link inspectModel} reports (the data behind `fairprune inspect --json`). */
 export interface ModelInspection {
@@ -19,6 +19,8 @@ export interface ModelInspection {
   safetensorsFiles: string[];
   /** The config.json sizes that matter for pruning. */
   config: Pick<ModelConfig, 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'vocabSize'>;
+  /** Longest token sequence the model takes (max_position_embeddings, or the graph's fixed length); null when unknown. */
+  contextLimit: number | null;
   /** MLP activation recognised in layer 0 (`silu`, `gelu_tanh`, `gelu`, …). */
   activation: string;
   /** Element type of the MLP activations in the graph (`f32`, `f16`, `bf16`). */
@@ -44,31 +46,22 @@ export interface ModelInspection {
     /** Graph tensors activations can be captured at. */
     tensors: LayerTensors;
   }[];
-  /** Disagreements between config.json and the graph. */
+  /** Disagreements between config.json, the graph and the safetensors ({@link validateModel}'s findings). */
   warnings: string[];
 }
 
 /**
- * What fairprune sees in a model folder: config, the mapped decoder layers and their weights. Reads no weight data,
- * but checks that external data files exist and are long enough.
+ * What fairprune sees in a model folder: config, the mapped decoder layers and their weights, and where config.json,
+ * the graph and the safetensors disagree (`warnings`). Reads no weight data, but validates every file's structure.
  * @param options.onnxFile  ONNX file relative to the folder (default `onnx/model.onnx`, else `model.onnx`).
- * @throws {@link ModelFolderError}, {@link OnnxFormatError} or {@link GraphMapError} naming the file at fault.
+ * @throws {@link ModelFolderError}, {@link OnnxFormatError}, {@link GraphMapError} or {@link SafetensorsError} naming
+ *   the file at fault.
  */
 export function inspectModel(dir: string, options: { onnxFile?: string } = {}): ModelInspection {
   const folder = openModelFolder(dir, options);
   const onnxPath = requireOnnxPath(folder);
-  const model = readOnnxModel(onnxPath);
-  checkExternalData(model, onnxPath);
-  const map = mapGraph(model, onnxPath);
+  const { map, findings: warnings, contextLimit } = validateModel(folder, onnxPath);
   const c = folder.config;
-  const warnings: string[] = [];
-  if (map.layers.length !== c.numHiddenLayers) {
-    warnings.push(`config.json says ${c.numHiddenLayers} layers, the graph has ${map.layers.length} GLU MLPs`);
-  }
-  const widths = new Set(map.layers.map((l) => l.intermediateSize));
-  if (!widths.has(c.intermediateSize) || widths.size > 1) {
-    warnings.push(`config.json intermediate_size ${c.intermediateSize}, graph MLP widths ${[...widths].join(', ')}`);
-  }
   return {
     dir: folder.dir,
     modelType: c.modelType,
@@ -85,6 +78,7 @@ export function inspectModel(dir: string, options: { onnxFile?: string } = {}): 
       headDim: c.headDim,
       vocabSize: c.vocabSize,
     },
+    contextLimit: contextLimit ?? null,
     activation: map.layers[0]!.activation,
     activationDtype: map.activationDtype,
     kvCache: map.kv !== undefined,

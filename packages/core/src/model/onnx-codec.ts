@@ -171,6 +171,19 @@ export class TensorDataReader {
 }
 
 /**
+ * Runs `work`, prefixing `path` to an {@link OnnxFormatError} that names only a tensor, so every message names the file.
+ * @throws what `work` throws.
+ */
+export function namingFile<T>(path: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (error instanceof OnnxFormatError && !error.message.includes(path)) throw new OnnxFormatError(`${path}: ${error.message}`);
+    throw error;
+  }
+}
+
+/**
  * Checks that every external float initializer's file exists and holds all its bytes, without reading them, so a
  * broken folder fails before minutes of work. `modelPath` is the .onnx file the locations are relative to.
  * @throws {@link OnnxFormatError} naming the tensor and the missing or short file.
@@ -178,17 +191,19 @@ export class TensorDataReader {
 export function checkExternalData(model: ModelProto, modelPath: string): void {
   const reader = new TensorDataReader(dirname(modelPath));
   try {
-    for (const tensor of model.graph?.initializer ?? []) {
-      const external = externalLocation(tensor);
-      if (!external || !tensorDtype(tensor)) continue;
-      const expected = tensorByteLength(tensor);
-      const available = reader.byteLength(tensor); // throws when the file is missing or shorter than declared
-      if (available < expected) {
-        throw new OnnxFormatError(
-          `External data file ${join(dirname(modelPath), external.location)} is too short: tensor "${tensor.name}" needs ${expected} bytes at offset ${external.offset}, ${available} available`,
-        );
+    namingFile(modelPath, () => {
+      for (const tensor of model.graph?.initializer ?? []) {
+        const external = externalLocation(tensor);
+        if (!external || !tensorDtype(tensor)) continue;
+        const expected = tensorByteLength(tensor);
+        const available = reader.byteLength(tensor); // throws when the file is missing or shorter than declared
+        if (available < expected) {
+          throw new OnnxFormatError(
+            `External data file ${join(dirname(modelPath), external.location)} is too short: tensor "${tensor.name}" needs ${expected} bytes at offset ${external.offset}, ${available} available`,
+          );
+        }
       }
-    }
+    });
   } finally {
     reader.close();
   }

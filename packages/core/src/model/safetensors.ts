@@ -1,6 +1,9 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { asJsonObject, describeJson, parseJson, type JsonObject } from '../io/read-json.js';
 
+/** A .safetensors file breaks the format (header, dtype, shape, byte ranges) or lacks a tensor; names the file and tensor. */
 export class SafetensorsError extends Error {
+  /** Always `'SafetensorsError'`. */
   override name = 'SafetensorsError';
 }
 
@@ -19,6 +22,67 @@ const ELEMENT_BYTES: Record<string, number> = {
   F8_E4M3: 1, F8_E5M2: 1,
 };
 
+/** The reference implementation's limit: a larger header is refused rather than read into memory. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+/** `__metadata__`: absent, or an object of strings. */
+function parseMetadata(value: unknown, path: string): Record<string, string> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new SafetensorsError(`${path}: header "__metadata__" must be an object of strings, found ${describeJson(value)}`);
+  }
+  return value as Record<string, string>;
+}
+
+/** Every tensor entry of a parsed header, checked against the spec and the data section's length. */
+function parseEntries(json: JsonObject, path: string, dataBytes: number): Map<string, SafetensorsEntry> {
+  const entries: SafetensorsEntry[] = [];
+  for (const [name, value] of Object.entries(json)) {
+    if (name === '__metadata__') continue;
+    const where = `${path}: tensor "${name}"`;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new SafetensorsError(`${where}: expected an object {dtype, shape, data_offsets}, found ${describeJson(value)}`);
+    }
+    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
+    if (typeof dtype !== 'string' || ELEMENT_BYTES[dtype] === undefined) {
+      throw new SafetensorsError(`${where}: unknown dtype ${JSON.stringify(dtype)} (expected one of ${Object.keys(ELEMENT_BYTES).join(', ')})`);
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError(`${where}: "shape" must be a list of non-negative integers, found ${JSON.stringify(shape)}`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+      throw new SafetensorsError(`${where}: "data_offsets" must be [begin, end] with 0 ≤ begin ≤ end, found ${JSON.stringify(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const expected = (shape as number[]).reduce((a, b) => a * b, 1) * ELEMENT_BYTES[dtype]!;
+    if (end - begin !== expected) {
+      throw new SafetensorsError(`${where} [${shape.join(', ')}] ${dtype} needs ${expected} bytes, its data_offsets ${begin}..${end} hold ${end - begin}`);
+    }
+    if (end > dataBytes) {
+      throw new SafetensorsError(`${where}: data_offsets ${begin}..${end} run past the data section (${dataBytes} bytes); truncated file?`);
+    }
+    entries.push({ name, dtype, shape: shape as number[], begin, end });
+  }
+  // The spec: byte ranges are contiguous in offset order and cover the whole data section.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  for (const entry of entries) {
+    if (entry.begin !== cursor) {
+      const previous = entries[entries.indexOf(entry) - 1];
+      throw new SafetensorsError(
+        entry.begin < cursor
+          ? `${path}: tensor "${entry.name}" bytes ${entry.begin}..${entry.end} overlap tensor "${previous!.name}" (${previous!.begin}..${previous!.end})`
+          : `${path}: ${entry.begin - cursor} bytes before tensor "${entry.name}" (offset ${cursor}..${entry.begin}) belong to no tensor`,
+      );
+    }
+    cursor = entry.end;
+  }
+  if (cursor !== dataBytes) {
+    throw new SafetensorsError(`${path}: ${dataBytes - cursor} trailing bytes after the last tensor (data section ${dataBytes} bytes, tensors end at ${cursor})`);
+  }
+  return new Map(entries.map((e) => [e.name, e]));
+}
+
 /** One .safetensors file opened for random reads by fd + position (no size limit). Call close(). */
 export class SafetensorsFile {
   readonly entries: Map<string, SafetensorsEntry>;
@@ -26,41 +90,48 @@ export class SafetensorsFile {
   private readonly fd: number;
   private readonly dataStart: number;
 
+  /**
+   * Opens and validates a file per the safetensors spec: the header is a JSON object of entries with a known dtype,
+   * a shape of non-negative integers and data_offsets whose length is shape × dtype size; the byte ranges are in
+   * bounds and cover the data section contiguously, without overlap, gap or trailing bytes.
+   * @throws {@link SafetensorsError} naming the file and tensor.
+   */
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'r');
+    try {
+      this.fd = openSync(path, 'r');
+    } catch (error) {
+      throw new SafetensorsError(`Cannot open ${path}: ${(error as Error).message}`);
+    }
     try {
       const size = fstatSync(this.fd).size;
       const head = new Uint8Array(8);
       if (size < 8 || readSync(this.fd, head, 0, 8, 0) !== 8) throw new SafetensorsError(`${path} is too short to be a safetensors file`);
       const headerSize = Number(new DataView(head.buffer).getBigUint64(0, true));
-      if (headerSize > 100_000_000 || 8 + headerSize > size) {
+      if (headerSize > MAX_HEADER_BYTES || 8 + headerSize > size) {
         throw new SafetensorsError(`${path}: header size ${headerSize} does not fit the file (${size} bytes); truncated or not safetensors`);
       }
       const header = new Uint8Array(headerSize);
       readSync(this.fd, header, 0, headerSize, 8);
-      let json: Record<string, unknown>;
+      let text: string;
       try {
-        json = JSON.parse(new TextDecoder().decode(header)) as Record<string, unknown>;
+        text = new TextDecoder('utf-8', { fatal: true }).decode(header);
+      } catch {
+        throw new SafetensorsError(`${path}: header is not valid UTF-8`);
+      }
+      if (!text.startsWith('{')) throw new SafetensorsError(`${path}: header does not start with "{" (not a safetensors file)`);
+      let json: JsonObject;
+      try {
+        json = asJsonObject(parseJson(text, `${path}: header`), `${path}: header`);
       } catch (error) {
-        throw new SafetensorsError(`${path}: header is not valid JSON: ${(error as Error).message}`);
+        throw new SafetensorsError((error as Error).message);
       }
       this.dataStart = 8 + headerSize;
-      this.metadata = (json['__metadata__'] as Record<string, string> | undefined) ?? {};
-      this.entries = new Map();
-      for (const [name, value] of Object.entries(json)) {
-        if (name === '__metadata__') continue;
-        const { dtype, shape, data_offsets: offsets } = value as { dtype: string; shape: number[]; data_offsets: [number, number] };
-        const elementBytes = ELEMENT_BYTES[dtype];
-        if (elementBytes === undefined) throw new SafetensorsError(`${path}: tensor "${name}" has unknown dtype ${dtype}`);
-        const [begin, end] = offsets;
-        if (end - begin !== shape.reduce((a, b) => a * b, 1) * elementBytes || this.dataStart + end > size) {
-          throw new SafetensorsError(`${path}: tensor "${name}" [${shape}] ${dtype} has a bad byte range ${begin}..${end} (file ${size} bytes)`);
-        }
-        this.entries.set(name, { name, dtype, shape, begin, end });
-      }
+      this.metadata = parseMetadata(json['__metadata__'], path);
+      this.entries = parseEntries(json, path, size - this.dataStart);
     } catch (error) {
       closeSync(this.fd);
-      throw error;
+      // fs errors (e.g. EISDIR, EIO) name no file; every other error here already does.
+      throw error instanceof SafetensorsError ? error : new SafetensorsError(`Cannot read ${path}: ${(error as Error).message}`);
     }
   }
 

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { JsonInputError, readJsonObject, type JsonObject } from '../io/read-json.js';
 
 /** Text ↔ token ids for one model folder, with the special ids the runtime needs. */
 export interface TextTokenizer {
@@ -32,9 +33,10 @@ export class TokenizerLoadError extends Error {
 export function loadTokenizer(dir: string): TextTokenizer {
   const tokenizerPath = join(dir, 'tokenizer.json');
   const configPath = join(dir, 'tokenizer_config.json');
-  const tokenizerJson = readJson(tokenizerPath, true);
-  const tokenizerConfig = readJson(configPath, false) ?? {};
-  if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
+  if (!existsSync(tokenizerPath)) throw new TokenizerLoadError(`Tokenizer file not found: ${tokenizerPath}`);
+  const tokenizerJson = readObject(tokenizerPath);
+  const tokenizerConfig = existsSync(configPath) ? readObject(configPath) : {};
+  if (!('model' in tokenizerJson)) {
     throw new TokenizerLoadError(`${tokenizerPath} is not a Hugging Face tokenizer.json (no "model" section)`);
   }
   let tokenizer: Tokenizer;
@@ -44,7 +46,7 @@ export function loadTokenizer(dir: string): TextTokenizer {
     throw new TokenizerLoadError(`Cannot load tokenizer ${tokenizerPath}: ${(error as Error).message}`);
   }
   const specialId = (key: string): number | undefined => {
-    const value = (tokenizerConfig as Record<string, unknown>)[key];
+    const value = tokenizerConfig[key];
     const content = typeof value === 'string' ? value : (value as { content?: string } | null | undefined)?.content;
     return content === undefined ? undefined : tokenizer.token_to_id(content);
   };
@@ -60,14 +62,10 @@ export function loadTokenizer(dir: string): TextTokenizer {
   };
 }
 
-function readJson(path: string, required: boolean): object | undefined {
-  if (!existsSync(path)) {
-    if (required) throw new TokenizerLoadError(`Tokenizer file not found: ${path}`);
-    return undefined;
-  }
+function readObject(path: string): JsonObject {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as object;
+    return readJsonObject(path);
   } catch (error) {
-    throw new TokenizerLoadError(`${path} is not valid JSON: ${(error as Error).message}`);
+    throw error instanceof JsonInputError ? new TokenizerLoadError(error.message) : error;
   }
 }

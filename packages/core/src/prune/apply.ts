@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpat
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { ARTIFACTS } from '../io/artifacts.js';
 import { openOutput } from '../io/output.js';
+import { jsonField, readJsonObject } from '../io/read-json.js';
 import { openModelFolder } from '../model/folder.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
@@ -183,8 +184,8 @@ function copySupportFiles(input: string, temp: string, removed: boolean, widths:
     const path = join(input, name);
     if (!statSync(path).isFile() || WEIGHT_FILE.test(name) || RUN_FILES.has(name)) continue;
     if (name === 'config.json' && removed) {
-      const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-      const text = (typeof config['text_config'] === 'object' && config['text_config'] !== null ? config['text_config'] : config) as Record<string, unknown>;
+      const config = readJsonObject(path);
+      const text = jsonField(config, 'text_config', 'object', path) ?? config;
       if (uniform) text['intermediate_size'] = widths[0];
       else config['fairprune_intermediate_sizes'] = widths;
       writeFileSync(join(temp, name), JSON.stringify(config, null, 2) + '\n');
@@ -198,15 +199,15 @@ function copySupportFiles(input: string, temp: string, removed: boolean, widths:
 function rewriteSafetensorsIndex(dir: string): void {
   const indexPath = join(dir, 'model.safetensors.index.json');
   if (!existsSync(indexPath)) return;
-  const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { metadata?: Record<string, unknown>; weight_map: Record<string, string> };
-  const shards = new Set(Object.values(index.weight_map));
+  const index = readJsonObject(indexPath);
+  const shards = new Set(Object.values(jsonField(index, 'weight_map', 'object', indexPath, true)));
   let total = 0;
   for (const shard of shards) {
-    if (!existsSync(join(dir, shard))) continue;
+    if (typeof shard !== 'string' || !existsSync(join(dir, shard))) continue;
     const file = new SafetensorsFile(join(dir, shard));
     for (const entry of file.entries.values()) total += entry.end - entry.begin;
     file.close();
   }
-  index.metadata = { ...index.metadata, total_size: total };
+  index['metadata'] = { ...jsonField(index, 'metadata', 'object', indexPath), total_size: total };
   writeFileSync(indexPath, JSON.stringify(index, null, 2) + '\n');
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { asJsonObject, describeJson, jsonField, readJsonFile, type JsonObject } from '../io/read-json.js';
 
 /** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
 export type PruneMode = 'remove' | 'zero';
@@ -117,30 +117,50 @@ export function validatePlan(value: unknown, where: string): PruningPlan {
   const fail = (message: string): never => {
     throw new Error(`Pruning plan ${where}: ${message}`);
   };
-  if (typeof value !== 'object' || value === null) fail('not a JSON object');
-  const plan = value as PruningPlan;
+  const checked = <T>(read: () => T): T => {
+    try {
+      return read();
+    } catch (error) {
+      return fail((error as Error).message);
+    }
+  };
+  const plan = checked(() => asJsonObject(value, 'the file')) as unknown as PruningPlan;
   if (plan.format !== PLAN_FORMAT) fail(`"format" is ${JSON.stringify(plan.format)}, expected "${PLAN_FORMAT}"`);
   if (plan.version !== PLAN_VERSION) fail(`unsupported version ${JSON.stringify(plan.version)} (this fairprune reads ${PLAN_VERSION})`);
   if (!PRUNE_MODES.includes(plan.mode)) fail(`"mode" must be remove or zero, got ${JSON.stringify(plan.mode)}`);
-  const model = plan.model;
-  if (typeof model !== 'object' || model === null || typeof model.weightsHash !== 'string' || !Array.isArray(model.intermediateSizes)) {
-    fail('"model" must give weightsHash and intermediateSizes');
-  }
-  if (typeof plan.layers !== 'object' || plan.layers === null) fail('"layers" must map layer indices to neuron lists');
-  for (const [layer, indices] of Object.entries(plan.layers)) {
+  const model = checked(() => jsonField(plan as unknown as JsonObject, 'model', 'object', 'the file', true));
+  checked(() => jsonField(model, 'weightsHash', 'string', '"model"', true));
+  const sizes = checked(() => jsonField(model, 'intermediateSizes', 'array', '"model"', true));
+  if (!sizes.every((w) => Number.isSafeInteger(w) && (w as number) > 0)) fail('"model.intermediateSizes" must list positive integers');
+  const parameters = checked(() => jsonField(plan as unknown as JsonObject, 'parameters', 'object', 'the file', true));
+  for (const key of ['before', 'after', 'affected']) checked(() => jsonField(parameters, key, 'integer', '"parameters"', true));
+  const layers = checked(() => jsonField(plan as unknown as JsonObject, 'layers', 'object', 'the file', true));
+  for (const [layer, indices] of Object.entries(layers)) {
     const l = Number(layer);
-    const width = model.intermediateSizes[l];
-    if (!Number.isInteger(l) || width === undefined) fail(`layer "${layer}" is not one of the model's ${model.intermediateSizes.length} layers`);
-    if (!Array.isArray(indices)) fail(`layer ${layer}: expected an array of neuron indices`);
+    const width = sizes[l] as number | undefined;
+    if (!/^\d+$/.test(layer) || width === undefined) fail(`layer "${layer}" is not one of the model's ${sizes.length} layers`);
+    if (!Array.isArray(indices)) fail(`layer ${layer}: expected an array of neuron indices, found ${describeJson(indices)}`);
     const seen = new Set<number>();
-    for (const index of indices) {
-      if (!Number.isInteger(index) || index < 0 || index >= width!) fail(`layer ${layer}: neuron ${JSON.stringify(index)} is outside 0..${width! - 1}`);
-      if (seen.has(index)) fail(`layer ${layer}: neuron ${index} is listed twice`);
-      seen.add(index);
+    for (const index of indices as unknown[]) {
+      if (!Number.isInteger(index) || (index as number) < 0 || (index as number) >= width!) {
+        fail(`layer ${layer}: neuron ${JSON.stringify(index)} is outside 0..${width! - 1}`);
+      }
+      if (seen.has(index as number)) fail(`layer ${layer}: neuron ${index as number} is listed twice`);
+      seen.add(index as number);
     }
-    if (indices.length >= width!) fail(`layer ${layer}: would prune all ${width} neurons`);
+    if ((indices as unknown[]).length >= width!) fail(`layer ${layer}: would prune all ${width} neurons`);
   }
   return plan;
+}
+
+/**
+ * A plan's neuron indices mean something only for the MLP widths it was made on; checked before any analysis.
+ * @throws naming both width lists.
+ */
+export function requirePlanFitsModel(plan: PruningPlan, widths: readonly number[], where: string): void {
+  if (plan.model.intermediateSizes.join() !== widths.join()) {
+    throw new Error(`Pruning plan ${where} was made for MLP widths [${plan.model.intermediateSizes.join(', ')}], this model has [${widths.join(', ')}]`);
+  }
 }
 
 /**
@@ -148,17 +168,5 @@ export function validatePlan(value: unknown, where: string): PruningPlan {
  * @throws when the file is unreadable, not JSON, or fails {@link validatePlan}.
  */
 export async function readPlan(file: string): Promise<PruningPlan> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new Error(`Cannot read pruning plan ${file}: ${(error as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`Pruning plan ${file} is not valid JSON: ${(error as Error).message}`);
-  }
-  return validatePlan(parsed, file);
+  return validatePlan(readJsonFile(file), file);
 }

@@ -19,7 +19,7 @@ import { jsonText, writeOutput } from '../io/output.js';
 import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
-import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
+import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
 export interface PruneOptions extends AnalyzeOptions {
@@ -243,6 +243,8 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     let neuronBias: Float32Array[];
     let tokenActivations: PairTokenActivations | undefined;
     try {
+      // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
+      if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
       const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
       before = analysis.report;
       if (opened) before.timings = { open: timings['open']!, ...before.timings };
@@ -290,6 +292,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     const plan = await time('select', () => {
       if (options.plan) {
         const given = validatePlan(options.plan, 'given');
+        requirePlanFitsModel(given, identity.intermediateSizes, 'given');
         if (given.model.weightsHash === importance.weightsHash) return given;
         if (!options.applyToOtherWeights) {
           throw new Error(
@@ -319,6 +322,9 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
           importance: importanceMethod,
           ...selectionOptions,
           mode,
+          // What the run proceeded past, so the plan says so wherever it travels.
+          ...(options.allowMismatch ? { allowMismatch: true, mismatches: before.inputChecks.mismatches } : {}),
+          ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
         },
       );
     });

@@ -3,6 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import { requireFinite } from './finite.js';
 import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
 
 /** One captured activation of one prompt. */
@@ -22,6 +23,8 @@ export interface ActivationCaptureOptions extends ModelSessionOptions {
   layers?: readonly number[];
   /** Which tensors (default all seven keys). */
   keys?: readonly ActivationKey[];
+  /** The model at `onnxPath` when the caller has decoded (and checked) it already; it gets the capture outputs added. */
+  model?: ModelProto;
 }
 
 /**
@@ -43,12 +46,13 @@ export class ActivationCapture {
    * @throws {@link OnnxFormatError} or {@link GraphMapError} naming the file, or onnxruntime's load error.
    */
   static async create(onnxPath: string, options: ActivationCaptureOptions = {}): Promise<ActivationCapture> {
-    const model = readOnnxModel(onnxPath);
-    checkExternalData(model, onnxPath);
+    const model = options.model ?? readOnnxModel(onnxPath);
+    if (!options.model) checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);
     // Loaded from bytes, so ORT is told where the original external data lives.
-    const session = await ModelSession.create(encodeOnnxModel(model), { ...options, externalDataDir: dirname(resolve(onnxPath)) });
+    const { model: _decoded, ...sessionOptions } = options;
+    const session = await ModelSession.create(encodeOnnxModel(model), { ...sessionOptions, externalDataDir: dirname(resolve(onnxPath)) });
     return new ActivationCapture(session, map, outputs);
   }
 
@@ -77,7 +81,9 @@ export class ActivationCapture {
           const t = dims[1]!;
           const width = dims.slice(2).reduce((x, y) => x * y, 1);
           const all = tensorToFloat32(tensor);
-          captured.set(key, { data: all.slice(b * t * width, (b + 1) * t * width), shape: [t, width] });
+          const data = all.slice(b * t * width, (b + 1) * t * width);
+          if (!this.session.allowNonfinite) checkCapture(data, width, key, output, promptIndex);
+          captured.set(key, { data, shape: [t, width] });
         }
         results[promptIndex] = captured;
       });
@@ -89,6 +95,13 @@ export class ActivationCapture {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Refuses NaN/±Inf in one captured output, naming the layer, component and graph tensor. */
+function checkCapture(values: Float32Array, width: number, key: string, output: string, prompt: number): void {
+  const [, component, layer] = /^(.*)_layer_(\d+)$/.exec(key)!;
+  const tensor = output.replace(/__fairprune_f32$/, '');
+  requireFinite(values, width, `the activations of layer ${layer}, ${component} (graph tensor "${tensor}"), prompt ${prompt} (rows: token positions)`, '--allow-nonfinite');
 }
 
 /** Adds the mapped tensors as graph outputs; returns capture key → output name. Mutates `model`. */

@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonObject, type JsonObject } from '../io/read-json.js';
 import { openDecoder, type Decoder } from './kv-cache.js';
 import type { ModelSession } from './session.js';
 
@@ -26,6 +27,13 @@ export interface GenerationOptions {
   eosTokenId?: number | readonly number[];
   /** Recorded for callers that pad; sequences are returned unpadded, each with its own length. */
   padTokenId?: number;
+  /** The model's context (see {@link ModelValidation.contextLimit}): a prompt plus its new tokens may not exceed it. */
+  contextLimit?: {
+    /** Longest sequence, in tokens. */
+    tokens: number;
+    /** Where the limit comes from, for the message (e.g. `config.json max_position_embeddings`). */
+    source: string;
+  };
 }
 
 /** One generated sequence. */
@@ -71,6 +79,13 @@ function resolveOptions(promptLength: number, options: GenerationOptions): Resol
     if (maxLength <= promptLength) {
       throw new Error(`maxLength ${maxLength} leaves no room after a ${promptLength}-token prompt (it counts the prompt); use maxNewTokens`);
     }
+  }
+  const limit = options.contextLimit;
+  if (limit && maxLength > limit.tokens) {
+    throw new Error(
+      `a ${promptLength}-token prompt generating up to ${maxLength} tokens in all exceeds the model's context of ${limit.tokens} ` +
+        `(${limit.source}); shorten the prompt or lower --max-new-tokens / --max-length`,
+    );
   }
   const eos = options.eosTokenId === undefined ? [] : typeof options.eosTokenId === 'number' ? [options.eosTokenId] : [...options.eosTokenId];
   const lengthPenalty = options.lengthPenalty ?? 1.0;
@@ -242,16 +257,17 @@ export async function beamSearch(decoder: Decoder, prompt: readonly number[], op
 /**
  * Generates for each prompt (token ids, BOS included; greedy when numBeams is 1) with a KV cache when the graph has
  * one (`cache: false` forces prefix recomputation); returns numReturnSequences sequences per prompt.
- * @throws on an empty prompt or invalid options (naming the option).
+ * @throws before generating anything, on an empty prompt, invalid options (naming the option) or a prompt whose
+ *   sequence would exceed `contextLimit`; during generation, {@link NonFiniteError} on NaN/±Inf logits.
  */
 export async function generate(
   session: ModelSession,
   prompts: readonly (readonly number[])[],
   options: GenerationOptions & { cache?: boolean } = {},
 ): Promise<GeneratedSequence[][]> {
+  checkGenerationInputs(prompts, options);
   const results: GeneratedSequence[][] = [];
   for (const prompt of prompts) {
-    if (prompt.length === 0) throw new Error('generate: empty prompt (encode with the BOS token, or give some text)');
     const decoder = openDecoder(session, { cache: options.cache });
     if ((options.numBeams ?? 1) === 1) {
       if ((options.numReturnSequences ?? 1) !== 1) throw new Error('greedy search returns one sequence; set numBeams > 1 for more');
@@ -264,8 +280,24 @@ export async function generate(
 }
 
 /**
+ * Checks every prompt against the options before anything is generated (or a model loaded): not empty, options valid,
+ * prompt plus new tokens within `options.contextLimit`.
+ * @throws naming the prompt index and the option or limit.
+ */
+export function checkGenerationInputs(prompts: readonly (readonly number[])[], options: GenerationOptions = {}): void {
+  prompts.forEach((prompt, i) => {
+    if (prompt.length === 0) throw new Error(`generate: prompt ${i} is empty (encode with the BOS token, or give some text)`);
+    try {
+      resolveOptions(prompt.length, options);
+    } catch (error) {
+      throw new Error(`generate: prompt ${i}: ${(error as Error).message}`);
+    }
+  });
+}
+
+/**
  * eos/pad ids as `generate()` would take them: generation_config.json first, then config.json; absent files give `{}`.
- * @throws when one of the files is not valid JSON.
+ * @throws {@link JsonInputError} when one of the files is not a JSON object.
  */
 export function readGenerationDefaults(
   modelDir: string,
@@ -273,14 +305,9 @@ export function readGenerationDefaults(
   /** `max_length` of generation_config.json, when set there. */
   maxLength?: number;
 } {
-  const read = (name: string): Record<string, unknown> => {
+  const read = (name: string): JsonObject => {
     const path = join(modelDir, name);
-    if (!existsSync(path)) return {};
-    try {
-      return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-    } catch (error) {
-      throw new Error(`${path} is not valid JSON: ${(error as Error).message}`);
-    }
+    return existsSync(path) ? readJsonObject(path) : {};
   };
   const generation = read('generation_config.json');
   const config = read('config.json');

@@ -1,6 +1,6 @@
 import './ort-env.js'; // before onnxruntime-node, which reads ORT_DISABLE_TELEMETRY when it loads
 import * as ort from 'onnxruntime-node';
-import { tensorToFloat32, type KvLayout, type ModelSession } from './session.js';
+import { type KvLayout, type ModelSession } from './session.js';
 
 /**
  * The model seen from a decoding loop: rows of token sequences that all grow by one token per step.
@@ -113,7 +113,7 @@ export class KvCacheDecoder implements Decoder {
   private logitsOf(outputs: Record<string, ort.Tensor>, rows: number): Float32Array {
     const logits = outputs[this.session.logitsName];
     if (!logits || logits.dims[0] !== rows) throw new Error(`KV-cache step returned no logits for ${rows} rows`);
-    return tensorToFloat32(logits);
+    return this.session.checkedLogits(logits);
   }
 }
 

@@ -2,6 +2,7 @@ import './ort-env.js'; // before onnxruntime-node, which reads ORT_DISABLE_TELEM
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/folder.js';
 import { f16ToF32 } from '../model/dtype.js';
+import { requireFinite } from './finite.js';
 
 /** onnxruntime execution provider. */
 export type SessionDevice = 'cpu' | 'cuda';
@@ -26,6 +27,8 @@ export interface ModelSessionOptions {
   onFallback?: (message: string) => void;
   /** For a model given as bytes: the folder its external data locations are relative to (ORT reads the files). */
   externalDataDir?: string;
+  /** Return NaN/±Inf logits and activations instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
+  allowNonfinite?: boolean;
 }
 
 /** The KV-cache interface of a model in the optimum / transformers.js layout. */
@@ -72,6 +75,10 @@ export class ModelSession {
   readonly needsAttentionMask: boolean;
   /** Name of the logits output (`logits`, else the first output). */
   readonly logitsName: string;
+  /** The sequence length input_ids is fixed to in the graph; undefined when symbolic (the usual export). */
+  readonly fixedSequenceLength: number | undefined;
+  /** Non-finite logits are returned instead of refused ({@link ModelSessionOptions.allowNonfinite}). */
+  readonly allowNonfinite: boolean;
 
   private constructor(
     /** The underlying onnxruntime session, for raw access. */
@@ -80,14 +87,18 @@ export class ModelSession {
     readonly device: SessionDevice,
     /** Why CPU is used although `cuda` was asked for. */
     readonly fallbackReason: string | undefined,
-    config: ModelSessionOptions['config'],
+    options: ModelSessionOptions,
   ) {
+    this.allowNonfinite = options.allowNonfinite ?? false;
+    const ids = ort.inputMetadata.find((m) => m.name === 'input_ids');
+    const length = ids?.isTensor ? ids.shape[1] : undefined;
+    this.fixedSequenceLength = typeof length === 'number' && length > 0 ? length : undefined;
     this.inputNames = ort.inputNames;
     this.outputNames = ort.outputNames;
     this.needsPositionIds = this.inputNames.includes('position_ids');
     this.needsAttentionMask = this.inputNames.includes('attention_mask');
     this.logitsName = this.outputNames.includes('logits') ? 'logits' : this.outputNames[0]!;
-    this.kv = detectKvLayout(ort, config);
+    this.kv = detectKvLayout(ort, options.config);
     const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? [])]);
     const unknown = this.inputNames.filter((name) => !known.has(name));
     if (!this.inputNames.includes('input_ids') || unknown.length > 0) {
@@ -116,7 +127,7 @@ export class ModelSession {
     const where = typeof model === 'string' ? model : 'model bytes';
     if (options.device === 'cuda') {
       try {
-        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options.config);
+        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options);
       } catch (error) {
         const message = (error as Error).message;
         if (!/cuda|provider|shared library/i.test(message)) throw wrapOpenError(error, where);
@@ -125,14 +136,14 @@ export class ModelSession {
           'Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node, and CUDA 12 + cuDNN 9 on LD_LIBRARY_PATH.';
         (options.onFallback ?? ((m: string) => process.stderr.write(`fairprune: ${m}\n`)))(reason);
         try {
-          return new ModelSession(await open(['cpu']), 'cpu', reason, options.config);
+          return new ModelSession(await open(['cpu']), 'cpu', reason, options);
         } catch (cpuError) {
           throw wrapOpenError(cpuError, where);
         }
       }
     }
     try {
-      return new ModelSession(await open(['cpu']), 'cpu', undefined, options.config);
+      return new ModelSession(await open(['cpu']), 'cpu', undefined, options);
     } catch (error) {
       throw wrapOpenError(error, where);
     }
@@ -163,7 +174,20 @@ export class ModelSession {
     const logits = out[this.logitsName]!;
     const dims = logits.dims as number[];
     if (dims.length !== 3) throw new Error(`logits output "${this.logitsName}" has shape [${dims.join(', ')}], expected [B, T, V]`);
-    return { logits: tensorToFloat32(logits), dims: [dims[0]!, dims[1]!, dims[2]!] };
+    return { logits: this.checkedLogits(logits), dims: [dims[0]!, dims[1]!, dims[2]!] };
+  }
+
+  /**
+   * The float32 values of a logits output, refused when one is NaN or ±Infinity (unless `allowNonfinite`): a score,
+   * an argmax or an accuracy computed from them would be meaningless.
+   * @throws {@link NonFiniteError} naming the output and the row (batch × position) and vocabulary entry.
+   */
+  checkedLogits(tensor: ort.Tensor): Float32Array {
+    const values = tensorToFloat32(tensor);
+    if (!this.allowNonfinite) {
+      requireFinite(values, tensor.dims.at(-1) ?? values.length, `logits output "${this.logitsName}" (rows: batch × position; columns: vocabulary)`);
+    }
+    return values;
   }
 
   /** Frees the onnxruntime session; the object cannot be used after. */
