@@ -207,7 +207,9 @@ export function writeOnnxModelStreamed(
         for (const chunk of chunks) writer.append(chunk);
         writer.finish(tensor, start);
       } else {
-        const parts = [...chunks].map((chunk) => (edit ? chunk.slice() : chunk)); // edited chunks share one buffer
+        // edited chunks share one buffer: copy each before the next is made
+        const parts: Uint8Array[] = [];
+        for (const chunk of chunks) parts.push(edit ? chunk.slice() : chunk);
         const data = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
         let offset = 0;
         for (const p of parts) {
