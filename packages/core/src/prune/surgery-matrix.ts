@@ -1,3 +1,5 @@
+import { ScratchBuffer } from '../model/scratch-buffer.js';
+
 /**
  * Row-chunked editing of a row-major matrix held in a file or buffer: drop or zero rows/columns while streaming,
  * so pruning a tensor never needs it whole in memory (peak ≈ two chunks).
@@ -14,18 +16,6 @@ export interface MatrixEdit {
 }
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
-
-/**
- * A grow-only buffer reused across chunks and tensors: first touches of fresh large allocations (page faults) cost
- * more than the copying itself on busy machines.
- */
-export class ScratchBuffer {
-  private buffer = new Uint8Array(0);
-  get(size: number): Uint8Array {
-    if (this.buffer.byteLength < size) this.buffer = new Uint8Array(size);
-    return this.buffer.subarray(0, size);
-  }
-}
 
 export function editedShape(edit: MatrixEdit): [number, number] {
   return [edit.rows - (edit.dropRows?.length ?? 0), edit.cols - (edit.dropCols?.length ?? 0)];

@@ -14,7 +14,8 @@ import {
 } from '../model/onnx-codec.js';
 import { SafetensorsFile, safetensorsElementBytes, writeSafetensors, type SafetensorsOutput } from '../model/safetensors.js';
 import type { PruneMode } from './plan.js';
-import { ScratchBuffer, editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
+import { ScratchBuffer } from '../model/scratch-buffer.js';
+import { editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
 
 
 /** Layer index → intermediate-neuron indices to prune. */
