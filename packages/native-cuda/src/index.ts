@@ -74,7 +74,7 @@ export async function activationDiff(a: MatrixView, b: MatrixView, options: { de
   checkMatrix(fn, 'a', a);
   checkMatrix(fn, 'b', b);
   checkSameShape(fn, { ...a }, { ...b }, ['rows', 'cols']);
-  const batch = await activationDiffBatched(
+  const batch = await runDiff(fn,
     { data: a.data, pairs: 1, tokens: a.rows, width: a.cols, dtype: a.dtype },
     { data: b.data, pairs: 1, tokens: b.rows, width: b.cols, dtype: b.dtype }, options);
   return { positionwise: batch.positionwise, pooled: batch.pooled, meanAbs: batch.meanAbs[0]! };
@@ -87,6 +87,11 @@ export async function activationDiffBatched(a: TensorView3, b: TensorView3, opti
   checkTensor3(fn, 'a', a);
   checkTensor3(fn, 'b', b);
   checkSameShape(fn, { ...a }, { ...b }, ['pairs', 'tokens', 'width']);
+  return runDiff(fn, a, b, options);
+}
+
+/** The difference kernel on inputs the caller has checked (each argument is validated once, by the public entry). */
+async function runDiff(fn: string, a: TensorView3, b: TensorView3, options: { device?: Device }): Promise<ActivationDiffBatch> {
   const device = options.device ?? 'auto';
   checkDevice(fn, 'options.device', device);
   const addon = nativeOrAnnounce(fn, device);
