@@ -1,4 +1,11 @@
 import { describe, expect, test } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { GraphProtoSchema, ModelProtoSchema, TensorProtoSchema } from 'onnx-buf';
+import { TensorDataReader } from '../../src/model/onnx-codec.js';
+import { writeOnnxModelStreamed } from '../../src/prune/surgery.js';
 import { DEFAULT_CHUNK_BYTES, editedShape, streamEditedMatrix, type MatrixEdit } from '../../src/prune/surgery-matrix.js';
 
 /** A source whose every element is distinct: element i holds the bytes of i (little-endian, elementBytes wide). */
@@ -97,6 +104,28 @@ describe('streamEditedMatrix', () => {
         const { out } = stream(src, edit, chunkBytes, misalign);
         expect(Buffer.from(out).equals(Buffer.from(expected(src, edit))), `chunkBytes ${chunkBytes}, misaligned ${misalign}`).toBe(true);
       }
+    }
+  });
+});
+
+describe('writeOnnxModelStreamed, inline output', () => {
+  test('an edited inline tensor of more than one 64 MiB chunk keeps every chunk (compared with an independent slice)', () => {
+    // 4200 rows of 16 KiB: 4096 rows fill the first chunk, the last 104 rows the second.
+    const rows = 4200, cols = 4096;
+    const src = source(rows, cols, 4);
+    const edit: MatrixEdit = { rows, cols, elementBytes: 4, dropCols: [0, 100, 4095] };
+    const tensor = create(TensorProtoSchema, { name: 'w', dataType: 1, dims: [BigInt(rows), BigInt(cols)], rawData: src });
+    const model = create(ModelProtoSchema, { irVersion: 8n, graph: create(GraphProtoSchema, { name: 'g', initializer: [tensor] }) });
+    const dir = mkdtempSync(join(tmpdir(), 'fp-inline-'));
+    try {
+      const out = join(dir, 'model.onnx');
+      writeOnnxModelStreamed(model, new TensorDataReader(dir), out, new Map([['w', edit]]), { externalData: false });
+      // decoded directly: readOnnxModel refuses a graph without nodes
+      const written = fromBinary(ModelProtoSchema, readFileSync(out)).graph!.initializer[0]!;
+      expect(written.dims).toEqual([BigInt(rows), BigInt(cols - 3)]);
+      expect(Buffer.from(written.rawData).equals(Buffer.from(expected(src, edit)))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
