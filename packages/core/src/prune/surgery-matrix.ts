@@ -25,7 +25,8 @@ export function editedShape(edit: MatrixEdit): [number, number] {
  * Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source.
  * Each yielded chunk is only valid until the next one is requested (`output` is reused).
  * Bytes move as block copies of contiguous runs (removing 16 of 8192 columns leaves ≤ 17 runs per row; consecutive
- * kept rows of an unchanged width are one copy), so the source needs no alignment.
+ * kept rows of an unchanged width are one copy), so the source needs no alignment; when only rows are removed, the
+ * runs of kept rows are yielded as views of the source chunk instead.
  */
 export function* streamEditedMatrix(
   read: (start: number, length: number) => Uint8Array,
@@ -42,13 +43,24 @@ export function* streamEditedMatrix(
   const outRowBytes = (edit.cols - (edit.dropCols?.length ?? 0)) * elementBytes;
   // zeroCols index the output row, as zeroing keeps the shape
   const zeroCols = edit.zeroCols && edit.zeroCols.length > 0 ? byteRuns(indexRuns(edit.zeroCols), elementBytes) : undefined;
-  const buffer = output.get(Math.min(rows, rowsPerChunk) * outRowBytes);
+  // Only whole rows removed (down_proj in the ONNX layout): the kept runs go out as views of the read buffer, no copy.
+  const onlyRowDrops = !keptCols && !zeroCols && !(edit.zeroRows && edit.zeroRows.length > 0);
+  const buffer = output.get(onlyRowDrops ? 0 : Math.min(rows, rowsPerChunk) * outRowBytes);
   for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
     const r1 = Math.min(rows, r0 + rowsPerChunk);
     let keptRows = 0;
     for (let r = r0; r < r1; r++) if (!droppedRow[r]) keptRows++;
     if (keptRows === 0) continue;
     const source = read(r0 * rowBytes, (r1 - r0) * rowBytes);
+    if (onlyRowDrops) {
+      for (let r = r0; r < r1; ) {
+        let end = r;
+        while (end < r1 && !droppedRow[end]) end++;
+        if (end > r) yield source.subarray((r - r0) * rowBytes, (end - r0) * rowBytes);
+        r = end + 1;
+      }
+      continue;
+    }
     const out = buffer.subarray(0, keptRows * outRowBytes);
     let o = 0;
     for (let r = r0; r < r1; ) {

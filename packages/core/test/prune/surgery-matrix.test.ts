@@ -79,8 +79,10 @@ describe('streamEditedMatrix', () => {
       dropRows: [0, 5, 6, boundary - 1, boundary, boundary + 49],
     };
     const src = source(edit.rows, edit.cols, 2);
-    const { out, chunks } = stream(src, edit);
-    expect(chunks).toBe(2);
+    const { out, chunks, reads } = stream(src, edit);
+    expect(reads).toEqual([[0, boundary * 4096], [boundary * 4096, 50 * 4096]]);
+    // only rows removed: each run of kept rows is a view of the read chunk
+    expect(chunks).toBe(3);  // rows 1–4 and 7–(boundary − 2), then boundary + 1 … boundary + 48
     expect(Buffer.from(out).equals(Buffer.from(expected(src, edit)))).toBe(true);
 
     const zeroed: MatrixEdit = { rows: edit.rows, cols: 2048, elementBytes: 2, zeroRows: [1, boundary - 1, boundary] };
