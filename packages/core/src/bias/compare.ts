@@ -99,8 +99,10 @@ export async function comparePairs(
  *  one after another (a few MB at most). */
 function stacked(matrices: MatrixView[], tokens: number, key: string, side: string): TensorView3 {
   const width = matrices[0]!.cols;
-  const odd = matrices.find((m) => m.cols !== width);
-  if (odd) throw new Error(`Activation ${key} of side ${side} has width ${odd.cols} in one pair and ${width} in another`);
+  const odd = matrices.find((m) => m.cols !== width || m.rows !== tokens);
+  if (odd) {
+    throw new Error(`Activation ${key} of side ${side} is [${odd.rows}, ${odd.cols}] in one pair; expected [${tokens}, ${width}] like the others of its length`);
+  }
   if (matrices.length === 1) return { data: matrices[0]!.data, pairs: 1, tokens, width, dtype: 'f32' };
   const data = new Float32Array(matrices.length * tokens * width);
   matrices.forEach((m, p) => data.set(m.data as Float32Array, p * tokens * width));
