@@ -6,6 +6,7 @@
 // too), then in double, then round to float32. The float runs bound the error by about 16·2^-24 ≈ 1e-6 of the
 // sum of magnitudes, so the tolerance is 2e-6 relative to the magnitude that bounds the rounding: sumAbs for the
 // signed sum (which can cancel), positionwise for pooled (|Σd| ≤ Σ|d|), and the value itself otherwise.
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import * as referenceKernels from '../src/reference/index.js';
 import type { DType, ElementData, WeightStats } from '../src/types.js';
@@ -153,6 +154,24 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
       const actual = await api.activationDiffBatched(a, b, { device: 'cpu' });
       const expected = referenceKernels.activationDiffBatched(a, b);
       for (let p = 0; p < 16; p++) checkDiff(`pair ${p}`, pairOf(actual, p, 8192), pairOf(expected, p, 8192));
+    });
+
+    test.skipIf(referenceIntended)('meanAbs does not depend on the thread count or on the pairs sharing the call', () => {
+      // FAIRPRUNE_THREADS is read once per process, so each count runs in its own process on the same data, whose
+      // magnitudes span 60 decades so that summing the columns in another grouping would round differently.
+      const script = `
+        const addon = require(${JSON.stringify(path)});
+        const data = (seed) => Float32Array.from({ length: 2 * 16 * 8192 }, (_, i) => Math.sin(i * seed) * 10 ** ((i % 61) - 30));
+        const [a, b] = [data(0.37), data(0.71)];
+        Promise.all([addon.activationDiff(a, b, 2, 16, 8192, 'f32', 'cpu'),
+          addon.activationDiff(a.subarray(0, 16 * 8192), b.subarray(0, 16 * 8192), 1, 16, 8192, 'f32', 'cpu')])
+          .then(([both, first]) => console.log(JSON.stringify([...both.meanAbs, ...first.meanAbs])));`;
+      const run = (threads: string) =>
+        JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, FAIRPRUNE_THREADS: threads }, encoding: 'utf8' })) as number[];
+      const [one, three, sixteen] = [run('1'), run('3'), run('16')];
+      expect(three).toEqual(one);
+      expect(sixteen).toEqual(one);
+      expect(one[2]).toBe(one[0]);  // pair 0 alone = pair 0 batched with pair 1
     });
 
     test('misaligned a and b (byteOffset 1 and 3)', async () => {
