@@ -92,18 +92,7 @@ async function checkDiff(pairs, tokens, width, dtype) {
   let ok = compare(`${label} positionwise`, gpu.positionwise, cpu.positionwise, (i) => relative * cpu.positionwise[i]);
   ok &&= compare(`${label} pooled`, gpu.pooled, cpu.pooled, (i) => relative * cpu.positionwise[i]);
   ok &&= compare(`${label} meanAbs`, gpu.meanAbs, cpu.meanAbs, (i) => relative * cpu.meanAbs[i]);
-  for (const statistic of ['positionwise', 'pooled']) {
-    const accCpu = new addon.DiffAccumulator(width, statistic, 'cpu'), accGpu = new addon.DiffAccumulator(width, statistic, 'cuda');
-    await accCpu.add(a, b, pairs, tokens, width, dtype);
-    await accGpu.add(a, b, pairs, tokens, width, dtype);
-    const [rc, rg] = [await accCpu.result(), await accGpu.result()];
-    ok &&= rc.count === rg.count && compare(`${label} accumulator ${statistic} mean`, rg.mean, rc.mean, (i) => relative * rc.mean[i]) &&
-      compare(`${label} accumulator ${statistic} variance`, rg.variance, rc.variance, (i) => relative * (rc.variance[i] + rc.mean[i] ** 2)) &&
-      compare(`${label} accumulator ${statistic} max`, rg.max, rc.max, (i) => relative * rc.max[i]);
-    accCpu.dispose();
-    accGpu.dispose();
-  }
-  console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label} (+ accumulator, misaligned inputs on the GPU side)`);
+  console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label} (misaligned inputs on the GPU side)`);
 }
 
 console.log('\n1. CUDA vs CPU kernels');

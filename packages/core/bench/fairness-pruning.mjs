@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Benchmark: prune with the project defaults (seed pair, positionwise, maw, w 0.5, fraction 0.002, remove) on one model
 // folder — which is analyze (open, capture, scores) + importance + select + apply/write + re-analyze of the pruned
-// model — with wall time and peak RSS by stage. `--analyze` also times a standalone analyze first.
+// model — with wall time and peak RSS by stage, then the physical floor measured in the same run (read the input
+// folder's bytes once, write the pruned folder's bytes once, in 64 MiB chunks) and the prune's ratio to it.
+// `--analyze` also times a standalone analyze first.
 // Runs the built library (npx tsc -b packages/core/tsconfig.lib.json).
 //   node packages/core/bench/fairness-pruning.mjs [model-dir] [--analyze] [--keep]
 // Default model: the Llama fixture (tiny); pass the Llama-3.2-1B-shaped synthetic folder for the real target.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { analyzeBias, loadPairs, modelImportance, OnnxWeights, runFairnessPruning } from '@fairprune/core';
@@ -55,6 +57,26 @@ for (let layer = 0; layer < weights.map.layers.length; layer++) {
 }
 weights.close();
 
+// The physical floor: every byte of the input folder read once and every byte of the pruned folder written once.
+const filesUnder = (dir) => readdirSync(dir, { recursive: true }).map((f) => join(dir, f)).filter((f) => statSync(f).isFile());
+const chunk = Buffer.allocUnsafe(64 * 2 ** 20);
+const r0 = performance.now();
+let readBytes = 0;
+for (const file of filesUnder(modelDir)) {
+  const fd = openSync(file, 'r');
+  for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0;) readBytes += n;
+  closeSync(fd);
+}
+const floorReadMs = performance.now() - r0;
+const writeBytes = filesUnder(out).reduce((n, f) => n + statSync(f).size, 0);
+const floorFile = join(out, '..', 'floor.bin');
+const w0 = performance.now();
+const fd = openSync(floorFile, 'w');
+for (let done = 0; done < writeBytes; done += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, writeBytes - done));
+closeSync(fd);
+const floorWriteMs = performance.now() - w0;
+rmSync(floorFile);
+
 const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
 if (analysis) console.log(`\nanalyze (standalone): ${fmt(analyzeMs)}, peak RSS ${mib(analyzePeak)} MiB; bias metric ${analysis.report.metric?.overall.mean_difference}`);
 console.log(`prune (analyze + importance + select + apply + re-analyze): ${fmt(pruneMs)}, peak RSS ${mib(prunePeak)} MiB`);
@@ -69,6 +91,8 @@ console.log(`pruned ${Object.values(result.plan.layers).reduce((n, l) => n + l.l
 console.log(`bias metric ${result.before.metric?.overall.mean_difference} → ${result.after?.metric?.overall.mean_difference}`);
 const analyzePart = ['open', 'capture', 'scores', 'behaviour'].reduce((sum, k) => sum + (result.timings[k] ?? 0), 0);
 console.log(`analyze part of prune (open + capture + scores + behaviour): ${fmt(analyzePart)}; prune total ${fmt(pruneMs)}`);
+const floorMs = floorReadMs + floorWriteMs;
+console.log(`physical floor: read ${mib(readBytes)} MiB in ${fmt(floorReadMs)} + write ${mib(writeBytes)} MiB in ${fmt(floorWriteMs)} = ${fmt(floorMs)}; prune ${fmt(pruneMs)} = ${(pruneMs / floorMs).toFixed(2)}× the floor`);
 console.log(`load average during the run: ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 if (!keep) rmSync(join(out, '..'), { recursive: true, force: true });
 else console.log(`kept ${out}`);

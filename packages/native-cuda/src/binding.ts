@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Axis, DType, DiffStatistic, Device, ElementData } from './types.js';
+import type { Axis, ColumnOp, DType, Device, ElementData } from './types.js';
 
 /** What ran a call: 'auto' resolves to one of these inside the addon. */
 export type ExecutedOn = 'cpu' | 'cuda';
@@ -24,13 +24,6 @@ export interface NativeActivationDiff {
   device: ExecutedOn;
 }
 
-export interface NativeDiffAccumulator {
-  readonly device: ExecutedOn;
-  add(a: ElementData, b: ElementData, pairs: number, tokens: number, width: number, dtype: DType): Promise<void>;
-  result(): Promise<{ count: number; mean: Float32Array; variance: Float32Array; max: Float32Array }>;
-  dispose(): void;
-}
-
 export interface NativeBackendInfo {
   cuda: { compiled: boolean; available: boolean; deviceCount: number; deviceName?: string; reason?: string };
   threads: number;
@@ -41,7 +34,10 @@ export interface NativeAddon {
   scanWeights(data: ElementData, rows: number, cols: number, dtype: DType, axis: Axis, device: Device): Promise<NativeWeightStats>;
   activationDiff(a: ElementData, b: ElementData, pairs: number, tokens: number, width: number, dtype: DType,
     device: Device): Promise<NativeActivationDiff>;
-  DiffAccumulator: new (width: number, statistic: DiffStatistic, device: Device) => NativeDiffAccumulator;
+  /** Synchronous, CPU: per-column means of [rows, cols]. */
+  columnMeans(data: ElementData, rows: number, cols: number, dtype: DType): Float32Array;
+  /** Synchronous, CPU: folds [rows, cols] float32 terms into `totals` in place. */
+  accumulateColumns(totals: Float64Array, terms: readonly Float32Array[], rows: number, cols: number, op: ColumnOp): void;
   backendInfo(): NativeBackendInfo;
   /** Plain multithreaded one-pass read of the bytes (a sum of 64-bit words): the benchmarks' bandwidth baseline. */
   sumBytes(data: ElementData): bigint;

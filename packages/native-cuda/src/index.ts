@@ -1,17 +1,17 @@
 // Public API of @fairprune/native-cuda: validates arguments, then runs the native kernels (CUDA or threaded CPU)
 // or, when the addon is missing, the TS reference (saying so once on stderr, with the fix).
-import { loadNativeAddon, type NativeAddon, type NativeDiffAccumulator } from './binding.js';
-import { ReferenceDiffAccumulator } from './reference/diffAccumulator.js';
+import { loadNativeAddon, type NativeAddon } from './binding.js';
 import * as referenceKernels from './reference/index.js';
 import type {
-  ActivationDiff, BackendInfo, DiffAccumulatorResult, DiffStatistic, Device, MatrixView, ScanOptions, TensorView3,
-  WeightStats,
+  ActivationDiff, ActivationDiffBatch, BackendInfo, ColumnOp, Device, MatrixView, ScanOptions, TensorView3, WeightStats,
 } from './types.js';
-import { checkAxis, checkDevice, checkMatrix, checkSameShape, checkTensor3, invalidArgument } from './validate.js';
+import {
+  checkAxis, checkColumnOp, checkDevice, checkMatrix, checkSameShape, checkTensor3, checkTerms, invalidArgument,
+} from './validate.js';
 
 export type {
-  ActivationDiff, Axis, BackendInfo, DType, DiffAccumulatorResult, DiffStatistic, Device, ElementData, MatrixView,
-  ScanOptions, TensorView3, WeightStats,
+  ActivationDiff, ActivationDiffBatch, Axis, BackendInfo, ColumnOp, DType, Device, ElementData, MatrixView, ScanOptions,
+  TensorView3, WeightStats,
 } from './types.js';
 
 /** The pure-TS references, exported for tests and used as the fallback. */
@@ -74,107 +74,52 @@ export async function activationDiff(a: MatrixView, b: MatrixView, options: { de
   checkMatrix(fn, 'a', a);
   checkMatrix(fn, 'b', b);
   checkSameShape(fn, { ...a }, { ...b }, ['rows', 'cols']);
-  const results = await activationDiffBatched(
+  const batch = await runDiff(fn,
     { data: a.data, pairs: 1, tokens: a.rows, width: a.cols, dtype: a.dtype },
     { data: b.data, pairs: 1, tokens: b.rows, width: b.cols, dtype: b.dtype }, options);
-  return results[0]!;
+  return { positionwise: batch.positionwise, pooled: batch.pooled, meanAbs: batch.meanAbs[0]! };
 }
 
-/** Batched activation difference: one result per pair of [pairs, tokens, width] tensors. The returned
- *  positionwise/pooled arrays of all pairs are views into one buffer each. */
-export async function activationDiffBatched(a: TensorView3, b: TensorView3, options: { device?: Device } = {}): Promise<ActivationDiff[]> {
+/** Activation differences of many pairs of one token count in one call: a and b are [pairs, tokens, width]; the
+ *  results are [pairs, width] (pair-major) and one meanAbs per pair, each pair's exactly as if it ran alone. */
+export async function activationDiffBatched(a: TensorView3, b: TensorView3, options: { device?: Device } = {}): Promise<ActivationDiffBatch> {
   const fn = 'activationDiffBatched';
   checkTensor3(fn, 'a', a);
   checkTensor3(fn, 'b', b);
   checkSameShape(fn, { ...a }, { ...b }, ['pairs', 'tokens', 'width']);
+  return runDiff(fn, a, b, options);
+}
+
+/** The difference kernel on inputs the caller has checked (each argument is validated once, by the public entry). */
+async function runDiff(fn: string, a: TensorView3, b: TensorView3, options: { device?: Device }): Promise<ActivationDiffBatch> {
   const device = options.device ?? 'auto';
   checkDevice(fn, 'options.device', device);
   const addon = nativeOrAnnounce(fn, device);
   if (!addon) return referenceKernels.activationDiffBatched(a, b);
-  const out = await addon.activationDiff(a.data, b.data, a.pairs, a.tokens, a.width, a.dtype, device);
-  const results: ActivationDiff[] = [];
-  for (let p = 0; p < a.pairs; p++) {
-    results.push({
-      positionwise: out.positionwise.subarray(p * a.width, (p + 1) * a.width),
-      pooled: out.pooled.subarray(p * a.width, (p + 1) * a.width),
-      meanAbs: out.meanAbs[p]!,
-    });
-  }
-  return results;
+  const { positionwise, pooled, meanAbs } = await addon.activationDiff(a.data, b.data, a.pairs, a.tokens, a.width, a.dtype, device);
+  return { positionwise, pooled, meanAbs };
 }
 
-/** Running per-neuron mean, population variance (Welford) and max of one per-pair statistic vector
- *  ('positionwise' by default, or 'pooled'); on the GPU the state stays on the device between calls. Calls are
- *  queued, so add() may be called without awaiting the previous one. A NaN statistic makes that neuron NaN. */
-export class DiffAccumulator {
-  readonly width: number;
-  readonly statistic: DiffStatistic;
-  private readonly native: NativeDiffAccumulator | undefined;
-  private readonly fallback: ReferenceDiffAccumulator | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  private disposed = false;
+/** Per-column mean over the rows of a matrix (the token means of [tokens, width] activations): summed in double in
+ *  row order, rounded to float once; NaN/Inf propagate. Synchronous and on the CPU: a few hundred KB of activations
+ *  take microseconds, less than a worker round trip or a device transfer. */
+export function columnMeans(matrix: MatrixView): Float32Array {
+  const fn = 'columnMeans';
+  checkMatrix(fn, 'matrix', matrix);
+  const addon = nativeOrAnnounce(fn, 'cpu');
+  if (!addon) return referenceKernels.columnMeans(matrix);
+  return addon.columnMeans(matrix.data, matrix.rows, matrix.cols, matrix.dtype);
+}
 
-  constructor(width: number, options: { statistic?: DiffStatistic; device?: Device } = {}) {
-    const fn = 'DiffAccumulator';
-    if (typeof width !== 'number' || !Number.isSafeInteger(width) || width < 1) {
-      throw invalidArgument(fn, 'width', 'a positive integer', width, 'range');
-    }
-    const statistic = options.statistic ?? 'positionwise';
-    if (statistic !== 'positionwise' && statistic !== 'pooled') {
-      throw invalidArgument(fn, 'options.statistic', "'positionwise' | 'pooled'", statistic, 'range');
-    }
-    const device = options.device ?? 'auto';
-    checkDevice(fn, 'options.device', device);
-    this.width = width;
-    this.statistic = statistic;
-    const addon = nativeOrAnnounce(fn, device);
-    this.native = addon ? new addon.DiffAccumulator(width, statistic, device) : undefined;
-    this.fallback = addon ? undefined : new ReferenceDiffAccumulator(width, statistic);
-  }
-
-  /** Adds one pair of [tokens, width] matrices. */
-  add(a: MatrixView, b: MatrixView): Promise<void> {
-    const fn = 'DiffAccumulator.add';
-    checkMatrix(fn, 'a', a);
-    checkMatrix(fn, 'b', b);
-    checkSameShape(fn, { ...a }, { ...b }, ['rows', 'cols']);
-    return this.addBatched({ data: a.data, pairs: 1, tokens: a.rows, width: a.cols, dtype: a.dtype },
-      { data: b.data, pairs: 1, tokens: b.rows, width: b.cols, dtype: b.dtype }, fn);
-  }
-
-  /** Adds many pairs, in order (bit-identical to adding them one by one). */
-  addBatched(a: TensorView3, b: TensorView3, fn = 'DiffAccumulator.addBatched'): Promise<void> {
-    this.checkLive(fn);
-    checkTensor3(fn, 'a', a);
-    checkTensor3(fn, 'b', b);
-    checkSameShape(fn, { ...a }, { ...b }, ['pairs', 'tokens', 'width']);
-    if (a.width !== this.width) throw invalidArgument(fn, 'a.width', `${this.width} (the accumulator's width)`, a.width, 'range');
-    return this.enqueue(async () => {
-      if (this.native) await this.native.add(a.data, b.data, a.pairs, a.tokens, a.width, a.dtype);
-      else this.fallback!.addBatched(a, b);
-    });
-  }
-
-  /** count, mean, population variance (M2 / count) and max per neuron, after every queued add. */
-  result(): Promise<DiffAccumulatorResult> {
-    this.checkLive('DiffAccumulator.result');
-    return this.enqueue(async () => (this.native ? this.native.result() : this.fallback!.result()));
-  }
-
-  /** Frees the native/device state once queued calls finish; the accumulator cannot be used afterwards. */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    void this.queue.finally(() => this.native?.dispose());
-  }
-
-  private checkLive(fn: string): void {
-    if (this.disposed) throw new Error(`${fn}: the accumulator is disposed`);
-  }
-
-  private enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
+/** Folds per-pair vectors into running per-neuron totals, in place: `terms` are float32 [rows, cols] matrices of one
+ *  shape (e.g. the gate and up statistics of `rows` pairs); row by row, v = Σ_k terms[k] (float adds in term order),
+ *  then totals += v ('sum', in double) or totals = max(totals, v) ('max'; a NaN v never replaces a total).
+ *  Synchronous and on the CPU, like {@link columnMeans}. */
+export function accumulateColumns(totals: Float64Array, terms: readonly Float32Array[], shape: { rows: number; cols: number }, op: ColumnOp): void {
+  const fn = 'accumulateColumns';
+  checkTerms(fn, totals, terms, shape);
+  checkColumnOp(fn, 'op', op);
+  const addon = nativeOrAnnounce(fn, 'cpu');
+  if (!addon) referenceKernels.accumulateColumns(totals, terms, shape.rows, shape.cols, op);
+  else addon.accumulateColumns(totals, terms, shape.rows, shape.cols, op);
 }

@@ -4,7 +4,8 @@ export type DType = 'f32' | 'f16' | 'bf16';
 export type Device = 'auto' | 'cpu' | 'cuda';
 /** Where the neurons are: 'rows' → one result per row (HF safetensors [out, in]); 'cols' → one per column (ONNX [in, out]). */
 export type Axis = 'rows' | 'cols';
-export type DiffStatistic = 'positionwise' | 'pooled';
+/** How {@link accumulateColumns} folds each row into the totals. */
+export type ColumnOp = 'sum' | 'max';
 
 /** Raw element storage: Float32Array for f32, Uint16Array (bit patterns) for f16/bf16, or a Uint8Array of
  *  little-endian bytes at any byte offset (e.g. an ONNX raw_data view); no JS copy is made of it. */
@@ -41,8 +42,15 @@ export interface ActivationDiff {
   meanAbs: number;
 }
 
-/** Running per-neuron statistics of a per-pair statistic vector; variance is the population variance (÷ count). */
-export interface DiffAccumulatorResult { count: number; mean: Float32Array; variance: Float32Array; max: Float32Array }
+/** Activation differences of many pairs at once: row-major [pairs, width] vectors and one meanAbs per pair. */
+export interface ActivationDiffBatch {
+  /** [pairs, width]: per pair and neuron, mean over tokens of |a − b|. */
+  positionwise: Float32Array;
+  /** [pairs, width]: per pair and neuron, |mean_t a − mean_t b|. */
+  pooled: Float32Array;
+  /** [pairs]: tensor-wide mean |a − b| of each pair. */
+  meanAbs: Float64Array;
+}
 
 export interface BackendInfo {
   /** 'reference' = the pure-TS fallback because the native addon could not be loaded. */

@@ -1,9 +1,10 @@
 // Argument checks done in TS before anything crosses into C++; every message names the function and argument.
-import type { Axis, Device, DType, ElementData, MatrixView, TensorView3 } from './types.js';
+import type { Axis, ColumnOp, Device, DType, ElementData, MatrixView, TensorView3 } from './types.js';
 
 const dtypes: readonly DType[] = ['f32', 'f16', 'bf16'];
 const devices: readonly Device[] = ['auto', 'cpu', 'cuda'];
 const axes: readonly Axis[] = ['rows', 'cols'];
+const columnOps: readonly ColumnOp[] = ['sum', 'max'];
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -40,6 +41,26 @@ export function checkDevice(fn: string, name: string, value: unknown): asserts v
 
 export function checkAxis(fn: string, name: string, value: unknown): asserts value is Axis {
   checkOneOf(fn, name, value, axes);
+}
+
+export function checkColumnOp(fn: string, name: string, value: unknown): asserts value is ColumnOp {
+  checkOneOf(fn, name, value, columnOps);
+}
+
+/** totals: a Float64Array of `cols` values; terms: at least one Float32Array of rows × cols values each. */
+export function checkTerms(fn: string, totals: unknown, terms: unknown, shape: { rows: number; cols: number }): void {
+  if (typeof shape !== 'object' || shape === null) throw invalidArgument(fn, 'shape', '{ rows, cols }', shape);
+  checkPositiveInteger(fn, 'shape.rows', shape.rows);
+  checkPositiveInteger(fn, 'shape.cols', shape.cols);
+  if (!(totals instanceof Float64Array)) throw invalidArgument(fn, 'totals', 'a Float64Array', totals);
+  if (totals.length !== shape.cols) throw invalidArgument(fn, 'totals', `${shape.cols} values (shape.cols)`, totals, 'range');
+  if (!Array.isArray(terms) || terms.length === 0) throw invalidArgument(fn, 'terms', 'a non-empty array of Float32Arrays', terms);
+  terms.forEach((term: unknown, k) => {
+    if (!(term instanceof Float32Array)) throw invalidArgument(fn, `terms[${k}]`, 'a Float32Array', term);
+    if (term.length !== shape.rows * shape.cols) {
+      throw invalidArgument(fn, `terms[${k}]`, `${shape.rows * shape.cols} values (shape.rows × shape.cols)`, term, 'range');
+    }
+  });
 }
 
 /** data must suit dtype (Float32Array ↔ f32, Uint16Array ↔ f16/bf16, Uint8Array ↔ any) and hold exactly

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { ActivationDiff, DType, ElementData, WeightStats } from '../src/types.js';
+import type { ActivationDiff, ActivationDiffBatch, DType, ElementData, WeightStats } from '../src/types.js';
 
 /** mulberry32: small seeded PRNG so every run sees the same "random" data. */
 export function rng(seed: number): () => number {
@@ -111,3 +111,12 @@ export function checkDiff(label: string, actual: ActivationDiff, expected: Activ
   expectClose(`${label} meanAbs`, [actual.meanAbs], [expected.meanAbs], () => relative * Math.abs(expected.meanAbs));
 }
 
+
+/** Pair p of a batched activation difference, as a one-pair result. */
+export function pairOf(batch: ActivationDiffBatch, p: number, width: number): ActivationDiff {
+  return {
+    positionwise: batch.positionwise.subarray(p * width, (p + 1) * width),
+    pooled: batch.pooled.subarray(p * width, (p + 1) * width),
+    meanAbs: batch.meanAbs[p]!,
+  };
+}

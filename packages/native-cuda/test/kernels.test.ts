@@ -6,10 +6,11 @@
 // too), then in double, then round to float32. The float runs bound the error by about 16·2^-24 ≈ 1e-6 of the
 // sum of magnitudes, so the tolerance is 2e-6 relative to the magnitude that bounds the rounding: sumAbs for the
 // signed sum (which can cancel), positionwise for pooled (|Σd| ≤ Σ|d|), and the value itself otherwise.
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import * as referenceKernels from '../src/reference/index.js';
-import type { ActivationDiff, DType, ElementData, WeightStats } from '../src/types.js';
-import { addonExists, addonsUnderTest, checkDiff, checkScan, expectClose, expectSameNumbers, misaligned, randomElements, referenceIntended, relative } from './helpers.js';
+import type { DType, ElementData, WeightStats } from '../src/types.js';
+import { addonExists, addonsUnderTest, checkDiff, checkScan, expectSameNumbers, misaligned, pairOf, randomElements, referenceIntended } from './helpers.js';
 
 type Api = typeof import('../src/index.js');
 const dtypes: DType[] = ['f32', 'f16', 'bf16'];
@@ -131,16 +132,16 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
           const b = { data: randomElements(dtype, n, width + 2), pairs, tokens, width, dtype };
           const batched = await api.activationDiffBatched(a, b);
           const expected = referenceKernels.activationDiffBatched(a, b);
-          expect(batched).toHaveLength(pairs);
+          expect([batched.positionwise.length, batched.pooled.length, batched.meanAbs.length]).toEqual([pairs * width, pairs * width, pairs]);
           const bytes = tokens * width * (dtype === 'f32' ? 4 : 2);
           for (let p = 0; p < pairs; p++) {
-            checkDiff(`pair ${p}`, batched[p]!, expected[p]!);
+            checkDiff(`pair ${p}`, pairOf(batched, p, width), pairOf(expected, p, width));
             const slice = (data: ElementData) => new Uint8Array(data.buffer, data.byteOffset + p * bytes, bytes);
             const single = await api.activationDiff({ data: slice(a.data), rows: tokens, cols: width, dtype },
               { data: slice(b.data), rows: tokens, cols: width, dtype });
-            expectSameNumbers(`single ${p} positionwise`, single.positionwise, batched[p]!.positionwise);
-            expectSameNumbers(`single ${p} pooled`, single.pooled, batched[p]!.pooled);
-            expect(single.meanAbs).toBe(batched[p]!.meanAbs);
+            expectSameNumbers(`single ${p} positionwise`, single.positionwise, pairOf(batched, p, width).positionwise);
+            expectSameNumbers(`single ${p} pooled`, single.pooled, pairOf(batched, p, width).pooled);
+            expect(single.meanAbs).toBe(batched.meanAbs[p]);
           }
         });
       }
@@ -151,7 +152,26 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
       const a = { ...shape, data: randomElements('bf16', 16 * 16 * 8192, 3) };
       const b = { ...shape, data: randomElements('bf16', 16 * 16 * 8192, 4) };
       const actual = await api.activationDiffBatched(a, b, { device: 'cpu' });
-      referenceKernels.activationDiffBatched(a, b).forEach((expected, p) => checkDiff(`pair ${p}`, actual[p]!, expected));
+      const expected = referenceKernels.activationDiffBatched(a, b);
+      for (let p = 0; p < 16; p++) checkDiff(`pair ${p}`, pairOf(actual, p, 8192), pairOf(expected, p, 8192));
+    });
+
+    test.skipIf(referenceIntended)('meanAbs does not depend on the thread count or on the pairs sharing the call', () => {
+      // FAIRPRUNE_THREADS is read once per process, so each count runs in its own process on the same data, whose
+      // magnitudes span 60 decades so that summing the columns in another grouping would round differently.
+      const script = `
+        const addon = require(${JSON.stringify(path)});
+        const data = (seed) => Float32Array.from({ length: 2 * 16 * 8192 }, (_, i) => Math.sin(i * seed) * 10 ** ((i % 61) - 30));
+        const [a, b] = [data(0.37), data(0.71)];
+        Promise.all([addon.activationDiff(a, b, 2, 16, 8192, 'f32', 'cpu'),
+          addon.activationDiff(a.subarray(0, 16 * 8192), b.subarray(0, 16 * 8192), 1, 16, 8192, 'f32', 'cpu')])
+          .then(([both, first]) => console.log(JSON.stringify([...both.meanAbs, ...first.meanAbs])));`;
+      const run = (threads: string) =>
+        JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, FAIRPRUNE_THREADS: threads }, encoding: 'utf8' })) as number[];
+      const [one, three, sixteen] = [run('1'), run('3'), run('16')];
+      expect(three).toEqual(one);
+      expect(sixteen).toEqual(one);
+      expect(one[2]).toBe(one[0]);  // pair 0 alone = pair 0 batched with pair 1
     });
 
     test('misaligned a and b (byteOffset 1 and 3)', async () => {
@@ -179,62 +199,55 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
     });
   });
 
-  describe('DiffAccumulator', () => {
-    for (const statistic of ['positionwise', 'pooled'] as const) {
-      test(`${statistic}: batched = one by one, ≈ reference accumulator, ≈ two-pass statistics`, async () => {
-        const pairs = 7, tokens = 5, width = 300, dtype = 'bf16' as const;
-        const a = { data: randomElements(dtype, pairs * tokens * width, 70), pairs, tokens, width, dtype };
-        const b = { data: randomElements(dtype, pairs * tokens * width, 71), pairs, tokens, width, dtype };
-        const batched = new api.DiffAccumulator(width, { statistic });
-        const oneByOne = new api.DiffAccumulator(width, { statistic });
-        const reference = new referenceKernels.ReferenceDiffAccumulator(width, statistic);
-        await batched.addBatched(a, b);
-        reference.addBatched(a, b);
-        const bytes = tokens * width * 2;
-        const adds = [];
-        for (let p = 0; p < pairs; p++) {  // queued without awaiting: the wrapper serialises them
-          const slice = (data: ElementData) => new Uint8Array(data.buffer, data.byteOffset + p * bytes, bytes);
-          adds.push(oneByOne.add({ data: slice(a.data), rows: tokens, cols: width, dtype }, { data: slice(b.data), rows: tokens, cols: width, dtype }));
-        }
-        await Promise.all(adds);
-        const [r1, r2] = [await batched.result(), await oneByOne.result()];
-        const expected = reference.result();
-        expect([r1.count, r2.count]).toEqual([pairs, pairs]);
-        for (const key of ['mean', 'variance', 'max'] as const) expectSameNumbers(`one-by-one ${key}`, r2[key], r1[key]);
-        // The per-pair statistics carry the kernel's rounding (above); Welford itself runs in double on both sides.
-        expectClose('mean', r1.mean, expected.mean, (j) => relative * Math.abs(expected.mean[j]!));
-        expectClose('variance', r1.variance, expected.variance, (j) => relative * (expected.variance[j]! + expected.mean[j]! ** 2));
-        expectClose('max', r1.max, expected.max, (j) => relative * expected.max[j]!);
-        // Independent: plain two-pass mean and population variance of the per-pair statistics.
-        const perPair = referenceKernels.activationDiffBatched(a, b).map((d) => d[statistic]);
-        for (let j = 0; j < width; j++) {
-          const column = perPair.map((v) => v[j]!);
-          const mean = column.reduce((s, v) => s + v, 0) / pairs;
-          const variance = column.reduce((s, v) => s + (v - mean) ** 2, 0) / pairs;
-          expect(Math.abs(r1.mean[j]! - mean)).toBeLessThanOrEqual(relative * mean);
-          expect(Math.abs(r1.variance[j]! - variance)).toBeLessThanOrEqual(relative * (variance + mean * mean));
-        }
-        batched.dispose();
-        oneByOne.dispose();
-        expect(() => batched.result()).toThrow(/disposed/);
-      });
+  describe('columnMeans', () => {
+    // The kernel and the reference both sum in double in row order, so they agree exactly.
+    for (const [rows, cols] of [[1, 1], [7, 13], [16, 8192], [33, 2085], [3, 1031]] as const) {
+      for (const dtype of dtypes) {
+        test(`${rows}×${cols} ${dtype} equals the reference exactly`, () => {
+          const matrix = { data: randomElements(dtype, rows * cols, rows * 31 + cols), rows, cols, dtype };
+          expectSameNumbers('means', api.columnMeans(matrix), referenceKernels.columnMeans(matrix));
+        });
+      }
     }
 
-    test('a NaN pair makes the affected neuron NaN from then on', async () => {
-      const width = 4, tokens = 2;
-      const acc = new api.DiffAccumulator(width);
-      const a = Float32Array.from({ length: tokens * width }, (_, i) => i);
-      const b = new Float32Array(tokens * width);
-      await acc.add({ data: a, rows: tokens, cols: width, dtype: 'f32' }, { data: b, rows: tokens, cols: width, dtype: 'f32' });
-      const withNaN = a.slice();
-      withNaN[1] = NaN;
-      await acc.add({ data: withNaN, rows: tokens, cols: width, dtype: 'f32' }, { data: b, rows: tokens, cols: width, dtype: 'f32' });
-      await acc.add({ data: a, rows: tokens, cols: width, dtype: 'f32' }, { data: b, rows: tokens, cols: width, dtype: 'f32' });
-      const result = await acc.result();
-      expect([result.mean[1], result.variance[1], result.max[1]]).toEqual([NaN, NaN, NaN]);
-      expect(result.mean[0]).toBe(2);  // column 0: |0 − 0| and |4 − 0| → 2 every pair
-      expect(result.variance[0]).toBe(0);
-      acc.dispose();
+    test('a misaligned view (byteOffset 1) gives the aligned result', () => {
+      for (const dtype of dtypes) {
+        const matrix = { data: randomElements(dtype, 9 * 131, 8), rows: 9, cols: 131, dtype };
+        expectSameNumbers(dtype, api.columnMeans({ ...matrix, data: misaligned(matrix.data, 1) }), referenceKernels.columnMeans(matrix));
+      }
+    });
+
+    test('NaN and ±Inf propagate; a column of one row is that row', () => {
+      const data = Float32Array.from([1, NaN, Infinity, Infinity, 3, 2, 1, -Infinity]);
+      expect(Array.from(api.columnMeans({ data, rows: 2, cols: 4, dtype: 'f32' }))).toEqual([2, NaN, Infinity, NaN]);
+      expect(Array.from(api.columnMeans({ data, rows: 1, cols: 8, dtype: 'f32' }))).toEqual(Array.from(data));
+    });
+  });
+
+  describe('accumulateColumns', () => {
+    for (const op of ['sum', 'max'] as const) {
+      for (const [rows, cols, termCount] of [[1, 1, 1], [8, 8192, 2], [3, 1031, 3]] as const) {
+        test(`${op}: ${termCount} terms of [${rows}, ${cols}] into running totals equal the reference exactly`, () => {
+          const terms = Array.from({ length: termCount }, (_, k) => randomElements('f32', rows * cols, 90 + k) as Float32Array);
+          const start = Float64Array.from(randomElements('f32', cols, 89) as Float32Array);
+          const [actual, expected] = [start.slice(), start.slice()];
+          api.accumulateColumns(actual, terms, { rows, cols }, op);
+          referenceKernels.accumulateColumns(expected, terms, rows, cols, op);
+          expectSameNumbers(op, actual, expected);
+        });
+      }
+    }
+
+    test('independent check: float sum of the terms per row, then double sum or max over rows; NaN never wins a max', () => {
+      const gate = Float32Array.from([0.1, NaN, 5, 1e8, 2, 3]);
+      const up = Float32Array.from([0.2, 1, 1, 1, 4, -3]);
+      const sums = new Float64Array(3);
+      const maxes = new Float64Array(3).fill(-Infinity);
+      api.accumulateColumns(sums, [gate, up], { rows: 2, cols: 3 }, 'sum');
+      api.accumulateColumns(maxes, [gate, up], { rows: 2, cols: 3 }, 'max');
+      const f = Math.fround;
+      expect(Array.from(sums)).toEqual([f(f(0.1) + f(0.2)) + f(1e8 + 1), NaN, f(5 + 1) + 0]);
+      expect(Array.from(maxes)).toEqual([f(1e8 + 1), 6, 6]);
     });
   });
 });

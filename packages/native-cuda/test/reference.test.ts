@@ -87,26 +87,23 @@ describe('reference kernels vs naive loops', () => {
     expect(diff.meanAbs).toBeCloseTo(total / (tokens * width), 12);
   });
 
-  test('ReferenceDiffAccumulator equals two-pass mean, population variance and max', () => {
+  test('columnMeans and accumulateColumns equal the definitions written out', () => {
     const random = rng(5);
-    const width = 4, pairs = 9, tokens = 3;
-    const acc = new reference.ReferenceDiffAccumulator(width, 'pooled');
-    const statistics: Float32Array[] = [];
-    for (let p = 0; p < pairs; p++) {
-      const a = Float32Array.from({ length: tokens * width }, () => random() * 4 - 2);
-      const b = Float32Array.from({ length: tokens * width }, () => random() * 4 - 2);
-      acc.add({ data: a, rows: tokens, cols: width, dtype: 'f32' }, { data: b, rows: tokens, cols: width, dtype: 'f32' });
-      statistics.push(reference.activationDiff({ data: a, rows: tokens, cols: width, dtype: 'f32' }, { data: b, rows: tokens, cols: width, dtype: 'f32' }).pooled);
+    const rows = 4, cols = 3;
+    const data = Float32Array.from({ length: rows * cols }, () => random() * 4 - 2);
+    const means = reference.columnMeans({ data, rows, cols, dtype: 'f32' });
+    for (let j = 0; j < cols; j++) {
+      expect(means[j]).toBe(Math.fround((data[j]! + data[cols + j]! + data[2 * cols + j]! + data[3 * cols + j]!) / rows));
     }
-    const result = acc.result();
-    expect(result.count).toBe(pairs);
-    for (let j = 0; j < width; j++) {
-      const column = statistics.map((s) => s[j]!);
-      const mean = column.reduce((s, v) => s + v, 0) / pairs;
-      const variance = column.reduce((s, v) => s + (v - mean) ** 2, 0) / pairs;
-      expect(result.mean[j]).toBeCloseTo(mean, 6);
-      expect(result.variance[j]).toBeCloseTo(variance, 6);
-      expect(result.max[j]).toBe(Math.max(...column));
+    const other = Float32Array.from({ length: rows * cols }, () => random());
+    const sums = new Float64Array(cols);
+    const maxes = new Float64Array(cols).fill(-Infinity);
+    reference.accumulateColumns(sums, [data, other], rows, cols, 'sum');
+    reference.accumulateColumns(maxes, [data, other], rows, cols, 'max');
+    for (let j = 0; j < cols; j++) {
+      const perRow = Array.from({ length: rows }, (_, p) => Math.fround(data[p * cols + j]! + other[p * cols + j]!));
+      expect(sums[j]).toBe(perRow.reduce((s, v) => s + v, 0));
+      expect(maxes[j]).toBe(Math.max(...perRow));
     }
   });
 });

@@ -1,7 +1,7 @@
 // Bad arguments are rejected in TS with a message naming the argument, and the C++ checks behind them hold too.
 import { describe, expect, test } from 'vitest';
 import { loadNativeAddon } from '../src/binding.js';
-import { DiffAccumulator, activationDiff, activationDiffBatched, scanWeights } from '../src/index.js';
+import { accumulateColumns, activationDiff, activationDiffBatched, columnMeans, scanWeights } from '../src/index.js';
 import { referenceIntended } from './helpers.js';
 
 const f32 = (n: number) => new Float32Array(n);
@@ -33,13 +33,16 @@ describe('TS argument validation', () => {
       { data: f32(5), pairs: 2, tokens: 1, width: 3, dtype: 'f32' })).rejects.toThrow(/'b\.data'.*24 bytes/);
   });
 
-  test('DiffAccumulator checks width, statistic and each pair', async () => {
-    expect(() => new DiffAccumulator(0)).toThrow(/'width'/);
-    expect(() => new DiffAccumulator(3, { statistic: 'median' as never })).toThrow(/'options\.statistic'/);
-    const acc = new DiffAccumulator(3);
-    expect(() => acc.add(matrix(2, 4), matrix(2, 4))).toThrow(/'a\.width'.*3 \(the accumulator's width\)/);
-    acc.dispose();
-    expect(() => acc.add(matrix(2, 3), matrix(2, 3))).toThrow(/disposed/);
+  test('columnMeans checks its matrix; accumulateColumns its totals, terms, shape and op', () => {
+    expect(() => columnMeans({ data: f32(5), rows: 2, cols: 3, dtype: 'f32' })).toThrow(/columnMeans: argument 'matrix\.data'.*24 bytes/);
+    const totals = new Float64Array(3);
+    expect(() => accumulateColumns(totals, [f32(6)], { rows: 2, cols: 3 }, 'mean' as never)).toThrow(/'op'.*'sum' \| 'max'/);
+    expect(() => accumulateColumns(f32(3) as never, [f32(6)], { rows: 2, cols: 3 }, 'sum')).toThrow(/'totals'.*Float64Array/);
+    expect(() => accumulateColumns(new Float64Array(4), [f32(6)], { rows: 2, cols: 3 }, 'sum')).toThrow(/'totals'.*3 values/);
+    expect(() => accumulateColumns(totals, [], { rows: 2, cols: 3 }, 'sum')).toThrow(/'terms'.*non-empty/);
+    expect(() => accumulateColumns(totals, [f32(6), f32(5)], { rows: 2, cols: 3 }, 'sum')).toThrow(/'terms\[1\]'.*6 values/);
+    expect(() => accumulateColumns(totals, [new Float64Array(6) as never], { rows: 2, cols: 3 }, 'sum')).toThrow(/'terms\[0\]'.*Float32Array/);
+    expect(() => accumulateColumns(totals, [f32(6)], { rows: 0, cols: 3 }, 'sum')).toThrow(/'shape\.rows'/);
   });
 });
 
@@ -56,6 +59,12 @@ describe('C++ argument checks (direct addon calls)', () => {
     expect(() => addon.scanWeights(new Int32Array(4) as never, 2, 2, 'f32', 'rows', 'cpu')).toThrow(TypeError);
     expect(() => addon.scanWeights(f32(4), 0, 2, 'f32', 'rows', 'cpu')).toThrow(/argument 'rows' must be a positive integer/);
     expect(() => addon.activationDiff(f32(4), f32(3), 1, 2, 2, 'f32', 'cpu')).toThrow(/argument 'b' has 12 bytes/);
-    expect(() => new addon.DiffAccumulator(4, 'mean' as never, 'cpu')).toThrow(/argument 'statistic'/);
+    expect(() => addon.columnMeans(f32(5), 2, 3, 'f32')).toThrow(/columnMeans: argument 'data' has 20 bytes but its shape and dtype need 24/);
+    expect(() => addon.accumulateColumns(new Float64Array(3), [f32(6)], 2, 3, 'mean' as never)).toThrow(/argument 'op'/);
+    expect(() => addon.accumulateColumns(new Float64Array(2), [f32(6)], 2, 3, 'sum')).toThrow(/argument 'totals' has 2 values but cols is 3/);
+    expect(() => addon.accumulateColumns(new Float64Array(3), [f32(5)], 2, 3, 'sum')).toThrow(/argument 'terms\[0\]' has 5 values/);
+    expect(() => addon.accumulateColumns(new Float64Array(3), [new Uint16Array(6) as never], 2, 3, 'sum')).toThrow(TypeError);
+    expect(() => addon.accumulateColumns(new Float64Array(3), [], 2, 3, 'sum')).toThrow(/argument 'terms' is empty/);
+    expect(() => (addon.columnMeans as (...args: unknown[]) => unknown)(f32(6), 2, 3)).toThrow(/expected 4 arguments/);
   });
 });

@@ -5,7 +5,7 @@ import { requireConsistentModel, validateModel, type InputChecks, type ModelVali
 import { ActivationCapture } from '../runtime/capture.js';
 import type { SessionDevice } from '../runtime/session.js';
 import { measureBehaviour, type BehaviourResult } from './behaviour.js';
-import { comparePair, type ActivationSet } from './compare.js';
+import { comparePairs, type ActivationSet } from './compare.js';
 import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
@@ -315,23 +315,18 @@ export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOp
       const captured: ActivationSet[] = await capture.captureBatch(ids);
       const t1 = performance.now();
       timings['capture']! += t1 - t0;
-      for (let k = 0; k < chunk.length; k++) {
-        const { p, index } = chunk[k]!;
-        const a = captured[2 * k]!;
-        const b = captured[2 * k + 1]!;
-        const comparison = await comparePair(a, b, {
-          metricKeys: p.inMetric ? metricKeys : [],
-          // Held-out pairs only feed the metric: no neuron vectors needed.
-          numLayers: scoring ? numLayers : 0,
-          estimator,
-          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-        });
-        if (comparison.differences && p.inMetric) differences.push(comparison.differences);
-        if (scoring) aggregator.add(comparison.neuronBias);
+      const compared = await comparePairs(
+        chunk.map(({ p }, k) => ({ a: captured[2 * k]!, b: captured[2 * k + 1]!, metricKeys: p.inMetric ? metricKeys : [] })),
+        { numLayers, estimator, ...(options.kernelDevice ? { device: options.kernelDevice } : {}) },
+        // Held-out pairs only feed the metric: no neuron vectors needed.
+        scoring ? aggregator : undefined,
+      );
+      chunk.forEach(({ p, index }, k) => {
+        if (compared[k] && p.inMetric) differences.push(compared[k]);
         if (scoring && tokenRequest && index === tokenRequest.pair && !tokenActivations) {
-          tokenActivations = tokenActivationsOf(p, ids[2 * k]!, ids[2 * k + 1]!, a, b, tokenKey, folder);
+          tokenActivations = tokenActivationsOf(p, ids[2 * k]!, ids[2 * k + 1]!, captured[2 * k]!, captured[2 * k + 1]!, tokenKey, folder);
         }
-      }
+      });
       timings['scores']! += performance.now() - t1;
     }
     const t2 = performance.now();

@@ -1,5 +1,6 @@
-import { activationDiff, scanWeights, type Device, type MatrixView } from '@fairprune/native-cuda';
+import { activationDiffBatched, columnMeans, type ActivationDiffBatch, type Device, type MatrixView, type TensorView3 } from '@fairprune/native-cuda';
 import { activationKey } from './metrics.js';
+import type { NeuronBiasAggregator } from './neuron-scores.js';
 import type { BiasEstimator } from './pairs.js';
 
 /** One captured activation of one prompt: row-major float32 [tokens, width] (batch dimension dropped). */
@@ -11,19 +12,19 @@ export interface ActivationTensor {
 /** Captured activations of one prompt, keyed like optiPfair (`gate_proj_layer_0`, ...). */
 export type ActivationSet = ReadonlyMap<string, ActivationTensor>;
 
-/** What one prompt pair contributes: optiPfair's d for each metric key, and the per-layer neuron bias vector. */
-export interface PairComparison {
-  /** d(l,h) = mean_{t,j}|A − B| per key; null when the sides differ in length (the metric compares t with t). */
-  differences: Record<string, number> | null;
-  /** Per-layer neuron bias of this pair under the estimator (index = layer). */
-  neuronBias: Float32Array[];
+/** One prompt pair's captured activations and the keys whose d it contributes to the metric. */
+export interface PairActivations {
+  a: ActivationSet;
+  b: ActivationSet;
+  /** Keys whose d enters the metric (e.g. the six hook types × layers); empty for pairs outside the metric. */
+  metricKeys: readonly string[];
 }
 
-export interface ComparePairOptions {
-  /** Keys whose d enters the metric (e.g. the six hook types × layers). */
-  metricKeys: readonly string[];
+export interface ComparePairsOptions {
+  /** Layers whose neuron bias goes into the aggregator (0: metric only). */
   numLayers: number;
   estimator: BiasEstimator;
+  /** Where the difference kernel runs. */
   device?: Device;
 }
 
@@ -48,56 +49,69 @@ function get(set: ActivationSet, key: string, side: string): ActivationTensor {
   return tensor;
 }
 
-/** Per-neuron mean over tokens, through the native column scan (works for any token count). */
-async function tokenMean(view: MatrixView, device: Device | undefined): Promise<Float32Array> {
-  const stats = await scanWeights(view, { axis: 'cols', ...(device ? { device } : {}) });
-  return stats.sum.map((s) => s / view.rows);
+/**
+ * Compares prompt pairs with the native kernels. Pairs whose sides share one token count are reduced together: one
+ * batched difference call per captured key. Each pair's neuron bias (per layer, the sum over the estimator's keys)
+ * is folded into `aggregator` natively; pooled pairs of unequal lengths use per-side token means.
+ * @returns per pair, d(l,h) = mean_{t,j}|A − B| for each of its metric keys, or null when its sides differ in length
+ *   (the metric compares position t with t).
+ * @throws when a key was not captured or has the wrong shape, and for unequal lengths under a position-wise estimator.
+ */
+export async function comparePairs(
+  pairs: readonly PairActivations[],
+  options: ComparePairsOptions,
+  aggregator?: NeuronBiasAggregator,
+): Promise<(Record<string, number> | null)[]> {
+  const layers = Array.from({ length: aggregator ? options.numLayers : 0 }, (_, layer) => neuronKeys(options.estimator, layer));
+  const results: (Record<string, number> | null)[] = new Array(pairs.length).fill(null);
+  const byLength = new Map<number, number[]>();
+  pairs.forEach((pair, index) => {
+    const firstKey = pair.metricKeys[0] ?? neuronKeys(options.estimator, 0)[0]!;
+    const tokens = get(pair.a, firstKey, 'a').shape.at(-2)!;
+    if (tokens !== get(pair.b, firstKey, 'b').shape.at(-2)) {
+      if (options.estimator !== 'pooled') {
+        throw new Error(`comparePairs: the ${options.estimator} estimator needs equal token counts (pairs are checked before capture)`);
+      }
+      if (aggregator) aggregator.addPairs(layers.map((keys) => keys.map((key) => pooledOfUnequal(pair, key))), 1);
+    } else {
+      byLength.set(tokens, [...(byLength.get(tokens) ?? []), index]);
+    }
+  });
+
+  for (const [tokens, indices] of byLength) {
+    const group = indices.map((i) => pairs[i]!);
+    const keys = new Set([...group.flatMap((p) => p.metricKeys), ...layers.flat()]);
+    const diffs = new Map<string, ActivationDiffBatch>();
+    for (const key of keys) {
+      const side = (name: 'a' | 'b') => stacked(group.map((p) => matrix(get(p[name], key, name), key, name)), tokens, key, name);
+      diffs.set(key, await activationDiffBatched(side('a'), side('b'), options.device ? { device: options.device } : {}));
+    }
+    group.forEach((pair, k) => {
+      results[indices[k]!] = Object.fromEntries(pair.metricKeys.map((key) => [key, diffs.get(key)!.meanAbs[k]!]));
+    });
+    const statistic = options.estimator === 'pooled' ? 'pooled' : 'positionwise';
+    aggregator?.addPairs(layers.map((keys) => keys.map((key) => diffs.get(key)![statistic])), group.length);
+  }
+  return results;
 }
 
-/** Runs the native difference kernels over one pair's captured activations. */
-export async function comparePair(a: ActivationSet, b: ActivationSet, options: ComparePairOptions): Promise<PairComparison> {
-  const device = options.device ? { device: options.device } : {};
-  const sameLength = (key: string) => get(a, key, 'a').shape.at(-2) === get(b, key, 'b').shape.at(-2);
-  const firstKey = options.metricKeys[0] ?? neuronKeys(options.estimator, 0)[0]!;
-  const equal = sameLength(firstKey);
-  if (!equal && options.estimator !== 'pooled') {
-    throw new Error(`comparePair: the ${options.estimator} estimator needs equal token counts (pairs are checked before capture)`);
+/** [pairs, tokens, width] of one side: the prompt's own buffer for a single pair, else the pairs' matrices copied
+ *  one after another (a few MB at most). */
+function stacked(matrices: MatrixView[], tokens: number, key: string, side: string): TensorView3 {
+  const width = matrices[0]!.cols;
+  const odd = matrices.find((m) => m.cols !== width || m.rows !== tokens);
+  if (odd) {
+    throw new Error(`Activation ${key} of side ${side} is [${odd.rows}, ${odd.cols}] in one pair; expected [${tokens}, ${width}] like the others of its length`);
   }
+  if (matrices.length === 1) return { data: matrices[0]!.data, pairs: 1, tokens, width, dtype: 'f32' };
+  const data = new Float32Array(matrices.length * tokens * width);
+  matrices.forEach((m, p) => data.set(m.data as Float32Array, p * tokens * width));
+  return { data, pairs: matrices.length, tokens, width, dtype: 'f32' };
+}
 
-  // Keys the metric and the estimator both read are diffed once.
-  const diffs = new Map<string, Awaited<ReturnType<typeof activationDiff>>>();
-  const diff = async (key: string) => {
-    let result = diffs.get(key);
-    if (!result) {
-      result = await activationDiff(matrix(get(a, key, 'a'), key, 'a'), matrix(get(b, key, 'b'), key, 'b'), device);
-      diffs.set(key, result);
-    }
-    return result;
-  };
-
-  let differences: Record<string, number> | null = null;
-  if (equal) {
-    differences = {};
-    for (const key of options.metricKeys) differences[key] = (await diff(key)).meanAbs;
-  }
-
-  const neuronBias: Float32Array[] = [];
-  for (let layer = 0; layer < options.numLayers; layer++) {
-    let total: Float32Array | undefined;
-    for (const key of neuronKeys(options.estimator, layer)) {
-      let vector: Float32Array;
-      if (options.estimator === 'pooled' && !equal) {
-        const meanA = await tokenMean(matrix(get(a, key, 'a'), key, 'a'), options.device);
-        const meanB = await tokenMean(matrix(get(b, key, 'b'), key, 'b'), options.device);
-        vector = meanA.map((v, i) => Math.abs(v - meanB[i]!));
-      } else {
-        const result = await diff(key);
-        vector = options.estimator === 'pooled' ? result.pooled : result.positionwise;
-      }
-      if (!total) total = Float32Array.from(vector);
-      else for (let i = 0; i < total.length; i++) total[i] = total[i]! + vector[i]!;
-    }
-    neuronBias.push(total!);
-  }
-  return { differences, neuronBias };
+/** |mean_t A − mean_t B| of one key for sides of different lengths. */
+function pooledOfUnequal(pair: PairActivations, key: string): Float32Array {
+  const meanA = columnMeans(matrix(get(pair.a, key, 'a'), key, 'a'));
+  const meanB = columnMeans(matrix(get(pair.b, key, 'b'), key, 'b'));
+  return meanA.map((v, i) => Math.abs(v - meanB[i]!));
 }

@@ -1,3 +1,4 @@
+import { accumulateColumns } from '@fairprune/native-cuda';
 import type { BiasEstimator } from './pairs.js';
 
 /** How per-pair neuron bias vectors are combined across pairs. */
@@ -23,7 +24,7 @@ export interface NeuronBiasScores {
   layers: Float32Array[];
 }
 
-/** Accumulates per-pair vectors; sums in float64 so the mean over many pairs does not drift. */
+/** Accumulates per-pair vectors natively; sums in float64 so the mean over many pairs does not drift. */
 export class NeuronBiasAggregator {
   private readonly totals: Float64Array[] = [];
   private count = 0;
@@ -33,25 +34,27 @@ export class NeuronBiasAggregator {
     readonly aggregation: PairAggregation,
   ) {}
 
-  /** One pair's per-layer neuron bias vectors (same layer count and widths for every pair). */
-  add(perLayer: readonly Float32Array[]): void {
+  /**
+   * Adds `pairs` pairs. Per layer, `terms` are the estimator's per-key statistics as [pairs, width] matrices (e.g.
+   * gate and up); a pair's neuron bias is their sum. Same layer count and widths for every call.
+   */
+  addPairs(perLayer: readonly (readonly Float32Array[])[], pairs: number): void {
     if (this.count === 0) {
-      for (const v of perLayer) this.totals.push(new Float64Array(v.length).fill(this.aggregation === 'max' ? -Infinity : 0));
+      for (const terms of perLayer) {
+        this.totals.push(new Float64Array(terms[0]!.length / pairs).fill(this.aggregation === 'max' ? -Infinity : 0));
+      }
     } else if (perLayer.length !== this.totals.length) {
-      throw new Error(`NeuronBiasAggregator: pair has ${perLayer.length} layers, earlier pairs had ${this.totals.length}`);
+      throw new Error(`NeuronBiasAggregator: pairs have ${perLayer.length} layers, earlier pairs had ${this.totals.length}`);
     }
-    perLayer.forEach((vector, layer) => {
+    perLayer.forEach((terms, layer) => {
       const total = this.totals[layer]!;
-      if (vector.length !== total.length) {
-        throw new Error(`NeuronBiasAggregator: layer ${layer} has width ${vector.length}, earlier pairs had ${total.length}`);
+      const bad = terms.find((t) => t.length !== pairs * total.length);
+      if (bad) {
+        throw new Error(`NeuronBiasAggregator: layer ${layer} has ${bad.length} values for ${pairs} pairs, expected width ${total.length} as earlier pairs`);
       }
-      if (this.aggregation === 'max') {
-        for (let i = 0; i < vector.length; i++) if (vector[i]! > total[i]!) total[i] = vector[i]!;
-      } else {
-        for (let i = 0; i < vector.length; i++) total[i] = total[i]! + vector[i]!;
-      }
+      accumulateColumns(total, terms, { rows: pairs, cols: total.length }, this.aggregation === 'max' ? 'max' : 'sum');
     });
-    this.count++;
+    this.count += pairs;
   }
 
   result(): NeuronBiasScores {

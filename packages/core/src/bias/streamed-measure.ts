@@ -14,7 +14,7 @@ import {
   type PairTokenActivations,
 } from './analyze.js';
 import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour.js';
-import { comparePair, type ActivationSet } from './compare.js';
+import { comparePairs, type ActivationSet } from './compare.js';
 import { activationKey, parseActivationKey } from './metrics.js';
 import { NeuronBiasAggregator } from './neuron-scores.js';
 import { checkPairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
@@ -90,7 +90,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     const tokenKey = tokenRequest?.key ?? activationKey('mlp_output', Math.floor(numLayers / 2));
     const tokenLayer = parseActivationKey(tokenKey).layer;
     let tokenActivations: PairTokenActivations | undefined;
-    // comparePair reduces layers 0..numLayers−1 of a set; a segment's tensors are presented as layer 0.
+    // comparePairs reduces layers 0..numLayers−1 of a set; a segment's tensors are presented as layer 0.
     const asLayerZero = (set: ActivationSet): ActivationSet =>
       new Map([...set].map(([key, tensor]) => [activationKey(parseActivationKey(key).type, 0), tensor]));
     const layerZeroMetricKeys = components.map((c) => activationKey(c, 0));
@@ -100,19 +100,28 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
       onLayer: async (layer, captured) => {
         progress(`layer ${layer + 1} of ${numLayers}: reducing ${streamed.length} pairs`);
         const t0 = performance.now();
-        for (const entry of streamed) {
-          const { differences, neuronBias } = await comparePair(asLayerZero(captured[entry.a]!), asLayerZero(captured[entry.b]!), {
-            metricKeys: entry.pair.inMetric ? layerZeroMetricKeys : [],
-            numLayers: entry.scoring ? 1 : 0,
-            estimator,
-            ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+        // Selection pairs feed this layer's aggregator; held-out pairs only the metric.
+        for (const scoring of [true, false]) {
+          const entries = streamed.filter((entry) => entry.scoring === scoring);
+          if (entries.length === 0) continue;
+          const differences = await comparePairs(
+            entries.map((entry) => ({
+              a: asLayerZero(captured[entry.a]!),
+              b: asLayerZero(captured[entry.b]!),
+              metricKeys: entry.pair.inMetric ? layerZeroMetricKeys : [],
+            })),
+            { numLayers: 1, estimator, ...(options.kernelDevice ? { device: options.kernelDevice } : {}) },
+            scoring ? aggregators[layer] : undefined,
+          );
+          entries.forEach((entry, k) => {
+            const d = differences[k];
+            if (d && entry.pair.inMetric) {
+              for (const [key, value] of Object.entries(d)) entry.differences[activationKey(parseActivationKey(key).type, layer)] = value;
+            }
           });
-          if (differences && entry.pair.inMetric) {
-            for (const [key, d] of Object.entries(differences)) entry.differences[activationKey(parseActivationKey(key).type, layer)] = d;
-          }
-          if (!entry.scoring) continue;
-          aggregators[layer]!.add(neuronBias);
-          if (layer === tokenLayer && tokenRequest && entry.index === tokenRequest.pair) {
+        }
+        for (const entry of streamed) {
+          if (entry.scoring && layer === tokenLayer && tokenRequest && entry.index === tokenRequest.pair) {
             const [a, b] = [entry.a, entry.b];
             tokenActivations = tokenActivationsOf(entry.pair, sequences[a]!, sequences[b]!, captured[a]!, captured[b]!, tokenKey, folder);
           }

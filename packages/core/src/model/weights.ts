@@ -4,6 +4,7 @@ import { bytesPerElement, type WeightDType } from './dtype.js';
 import { mapGraph, type GraphMap, type WeightInfo } from './graph-map.js';
 import { TensorDataReader, readOnnxModel } from './onnx-codec.js';
 import { SafetensorsFile } from './safetensors.js';
+import { ScratchBuffer } from './scratch-buffer.js';
 
 /** Structurally the native scan's MatrixView: raw little-endian bytes (any offset), row-major. */
 export interface WeightMatrix {
@@ -29,7 +30,8 @@ export interface LayerMlpMatrices {
 
 /**
  * gate/up/down weights of a mapped ONNX model, read by fd for external data (so files past 2 GiB work); each call
- * reads one layer's matrices into memory. Call close().
+ * reads one layer's matrices into read buffers that the next call of the same method reuses (one allocation for all
+ * layers), so use or copy them before asking for the next layer. Call close().
  * @throws (constructor) {@link OnnxFormatError} or {@link GraphMapError} naming the file.
  */
 export class OnnxWeights {
@@ -37,6 +39,7 @@ export class OnnxWeights {
   readonly map: GraphMap;
   private readonly reader: TensorDataReader;
   private readonly initializers: Map<string, TensorProto>;
+  private readonly buffers = { gate: new ScratchBuffer(), up: new ScratchBuffer(), fused: new ScratchBuffer(), down: new ScratchBuffer() };
 
   constructor(
     /** The .onnx file; external data is read relative to its folder. */
@@ -49,17 +52,25 @@ export class OnnxWeights {
     this.initializers = new Map(model.graph!.initializer.map((t) => [t.name, t]));
   }
 
-  /** Gate and up of one layer, each with exactly intermediateSize neurons (a fused Phi-3 gate_up is split). */
+  /** Gate and up of one layer, each with exactly intermediateSize neurons (a fused Phi-3 gate_up is read once and
+   *  split). Valid until the next layerMlp call. */
   layerMlp(layer: number): LayerMlpMatrices {
     const info = this.map.layers[layer];
     if (!info) throw new Error(`${this.path}: no layer ${layer} (model has ${this.map.layers.length})`);
-    const gate = this.projection(info.gate, 'output');
-    const up = this.projection(info.up, 'output');
-    if (gate.neuronAxis !== up.neuronAxis) throw new Error(`${this.path}: layer ${layer} gate and up weights have different layouts`);
-    return { gate: gate.matrix, up: up.matrix, neuronAxis: gate.neuronAxis };
+    const gateAxis = neuronAxisOf(info.gate, 'output');
+    if (gateAxis !== neuronAxisOf(info.up, 'output')) throw new Error(`${this.path}: layer ${layer} gate and up weights have different layouts`);
+    if (info.fusedGateUp) {
+      const whole = this.matrix(info.gate, this.buffers.fused);
+      return {
+        gate: fusedHalf(whole, gateAxis, info.gate.fusedHalf ?? 0, this.buffers.gate),
+        up: fusedHalf(whole, gateAxis, info.up.fusedHalf ?? 1, this.buffers.up),
+        neuronAxis: gateAxis,
+      };
+    }
+    return { gate: this.matrix(info.gate, this.buffers.gate), up: this.matrix(info.up, this.buffers.up), neuronAxis: gateAxis };
   }
 
-  /** The down projection of one layer; its neurons are on the input axis. */
+  /** The down projection of one layer; its neurons are on the input axis. Valid until the next down call. */
   down(layer: number): {
     /** down_proj weight as stored. */
     matrix: WeightMatrix;
@@ -68,7 +79,7 @@ export class OnnxWeights {
   } {
     const info = this.map.layers[layer];
     if (!info) throw new Error(`${this.path}: no layer ${layer}`);
-    return this.projection(info.down, 'input');
+    return { matrix: this.matrix(info.down, this.buffers.down), neuronAxis: neuronAxisOf(info.down, 'input') };
   }
 
   /** Closes the external data files. */
@@ -76,18 +87,21 @@ export class OnnxWeights {
     this.reader.close();
   }
 
-  private projection(weight: WeightInfo, role: 'input' | 'output'): { matrix: WeightMatrix; neuronAxis: 'rows' | 'cols' } {
+  /** The whole initializer as stored (both halves of a fused one), external bytes read into `buffer`. */
+  private matrix(weight: WeightInfo, buffer: ScratchBuffer): WeightMatrix {
     const tensor = this.initializers.get(weight.name)!;
-    const [rows, cols] = [weight.shape[0]!, weight.shape[1]!];
-    const neuronAxis = (role === 'output') === (weight.layout === 'in_out') ? 'cols' : 'rows';
-    const data = this.reader.read(tensor);
-    const matrix: WeightMatrix = { data, rows, cols, dtype: weight.dtype };
-    return { matrix: weight.fusedHalf === undefined ? matrix : fusedHalf(matrix, neuronAxis, weight.fusedHalf), neuronAxis };
+    const data = this.reader.read(tensor, 0, undefined, (n) => buffer.get(n));
+    return { data, rows: weight.shape[0]!, cols: weight.shape[1]!, dtype: weight.dtype };
   }
 }
 
-/** One half of a fused [.., 2I] matrix along the neuron axis: a view for rows, a copy for columns. */
-function fusedHalf(matrix: WeightMatrix, axis: 'rows' | 'cols', half: 0 | 1): WeightMatrix {
+/** gate/up produce the neurons (output axis), down consumes them (input axis). */
+function neuronAxisOf(weight: WeightInfo, role: 'input' | 'output'): 'rows' | 'cols' {
+  return (role === 'output') === (weight.layout === 'in_out') ? 'cols' : 'rows';
+}
+
+/** One half of a fused [.., 2I] matrix along the neuron axis: a view for rows, a copy (into `buffer`, else fresh) for columns. */
+function fusedHalf(matrix: WeightMatrix, axis: 'rows' | 'cols', half: 0 | 1, buffer?: ScratchBuffer): WeightMatrix {
   const size = bytesPerElement(matrix.dtype);
   if (axis === 'rows') {
     const rows = matrix.rows / 2;
@@ -95,7 +109,7 @@ function fusedHalf(matrix: WeightMatrix, axis: 'rows' | 'cols', half: 0 | 1): We
     return { ...matrix, rows, data: matrix.data.subarray(half * bytes, (half + 1) * bytes) };
   }
   const cols = matrix.cols / 2;
-  const out = new Uint8Array(matrix.rows * cols * size);
+  const out = buffer ? buffer.get(matrix.rows * cols * size) : new Uint8Array(matrix.rows * cols * size);
   for (let r = 0; r < matrix.rows; r++) {
     const start = (r * matrix.cols + half * cols) * size;
     out.set(matrix.data.subarray(start, start + cols * size), r * cols * size);
@@ -105,28 +119,31 @@ function fusedHalf(matrix: WeightMatrix, axis: 'rows' | 'cols', half: 0 | 1): We
 
 const SAFETENSORS_DTYPES: Record<string, WeightDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
-/** gate/up weights from HF safetensors shards ([out, in]: neurons are rows). Call close(). */
+/** gate/up weights from HF safetensors shards ([out, in]: neurons are rows), read into buffers the next layerMlp call
+ *  reuses. Call close(). */
 export class SafetensorsWeights {
   private readonly files: SafetensorsFile[];
+  private readonly buffers = { gate: new ScratchBuffer(), up: new ScratchBuffer() };
 
   constructor(paths: readonly string[]) {
     this.files = paths.map((p) => new SafetensorsFile(p));
   }
 
   /**
-   * Gate and up of one layer, found by HF tensor names (`layers.{i}.mlp.gate_proj.weight`, or a fused `gate_up_proj`).
+   * Gate and up of one layer, found by HF tensor names (`layers.{i}.mlp.gate_proj.weight`, or a fused `gate_up_proj`);
+   * valid until the next layerMlp call.
    * @throws when the layer's weights are missing or not 2-D F32/F16/BF16, naming the files.
    */
   layerMlp(layer: number): LayerMlpMatrices {
     const fused = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.gate_up_proj\\.weight$`));
     if (fused) {
-      const whole = this.matrix(fused);
+      const whole = this.matrix(fused, this.buffers.gate);
       return { gate: fusedHalf(whole, 'rows', 0), up: fusedHalf(whole, 'rows', 1), neuronAxis: 'rows' };
     }
     const gate = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.gate_proj\\.weight$`));
     const up = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.up_proj\\.weight$`));
     if (!gate || !up) throw new Error(`No layers.${layer}.mlp.gate_proj/up_proj weights in ${this.files.map((f) => f.path).join(', ')}`);
-    return { gate: this.matrix(gate), up: this.matrix(up), neuronAxis: 'rows' };
+    return { gate: this.matrix(gate, this.buffers.gate), up: this.matrix(up, this.buffers.up), neuronAxis: 'rows' };
   }
 
   /** Closes the shard files. */
@@ -139,10 +156,10 @@ export class SafetensorsWeights {
     return undefined;
   }
 
-  private matrix({ file, name }: { file: SafetensorsFile; name: string }): WeightMatrix {
+  private matrix({ file, name }: { file: SafetensorsFile; name: string }, buffer: ScratchBuffer): WeightMatrix {
     const entry = file.entry(name);
     const dtype = SAFETENSORS_DTYPES[entry.dtype];
     if (!dtype || entry.shape.length !== 2) throw new Error(`${file.path}: "${name}" is ${entry.dtype} [${entry.shape}], expected a 2-D F32/F16/BF16 matrix`);
-    return { data: file.read(name), rows: entry.shape[0]!, cols: entry.shape[1]!, dtype };
+    return { data: file.read(name, 0, undefined, (n) => buffer.get(n)), rows: entry.shape[0]!, cols: entry.shape[1]!, dtype };
   }
 }

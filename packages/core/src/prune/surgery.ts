@@ -14,7 +14,8 @@ import {
 } from '../model/onnx-codec.js';
 import { SafetensorsFile, safetensorsElementBytes, writeSafetensors, type SafetensorsOutput } from '../model/safetensors.js';
 import type { PruneMode } from './plan.js';
-import { ScratchBuffer, editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
+import { ScratchBuffer } from '../model/scratch-buffer.js';
+import { editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
 
 
 /** Layer index → intermediate-neuron indices to prune. */
@@ -207,7 +208,9 @@ export function writeOnnxModelStreamed(
         for (const chunk of chunks) writer.append(chunk);
         writer.finish(tensor, start);
       } else {
-        const parts = [...chunks].map((chunk) => (edit ? chunk.slice() : chunk)); // edited chunks share one buffer
+        // edited chunks share one buffer: copy each before the next is made
+        const parts: Uint8Array[] = [];
+        for (const chunk of chunks) parts.push(edit ? chunk.slice() : chunk);
         const data = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
         let offset = 0;
         for (const p of parts) {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { comparePair } from '../../src/bias/compare.js';
+import { comparePairs } from '../../src/bias/compare.js';
 import { activationKey, computeBiasMetrics, differenceStats, HOOK_TYPES } from '../../src/bias/metrics.js';
 import { ARCHITECTURES, readRefs, refActivations } from '@fairprune/fixtures';
 
@@ -14,12 +14,11 @@ describe.each(ARCHITECTURES)('optiPfair bias metric on %s, pair 0 (HF reference 
     const refs = readRefs(arch);
     const expected = refs.optipfair_bias_metrics_pair0;
     const numLayers = refs.maw_importance.length;
-    const comparison = await comparePair(refActivations(arch, refs, 0, 'a'), refActivations(arch, refs, 0, 'b'), {
-      metricKeys: metricKeys(numLayers),
-      numLayers,
-      estimator: 'positionwise',
-    });
-    const metrics = computeBiasMetrics([comparison.differences!]);
+    const [differences] = await comparePairs(
+      [{ a: refActivations(arch, refs, 0, 'a'), b: refActivations(arch, refs, 0, 'b'), metricKeys: metricKeys(numLayers) }],
+      { numLayers, estimator: 'positionwise' },
+    );
+    const metrics = computeBiasMetrics([differences!]);
     expect(metrics.overall.total_layers).toBe(6 * numLayers);
     expect(Object.keys(metrics.layers).sort()).toEqual(Object.keys(expected.layer_mean_difference).sort());
     expectRelative(metrics.overall.mean_difference, expected.overall_mean_difference);

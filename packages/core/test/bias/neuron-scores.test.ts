@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { comparePair } from '../../src/bias/compare.js';
+import { comparePairs } from '../../src/bias/compare.js';
 import { NeuronBiasAggregator } from '../../src/bias/neuron-scores.js';
 import type { BiasEstimator } from '../../src/bias/pairs.js';
 import { readRefs, refActivations, type RefTensor } from '@fairprune/fixtures';
@@ -51,9 +51,7 @@ function expectClose(actual: Float32Array, expected: number[]): void {
 describe.each(['positionwise', 'pooled', 'glu'] as const)('neuron bias scores, %s estimator, llama pairs 0 and 1', (estimator) => {
   test.each(['mean', 'max'] as const)('%s over pairs equals the plain computation from the HF references', async (aggregation) => {
     const aggregator = new NeuronBiasAggregator(estimator, aggregation);
-    for (const { a, b } of sides) {
-      aggregator.add((await comparePair(a, b, { metricKeys: [], numLayers, estimator })).neuronBias);
-    }
+    await comparePairs(sides.map((s) => ({ ...s, metricKeys: [] })), { numLayers, estimator }, aggregator);
     const scores = aggregator.result();
     expect(scores.pairs).toBe(2);
     expect(scores.layers).toHaveLength(numLayers);
@@ -64,16 +62,39 @@ describe.each(['positionwise', 'pooled', 'glu'] as const)('neuron bias scores, %
       expectClose(scores.layers[layer]!, expected);
     }
   });
+
+  test.each(['mean', 'max'] as const)('%s: pairs of one length reduced in one batched call equal the pairs one call each', async (aggregation) => {
+    // Pair 0 (16 tokens) twice, the second with its sides swapped, and pair 1 (17 tokens): two length groups.
+    const pairs = [sides[0]!, { a: sides[0]!.b, b: sides[0]!.a }, sides[1]!].map((s) => ({ ...s, metricKeys: ['mlp_output_layer_1', 'down_proj_layer_3'] }));
+    const batched = new NeuronBiasAggregator(estimator, aggregation);
+    const batchedDifferences = await comparePairs(pairs, { numLayers, estimator }, batched);
+    const single = new NeuronBiasAggregator(estimator, aggregation);
+    const singleDifferences = [];
+    for (const pair of pairs) singleDifferences.push(...(await comparePairs([pair], { numLayers, estimator }, single)));
+    expect(batchedDifferences).toEqual(singleDifferences);
+    expect(batched.result()).toEqual(single.result());
+    expect(batched.result().pairs).toBe(3);
+    // |A − B| is symmetric: the swapped pair has the same d.
+    expect(batchedDifferences[1]).toEqual(batchedDifferences[0]);
+  });
 });
 
 test('pooled accepts sides of different lengths; position-wise refuses them', async () => {
   // Pair 0's side a (16 tokens) against pair 1's side b (17 tokens).
   const a = sides[0]!.a;
   const b = sides[1]!.b;
-  const pooledResult = await comparePair(a, b, { metricKeys: ['gate_proj_layer_0'], numLayers, estimator: 'pooled' });
-  expect(pooledResult.differences).toBeNull();
+  const aggregator = new NeuronBiasAggregator('pooled', 'mean');
+  const [differences] = await comparePairs([{ a, b, metricKeys: ['gate_proj_layer_0'] }], { numLayers, estimator: 'pooled' }, aggregator);
+  expect(differences).toBeNull();
   const g = pooled(a.get('gate_proj_layer_2')!, b.get('gate_proj_layer_2')!);
   const u = pooled(a.get('up_proj_layer_2')!, b.get('up_proj_layer_2')!);
-  expectClose(pooledResult.neuronBias[2]!, g.map((v, i) => v + u[i]!));
-  await expect(comparePair(a, b, { metricKeys: [], numLayers, estimator: 'positionwise' })).rejects.toThrow(/needs equal token counts/);
+  expectClose(aggregator.result().layers[2]!, g.map((v, i) => v + u[i]!));
+  await expect(comparePairs([{ a, b, metricKeys: [] }], { numLayers, estimator: 'positionwise' })).rejects.toThrow(/needs equal token counts/);
+});
+
+test('the aggregator refuses pairs of another layer count or width', () => {
+  const aggregator = new NeuronBiasAggregator('glu', 'mean');
+  aggregator.addPairs([[new Float32Array(8)], [new Float32Array(8)]], 2);
+  expect(() => aggregator.addPairs([[new Float32Array(4)]], 1)).toThrow(/1 layers, earlier pairs had 2/);
+  expect(() => aggregator.addPairs([[new Float32Array(4)], [new Float32Array(5)]], 1)).toThrow(/layer 1 has 5 values for 1 pairs, expected width 4/);
 });

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { comparePair } from '../../src/bias/compare.js';
+import { comparePairs } from '../../src/bias/compare.js';
+import { NeuronBiasAggregator } from '../../src/bias/neuron-scores.js';
 import { layerImportance } from '../../src/prune/importance.js';
 import { minMaxNormalise, pruneCount, selectNeurons, validateSelectionOptions, type SelectionOptions } from '../../src/prune/select.js';
 import { readRefs, readSafetensorsF32, refActivations, row } from '@fairprune/fixtures';
@@ -17,7 +18,9 @@ describe('selection on llama: ppm, w 0.5, fraction 0.1, pair 0', () => {
     });
 
     // Code under test: native difference + scan kernels, then selection.
-    const { neuronBias } = await comparePair(a, b, { metricKeys: [], numLayers, estimator: 'positionwise' });
+    const aggregator = new NeuronBiasAggregator('positionwise', 'mean');
+    await comparePairs([{ a, b, metricKeys: [] }], { numLayers, estimator: 'positionwise' }, aggregator);
+    const neuronBias = aggregator.result().layers;
     const importance = await Promise.all(
       Array.from({ length: numLayers }, (_, layer) => {
         const { gate, up } = tensors(layer);

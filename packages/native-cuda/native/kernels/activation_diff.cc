@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
+#include <vector>
 
 #include "../common/cpu_isa.h"
 #include "../common/parallel.h"
@@ -26,9 +26,6 @@ constexpr size_t kMaxChunk = 1024;
 
 namespace fairprune {
 
-WelfordState::WelfordState(size_t w)
-    : width(w), mean(w, 0.0), m2(w, 0.0), max(w, -std::numeric_limits<float>::infinity()) {}
-
 void activationDiffCpu(const ActivationDiffInput& in, const ActivationDiffOutput& out) {
   // Split each pair's width only as far as needed to give every thread work and to fit kMaxChunk.
   const size_t threads = cpuThreadCount();
@@ -36,39 +33,21 @@ void activationDiffCpu(const ActivationDiffInput& in, const ActivationDiffOutput
   chunksPerPair = std::max<size_t>(1, std::min(chunksPerPair, in.width / kMinChunk));
   chunksPerPair = std::max(chunksPerPair, (in.width + kMaxChunk - 1) / kMaxChunk);
   const size_t chunkWidth = (in.width + chunksPerPair - 1) / chunksPerPair;
-  std::vector<double> chunkSums(in.pairs * chunksPerPair, 0.0);
+  std::vector<double> columnSumAbs(in.pairs * in.width);
   parallelFor(in.pairs * chunksPerPair, 1, [&](size_t begin, size_t end, size_t) {
     for (size_t item = begin; item < end; ++item) {
       const size_t pair = item / chunksPerPair, chunk = item % chunksPerPair;
       const size_t j0 = std::min(in.width, chunk * chunkWidth), j1 = std::min(in.width, j0 + chunkWidth);
-      if (j0 < j1) chunkSums[item] = FAIRPRUNE_ISA_CALL(diffChunk, in, pair, j0, j1, out);
+      if (j0 < j1) FAIRPRUNE_ISA_CALL(diffChunk, in, pair, j0, j1, out, columnSumAbs.data());
     }
   });
+  // Summed in column order, so meanAbs does not depend on the thread count or on which pairs share the call.
   const double elements = static_cast<double>(in.tokens) * static_cast<double>(in.width);
   for (size_t pair = 0; pair < in.pairs; ++pair) {
     double total = 0;
-    for (size_t chunk = 0; chunk < chunksPerPair; ++chunk) total += chunkSums[pair * chunksPerPair + chunk];
+    for (size_t j = 0; j < in.width; ++j) total += columnSumAbs[pair * in.width + j];
     out.meanAbs[pair] = total / elements;
   }
-}
-
-void welfordAddCpu(WelfordState& state, const float* statistics, size_t pairs) {
-  const uint64_t count0 = state.count;
-  parallelFor(state.width, 256, [&](size_t j0, size_t j1, size_t) {
-    for (size_t p = 0; p < pairs; ++p) {
-      const double n = static_cast<double>(count0 + p + 1);
-      const float* row = statistics + p * state.width;
-      for (size_t j = j0; j < j1; ++j) {
-        const double x = row[j];
-        const double delta = x - state.mean[j];
-        state.mean[j] += delta / n;
-        state.m2[j] += delta * (x - state.mean[j]);
-        // NaN sticks: once max is NaN no comparison replaces it.
-        state.max[j] = (row[j] > state.max[j] || std::isnan(row[j])) ? row[j] : state.max[j];
-      }
-    }
-  });
-  state.count = count0 + pairs;
 }
 
 }  // namespace fairprune

@@ -1,7 +1,7 @@
 // CUDA activation difference. Pass 1 streams a and b once with 16-byte loads: each thread owns one vector of
 // adjacent neurons of one pair and a slice of its tokens, accumulating sum|a−b| and sum(a−b) in double; slices
 // of one pair meet through atomicAdd in a [pairs, width] workspace (it stays in L2). Pass 2 turns the sums into
-// positionwise/pooled/meanAbs, or, for DiffAccumulator, into a Welford update of state kept on the device.
+// positionwise/pooled/meanAbs.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -69,28 +69,6 @@ __global__ void diffResultsKernel(const double* __restrict__ sumAbs, const doubl
   }
   mine = warpSum(mine);
   if ((threadIdx.x & 31) == 0) atomicAdd(&pairTotals[pair], mine);
-}
-
-// Pass 2 for DiffAccumulator: Welford over the pairs in order, on the same float statistic the CPU path uses.
-__global__ void welfordKernel(const double* __restrict__ sumAbs, const double* __restrict__ sumDiff, size_t pairs,
-                              size_t tokens, size_t width, bool pooled, unsigned long long count0, double* mean,
-                              double* m2, float* max) {
-  const size_t j = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= width) return;
-  double m = mean[j], s = m2[j];
-  float mx = max[j];
-  for (size_t p = 0; p < pairs; ++p) {
-    const size_t i = p * width + j;
-    const float x = static_cast<float>((pooled ? fabs(sumDiff[i]) : sumAbs[i]) / static_cast<double>(tokens));
-    const double n = static_cast<double>(count0 + p + 1);
-    const double delta = static_cast<double>(x) - m;
-    m += delta / n;
-    s += delta * (static_cast<double>(x) - m);
-    mx = (x > mx || isnan(x)) ? x : mx;
-  }
-  mean[j] = m;
-  m2[j] = s;
-  max[j] = mx;
 }
 
 // Pairs map to gridDim.y, whose limit is 65535.
@@ -193,46 +171,6 @@ double activationDiffCudaDeviceBenchmark(const ActivationDiffInput& in, int repe
   });
   copyDiffToHost(in, results.as<uint8_t>(), out, session.stream);
   return ms;
-}
-
-CudaWelford::CudaWelford(size_t width, DiffStatistic statistic) : width_(width), statistic_(statistic) {
-  CUDA_CHECK(cudaMalloc(&mean_, width * sizeof(double)));
-  CUDA_CHECK(cudaMalloc(&m2_, width * sizeof(double)));
-  CUDA_CHECK(cudaMalloc(&max_, width * sizeof(float)));
-  CUDA_CHECK(cudaMemset(mean_, 0, width * sizeof(double)));
-  CUDA_CHECK(cudaMemset(m2_, 0, width * sizeof(double)));
-  const std::vector<float> negativeInfinity(width, -INFINITY);
-  CUDA_CHECK(cudaMemcpy(max_, negativeInfinity.data(), width * sizeof(float), cudaMemcpyHostToDevice));
-}
-
-CudaWelford::~CudaWelford() {
-  cudaFree(mean_);
-  cudaFree(m2_);
-  cudaFree(max_);
-}
-
-void CudaWelford::add(const ActivationDiffInput& in) {
-  CudaSession& session = CudaSession::get();
-  std::lock_guard<std::mutex> hold(session.lock);
-  uploadPair(session, in);
-  double* sums = session.workspace.as<double>();
-  launchDiffSumsAnyType(in, session.inputA.as<uint8_t>(), session.inputB.as<uint8_t>(), sums, session.stream);
-  welfordKernel<<<static_cast<unsigned>((width_ + 255) / 256), 256, 0, session.stream>>>(
-      sums, sums + in.pairs * in.width, in.pairs, in.tokens, in.width, statistic_ == DiffStatistic::Pooled, count_,
-      mean_, m2_, max_);
-  CUDA_CHECK(cudaGetLastError());
-  CUDA_CHECK(cudaStreamSynchronize(session.stream));  // the input buffers are reused by the next call
-  count_ += in.pairs;
-}
-
-void CudaWelford::result(uint64_t& count, double* mean, double* m2, float* max) const {
-  CudaSession& session = CudaSession::get();
-  std::lock_guard<std::mutex> hold(session.lock);
-  CUDA_CHECK(cudaMemcpyAsync(mean, mean_, width_ * sizeof(double), cudaMemcpyDeviceToHost, session.stream));
-  CUDA_CHECK(cudaMemcpyAsync(m2, m2_, width_ * sizeof(double), cudaMemcpyDeviceToHost, session.stream));
-  CUDA_CHECK(cudaMemcpyAsync(max, max_, width_ * sizeof(float), cudaMemcpyDeviceToHost, session.stream));
-  CUDA_CHECK(cudaStreamSynchronize(session.stream));
-  count = count_;
 }
 
 }  // namespace fairprune

@@ -38,12 +38,11 @@ struct WeightScanOutput {
 
 void weightScanCpu(const WeightScanInput& input, const WeightScanOutput& output);
 
-#ifdef FAIRPRUNE_WITH_CUDA
+// CUDA entries (a build without CUDA links stubs that throw, addon/cuda_off.cc; 'auto' never picks them there).
 // Host input, host output: copies the matrix to the device in pinned, overlapped chunks, scans, copies results back.
 void weightScanCuda(const WeightScanInput& input, const WeightScanOutput& output);
 // Device-resident entry point for benchmarks: scans a matrix already on the device `repeats` times and returns the
 // mean kernel time in milliseconds (no PCIe in the figure); results of the last run are copied to `output`.
 double weightScanCudaDeviceBenchmark(const WeightScanInput& hostInput, int repeats, const WeightScanOutput& output);
-#endif
 
 }  // namespace fairprune

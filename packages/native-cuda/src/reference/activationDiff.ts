@@ -1,4 +1,4 @@
-import type { ActivationDiff, DType, ElementData, MatrixView, TensorView3 } from '../types.js';
+import type { ActivationDiff, ActivationDiffBatch, DType, ElementData, MatrixView, TensorView3 } from '../types.js';
 import { decodeElements } from './elements.js';
 
 function diffOfDecoded(a: Float64Array, b: Float64Array, offset: number, tokens: number, width: number): ActivationDiff {
@@ -28,19 +28,24 @@ function diffOfDecoded(a: Float64Array, b: Float64Array, offset: number, tokens:
 
 /** Reference activation difference of two [tokens, width] matrices, in double precision. */
 export function activationDiff(a: MatrixView, b: MatrixView): ActivationDiff {
-  return activationDiffBatched(
-    { data: a.data, pairs: 1, tokens: a.rows, width: a.cols, dtype: a.dtype },
-    { data: b.data, pairs: 1, tokens: b.rows, width: b.cols, dtype: b.dtype },
-  )[0]!;
+  const count = a.rows * a.cols;
+  return diffOfDecoded(decodeElements(a.data, a.dtype, count), decodeElements(b.data, b.dtype, count), 0, a.rows, a.cols);
 }
 
-/** Reference batched activation difference: one result per pair of [pairs, tokens, width] tensors. */
-export function activationDiffBatched(a: TensorView3, b: TensorView3): ActivationDiff[] {
+/** Reference batched activation difference of [pairs, tokens, width] tensors: [pairs, width] results, pair-major. */
+export function activationDiffBatched(a: TensorView3, b: TensorView3): ActivationDiffBatch {
   const count = a.pairs * a.tokens * a.width;
   const decode = (data: ElementData, dtype: DType) => decodeElements(data, dtype, count);
   const da = decode(a.data, a.dtype);
   const db = decode(b.data, b.dtype);
-  const results: ActivationDiff[] = [];
-  for (let p = 0; p < a.pairs; p++) results.push(diffOfDecoded(da, db, p * a.tokens * a.width, a.tokens, a.width));
-  return results;
+  const batch: ActivationDiffBatch = {
+    positionwise: new Float32Array(a.pairs * a.width), pooled: new Float32Array(a.pairs * a.width), meanAbs: new Float64Array(a.pairs),
+  };
+  for (let p = 0; p < a.pairs; p++) {
+    const one = diffOfDecoded(da, db, p * a.tokens * a.width, a.tokens, a.width);
+    batch.positionwise.set(one.positionwise, p * a.width);
+    batch.pooled.set(one.pooled, p * a.width);
+    batch.meanAbs[p] = one.meanAbs;
+  }
+  return batch;
 }
