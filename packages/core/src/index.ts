@@ -85,6 +85,7 @@ export {
   type CardEvalEntry,
   type BaseModelInfo,
 } from './prune/model-card.js';
+export { analyzeModel, analysisSettingsOf, type ModelAnalysis } from './prune/model-analysis.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
