@@ -90,7 +90,7 @@ export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronSco
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
 // fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).
-export { ARTIFACTS } from './io/artifacts.js';
+export { ARTIFACTS, siblingName } from './io/artifacts.js';
 export {
   openOutput,
   writeOutput,

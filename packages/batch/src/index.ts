@@ -1,0 +1,25 @@
+/**
+ * Batch pruning: sweeps of many models × pruning configurations with one shared analysis per model, run by worker
+ * processes (one per device) on a shared output folder, resumable and exactly-once through core's output protocol.
+ * @packageDocumentation
+ */
+export { parseJob, readJob, JobFileError, DEFAULT_RETRIES, type BatchJob, type BatchConfig, type JobModel, type JobEval } from './job.js';
+export { planBatch, configId, configAnalysisSettings, canonicalJson, modelWeightsHash, type BatchPlan, type PlannedModel, type AnalysisTask, type RunTask, type PlanBatchOptions } from './plan.js';
+export { runAnalysisTask, runConfigurationTask, BATCH_FILES, type RunResult, type EvalMetrics, type WorkerPlacement, type TaskHooks } from './tasks.js';
+export { runLocalWorker, runTask, DEFAULT_BACKOFF_MS, type LocalWorkerOptions } from './worker.js';
+export {
+  batchStatus,
+  readBatchPlan,
+  readEvents,
+  readFailures,
+  readHeartbeats,
+  taskKey,
+  taskDone,
+  claimPath,
+  type BatchStatus,
+  type BatchEvent,
+  type TaskFailure,
+  type WorkerHeartbeat,
+} from './state.js';
+export { buildSummary, writeSummary, summaryCsv, summaryRow, type BatchSummary, type SummaryRow, type EvalDelta, type HeldOutBehaviour } from './summary.js';
+export { runBatch, placeWorkers, visibleGpus, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';

@@ -1,0 +1,165 @@
+import { spawn, execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeJsonOutput } from '@fairprune/core';
+import type { BatchJob } from './job.js';
+import { planBatch, type BatchPlan } from './plan.js';
+import { batchStatus, type BatchStatus } from './state.js';
+import { writeSummary, type BatchSummary } from './summary.js';
+import { BATCH_FILES } from './tasks.js';
+
+/** What {@link runBatch} reports while it runs. */
+export type BatchRunEvent =
+  | {
+      /** Tasks planned and written to `batch.json`. */
+      type: 'planned';
+      /** The plan. */
+      plan: BatchPlan;
+    }
+  | {
+      /** Workers started. */
+      type: 'started';
+      /** Device of each worker. */
+      workers: { id: string; device: string; threads?: number; pid: number }[];
+    }
+  | {
+      /** Every poll: where the batch stands, and the estimated time left (null until a task finished in this run). */
+      type: 'progress';
+      /** The status. */
+      status: BatchStatus;
+      /** Estimated milliseconds left. */
+      etaMs: number | null;
+    }
+  | {
+      /** A worker process exited. */
+      type: 'worker-exit';
+      /** Worker id. */
+      id: string;
+      /** Exit code, null when killed by a signal. */
+      code: number | null;
+      /** The signal. */
+      signal: NodeJS.Signals | null;
+      /** The end of its stderr. */
+      stderr: string;
+    }
+  | {
+      /** Done: summary written. */
+      type: 'finished';
+      /** Final status. */
+      status: BatchStatus;
+      /** The summary written. */
+      summary: BatchSummary;
+    };
+
+/** Options of {@link runBatch}. */
+export interface RunBatchOptions {
+  /** The batch folder (state and outputs). Default: the job's `out`. */
+  out?: string;
+  /** Devices, one worker each: `cpu`, `cuda:N`. Default: every GPU `nvidia-smi -L` lists, else one CPU worker per `workers`. */
+  devices?: string[];
+  /** CPU workers when no devices are given (the cores are split between them). Default 1. */
+  workers?: number;
+  /** Command line that starts one worker; gets `--dir DIR --id ID --device DEV [--threads N]` appended. Default: this package's worker script. */
+  workerCommand?: string[];
+  /** Never download hub models. */
+  offline?: boolean;
+  /** How often progress is read, milliseconds. Default 1000. */
+  pollMs?: number;
+  /** Progress and lifecycle events. */
+  onEvent?: (event: BatchRunEvent) => void;
+  /** Planning progress lines. */
+  onProgress?: (message: string) => void;
+}
+
+/** Result of {@link runBatch}. */
+export interface BatchRunResult {
+  /** The batch folder. */
+  dir: string;
+  /** Final status. */
+  status: BatchStatus;
+  /** The summary written. */
+  summary: BatchSummary;
+}
+
+/** The worker script of this package (built: dist/worker-main.js). */
+const DEFAULT_WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
+/** Every GPU nvidia-smi lists, as `cuda:N`; none where there is no nvidia-smi. */
+export function visibleGpus(): string[] {
+  try {
+    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter((line) => line.startsWith('GPU '))
+      .map((_, index) => `cuda:${index}`);
+  } catch {
+    return [];
+  }
+}
+
+/** One worker per device; CPU workers split the cores. */
+export function placeWorkers(options: Pick<RunBatchOptions, 'devices' | 'workers'>): { id: string; device: string; threads?: number }[] {
+  const devices = options.devices ?? (options.workers === undefined ? visibleGpus() : []);
+  const list = devices.length > 0 ? devices : Array.from({ length: options.workers ?? 1 }, () => 'cpu');
+  for (const device of list) if (!/^(cpu|cuda:\d+)$/.test(device)) throw new Error(`--devices: "${device}" is not cpu or cuda:N`);
+  const cpuWorkers = list.filter((d) => d === 'cpu').length;
+  const threads = Math.max(1, Math.floor(availableParallelism() / Math.max(1, cpuWorkers)));
+  return list.map((device, index) => ({ id: `w${index}`, device, ...(device === 'cpu' ? { threads } : {}) }));
+}
+
+/**
+ * Runs a sweep on this machine: plans it, writes `batch.json`, starts one worker process per device, reports
+ * progress until they exit, then writes `summary.json` and `summary.csv`. Rerunning on the same folder skips finished
+ * tasks, takes over tasks of dead workers, and retries failed ones (up to the job's retries).
+ * @throws when the workers exit with tasks neither done nor given up.
+ */
+export async function runBatch(job: BatchJob | string, options: RunBatchOptions = {}): Promise<BatchRunResult> {
+  const emit = options.onEvent ?? (() => {});
+  const plan = await planBatch(job, { ...(options.offline ? { offline: true } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  const outRoot = options.out ?? (typeof job === 'string' ? undefined : job.out);
+  if (outRoot === undefined) throw new Error('No batch folder: give --out (or `out:` in the job file)');
+  const dir = resolve(outRoot);
+  await writeJsonOutput(join(dir, BATCH_FILES.plan), plan, 'batch');
+  emit({ type: 'planned', plan });
+
+  const command = options.workerCommand ?? [process.execPath, DEFAULT_WORKER];
+  const placements = placeWorkers(options);
+  const startDone = batchStatus(dir, plan).done;
+  const started = Date.now();
+  const exits = placements.map((placement) => {
+    const args = [...command.slice(1), '--dir', dir, '--id', placement.id, '--device', placement.device, ...(placement.threads !== undefined ? ['--threads', String(placement.threads)] : [])];
+    const env = { ...process.env, ...(placement.device.startsWith('cuda:') ? { CUDA_VISIBLE_DEVICES: placement.device.slice(5) } : {}) };
+    const child = spawn(command[0]!, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    return {
+      placement,
+      pid: child.pid ?? -1,
+      exited: new Promise<void>((resolveExit) =>
+        child.on('close', (code, signal) => {
+          emit({ type: 'worker-exit', id: placement.id, code, signal, stderr });
+          resolveExit();
+        }),
+      ),
+    };
+  });
+  emit({ type: 'started', workers: exits.map((e) => ({ ...e.placement, pid: e.pid })) });
+  const report = () => {
+    const status = batchStatus(dir, plan);
+    const finishedHere = status.done - startDone;
+    const left = status.total - status.done - status.failed.length;
+    emit({ type: 'progress', status, etaMs: finishedHere > 0 ? ((Date.now() - started) / finishedHere) * left : null });
+  };
+  const timer = setInterval(report, options.pollMs ?? 1000);
+  try {
+    await Promise.all(exits.map((e) => e.exited));
+  } finally {
+    clearInterval(timer);
+  }
+  const status = batchStatus(dir, plan);
+  const summary = await writeSummary(dir, plan);
+  emit({ type: 'finished', status, summary });
+  const unfinished = [...status.pending, ...status.running.map((r) => r.task)];
+  if (unfinished.length > 0) throw new Error(`The workers stopped with ${unfinished.length} task(s) not done: ${unfinished.join(', ')}; run again to resume`);
+  return { dir, status, summary };
+}

@@ -1,0 +1,122 @@
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OutputError } from '@fairprune/core';
+import type { AnalysisTask, BatchPlan, RunTask } from './plan.js';
+import { claimPath, readBatchPlan, readFailures, recordEvent, recordFailure, taskDone, taskKey, writeHeartbeat } from './state.js';
+import { runAnalysisTask, runConfigurationTask, type TaskHooks, type WorkerPlacement } from './tasks.js';
+
+/** Options of {@link runLocalWorker}. */
+export interface LocalWorkerOptions extends WorkerPlacement {
+  /** The batch folder (holds `batch.json`). */
+  dir: string;
+  /** Worker id, unique in the batch. */
+  id: string;
+  /** First retry delay of a failed task; doubles with each failure. */
+  backoffMs?: number;
+  /** Aborted: finish the current task, then stop. */
+  signal?: AbortSignal;
+}
+
+/** First retry delay of a failed task when not given. */
+export const DEFAULT_BACKOFF_MS = 2000;
+const HEARTBEAT_MS = 1000;
+/** A task another worker holds is looked at again after this long. */
+const BUSY_RECHECK_MS = 500;
+
+/** The run of a task, with the hooks that record it in the batch folder. */
+export function runTask(plan: BatchPlan, task: AnalysisTask | RunTask, dir: string, placement: WorkerPlacement, hooks: TaskHooks): Promise<unknown> {
+  return 'config' in task ? runConfigurationTask(plan, task, dir, placement, hooks) : runAnalysisTask(plan, task, dir, placement, hooks);
+}
+
+/**
+ * A worker on a batch folder: takes the next task nobody holds (analyses first, then the runs whose analysis is done),
+ * runs it under the output protocol's lock (its claim; a dead holder's lock is taken over), records events and
+ * failures, retries failed tasks with exponential backoff up to the plan's retries, and returns when every task is
+ * done or given up. A heartbeat file says what it is doing.
+ * @returns how many tasks it finished.
+ */
+export async function runLocalWorker(options: LocalWorkerOptions): Promise<number> {
+  const { dir, id } = options;
+  const plan = readBatchPlan(dir);
+  const backoff = options.backoffMs ?? DEFAULT_BACKOFF_MS;
+  const placement: WorkerPlacement = { device: options.device, ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+  let current: string | null = null;
+  let done = 0;
+  const beat = (exited = false) => writeHeartbeat(dir, { id, device: options.device, task: current, done, exited }).catch(() => {});
+  await beat();
+  const timer = setInterval(() => void beat(), HEARTBEAT_MS);
+  const busySince = new Map<string, number>();
+  const analysisOf = (task: RunTask) => plan.analyses.find((a) => a.id === task.analysis)!;
+
+  /** The next task to try, 'wait' when only held or backing-off tasks remain, 'finished' when none can run. */
+  const next = (): AnalysisTask | RunTask | 'wait' | 'finished' => {
+    let waiting = false;
+    const now = Date.now();
+    for (const task of [...plan.analyses, ...plan.runs]) {
+      const key = taskKey(task);
+      if (taskDone(dir, task)) continue;
+      const failures = readFailures(dir, key);
+      if (failures.length > plan.retries) continue;
+      if ('config' in task) {
+        const analysis = analysisOf(task);
+        if (!taskDone(dir, analysis)) {
+          // A run waits for its analysis unless the analysis has failed for good.
+          if (readFailures(dir, taskKey(analysis)).length <= plan.retries) waiting = true;
+          continue;
+        }
+      }
+      const last = failures.at(-1);
+      if (last && now < Date.parse(last.time) + backoff * 2 ** (failures.length - 1)) {
+        waiting = true;
+        continue;
+      }
+      if (now - (busySince.get(key) ?? -Infinity) < BUSY_RECHECK_MS) {
+        waiting = true;
+        continue;
+      }
+      return task;
+    }
+    return waiting ? 'wait' : 'finished';
+  };
+
+  try {
+    while (!options.signal?.aborted) {
+      const task = next();
+      if (task === 'finished') break;
+      if (task === 'wait') {
+        await sleep(BUSY_RECHECK_MS / 2);
+        continue;
+      }
+      const key = taskKey(task);
+      let claimed = false;
+      current = key;
+      try {
+        await runTask(plan, task, dir, placement, {
+          onClaimed: () => {
+            claimed = true;
+            void beat();
+            recordEvent(dir, { worker: id, task: key, event: 'claimed' });
+          },
+          onFailed: async (error) => {
+            const message = error instanceof Error ? error.message : String(error);
+            recordEvent(dir, { worker: id, task: key, event: 'failed', message });
+            await recordFailure(dir, key, { time: new Date().toISOString(), worker: id, message });
+          },
+        });
+        recordEvent(dir, { worker: id, task: key, event: 'done' });
+        done++;
+      } catch (error) {
+        // Not claimed and its lock is there: another live worker holds it. Anything else unclaimed is this worker's problem.
+        const held = error instanceof OutputError && /being written by another|keep taking it/.test(error.message);
+        if (!claimed && (held || existsSync(claimPath(dir, task)))) busySince.set(key, Date.now());
+        else if (!claimed) throw error;
+      } finally {
+        current = null;
+      }
+    }
+  } finally {
+    clearInterval(timer);
+    await beat(true);
+  }
+  return done;
+}
