@@ -1,0 +1,157 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { ARTIFACTS, loadPairs, runFairnessPruning } from '@fairprune/core';
+import { evaluate } from '@fairprune/eval';
+import { DATA, fixtureDir } from '@fairprune/fixtures';
+import { runBatch, type BatchRunEvent } from '../src/run.js';
+import { readEvents } from '../src/state.js';
+import type { BatchSummary } from '../src/summary.js';
+import type { RunResult } from '../src/tasks.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'fairprune-batch-local-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const worker = [process.execPath, join(import.meta.dirname, 'helpers/worker-from-source.mjs')];
+
+/** 2 fixture models × 4 configurations, held-out pairs, BoolQ on 4 documents. */
+function writeJob(base: string): string {
+  const file = join(base, 'jobs.yaml');
+  writeFileSync(
+    file,
+    `models:
+  - path: ${relative(base, fixtureDir('llama'))}
+  - path: ${relative(base, fixtureDir('qwen2'))}
+pairs: builtin:seed
+evalPairs: ${relative(base, DATA.behaviour)}
+grid:
+  fraction: [0.05, 0.1]
+  importance: [maw, ppm]
+eval:
+  tasks: [boolq]
+  data: { boolq: ${relative(base, DATA.boolqMini)} }
+  limit: 4
+`,
+  );
+  return file;
+}
+
+/** Every path under `dir` (names only), to look for leftovers. */
+function allEntries(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' });
+}
+
+const planWithoutTime = (path: string) => {
+  const plan = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  delete plan['createdAt'];
+  return plan;
+};
+
+describe('batch run on this machine', () => {
+  test('2 models × 4 configurations on 2 CPU workers: one analysis per model, every output complete, values equal to separate runs', async () => {
+    const base = mkdtempSync(join(tmp, 'sweep-'));
+    const out = join(base, 'out');
+    const events: BatchRunEvent[] = [];
+    const result = await runBatch(writeJob(base), { out, workers: 2, workerCommand: worker, pollMs: 200, onEvent: (e) => events.push(e) });
+    expect(result.status.done).toBe(10);
+    expect(result.status.failed).toEqual([]);
+    // One analysis per model, each done once.
+    const analyses = readdirSync(join(out, 'analysis')).filter((n) => !n.startsWith('.'));
+    expect(analyses).toHaveLength(2);
+    const done = readEvents(out).filter((e) => e.event === 'done');
+    expect(done.filter((e) => e.task.startsWith('analysis/'))).toHaveLength(2);
+    expect(done).toHaveLength(10);
+    // Both workers worked; progress was reported.
+    expect(new Set(done.map((e) => e.worker))).toEqual(new Set(['w0', 'w1']));
+    expect(events.some((e) => e.type === 'progress')).toBe(true);
+
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as BatchSummary;
+    expect(summary.rows).toHaveLength(8);
+    expect(summary.missing).toEqual([]);
+    const csv = readFileSync(join(out, 'summary.csv'), 'utf8').trim().split('\n');
+    expect(csv).toHaveLength(9);
+    expect(csv[0]).toContain('boolq_acc_delta');
+    for (const row of summary.rows) {
+      for (const name of [ARTIFACTS.plan, ARTIFACTS.biasBefore, ARTIFACTS.biasAfter, ARTIFACTS.neuronScores, ARTIFACTS.modelCard, ARTIFACTS.marker, 'onnx/model.onnx']) {
+        expect(existsSync(join(out, row.output, name)), `${row.output}/${name}`).toBe(true);
+      }
+    }
+    expect(allEntries(out).filter((n) => n.includes('.fairprune-tmp') || n.includes('.fairprune-lock'))).toEqual([]);
+
+    // Separate `prune` and `eval` runs of one configuration per model give the same plan and values.
+    const pairs = await loadPairs('builtin:seed');
+    const evalPairs = await loadPairs(DATA.behaviour);
+    for (const [model, config] of [['llama', { fraction: 0.1, importance: 'ppm' as const }], ['qwen2', { fraction: 0.05, importance: 'maw' as const }]] as const) {
+      const row = summary.rows.find((r) => r.model === model && r.config.fraction === config.fraction && r.config.importance === config.importance)!;
+      const alone = await runFairnessPruning(fixtureDir(model), {
+        pairs,
+        pairsSource: 'builtin:seed',
+        evalPairs,
+        evalPairsSource: DATA.behaviour,
+        ...config,
+        outDir: join(base, `alone-${model}`),
+      });
+      expect(planWithoutTime(join(out, row.output, ARTIFACTS.plan))).toEqual(planWithoutTime(alone.files.plan));
+      expect(readFileSync(join(out, row.output, ARTIFACTS.neuronScores), 'utf8')).toBe(readFileSync(alone.files.neuronScores, 'utf8'));
+      expect(row.biasBefore).toBe(alone.before.metric!.overall.mean_difference);
+      expect(row.biasAfter).toBe(alone.after!.metric!.overall.mean_difference);
+      expect(row.neuronsRemoved).toBe(Object.values(alone.plan.layers).flat().length);
+      expect(row.parametersRemoved).toBe(alone.plan.parameters.before - alone.plan.parameters.after);
+      const gaps = (report: typeof alone.before) => report.eval!.behaviour.map((b) => b.gap);
+      expect(row.heldOutBefore!.gap).toBeCloseTo(gaps(alone.before).reduce((a, b) => a + b) / gaps(alone.before).length, 12);
+      expect(row.heldOutAfter!.gap).toBeCloseTo(gaps(alone.after!).reduce((a, b) => a + b) / gaps(alone.after!).length, 12);
+      for (const [dir, side] of [[fixtureDir(model), 'before'], [alone.outDir, 'after']] as const) {
+        const evaluated = await evaluate({ model: dir, task: 'boolq', data: { file: DATA.boolqMini }, limit: 4 });
+        expect(row.eval.boolq![side]).toBe(evaluated.results.boolq!.acc);
+        expect(row.eval.boolq![`${side}Stderr`]).toBe(evaluated.results.boolq!.acc_stderr);
+      }
+    }
+  });
+
+  test('a worker killed with SIGKILL mid-task: the other finishes its task, which is done once; a rerun redoes nothing', async () => {
+    const base = mkdtempSync(join(tmp, 'kill-'));
+    const out = join(base, 'out');
+    const runsDir = join(out, 'runs');
+    let killed: { pid: number; task: string } | undefined;
+    const watch = setInterval(() => {
+      if (killed || !existsSync(runsDir)) return;
+      for (const entry of readdirSync(runsDir, { recursive: true, encoding: 'utf8' })) {
+        if (!entry.endsWith('.result.json.fairprune-lock')) continue;
+        try {
+          const lock = JSON.parse(readFileSync(join(runsDir, entry), 'utf8')) as { pid: number };
+          process.kill(lock.pid, 'SIGKILL');
+          killed = { pid: lock.pid, task: join('runs', entry.split('/').slice(0, 2).join('/')) };
+          return;
+        } catch {
+          // The lock went away between the listing and the read: look again.
+        }
+      }
+    }, 10);
+    const exits: BatchRunEvent[] = [];
+    let first;
+    try {
+      first = await runBatch(writeJob(base), { out, workers: 2, workerCommand: worker, pollMs: 200, onEvent: (e) => e.type === 'worker-exit' && exits.push(e) });
+    } finally {
+      clearInterval(watch);
+    }
+    expect(killed).toBeDefined();
+    expect(exits.some((e) => e.type === 'worker-exit' && e.signal === 'SIGKILL')).toBe(true);
+    expect(first.status.done).toBe(10);
+    const events = readEvents(out);
+    const ofKilled = events.filter((e) => e.task === killed!.task);
+    expect(ofKilled.filter((e) => e.event === 'claimed').length).toBeGreaterThanOrEqual(2);
+    expect(ofKilled.filter((e) => e.event === 'done')).toHaveLength(1);
+    for (const task of new Set(events.map((e) => e.task))) expect(events.filter((e) => e.task === task && e.event === 'done'), task).toHaveLength(1);
+    // Nothing partial of any task is visible (a heartbeat the kill cut short may leave its own lock under state/).
+    for (const folder of ['runs', 'analysis']) expect(allEntries(join(out, folder)).filter((n) => n.includes('.fairprune-tmp') || n.includes('.fairprune-lock'))).toEqual([]);
+    const result = JSON.parse(readFileSync(join(out, killed!.task, 'result.json'), 'utf8')) as RunResult;
+    expect(result.task).toBe(killed!.task.replace(/^runs\//, ''));
+
+    const mtime = statSync(join(out, killed!.task, 'result.json')).mtimeMs;
+    const second = await runBatch(writeJob(base), { out, workers: 2, workerCommand: worker, pollMs: 200 });
+    expect(second.status.done).toBe(10);
+    expect(readEvents(out)).toHaveLength(events.length);
+    expect(statSync(join(out, killed!.task, 'result.json')).mtimeMs).toBe(mtime);
+    expect(second.summary.rows).toEqual(first.summary.rows);
+  });
+});
