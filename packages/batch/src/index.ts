@@ -3,10 +3,10 @@
  * processes (one per device) on a shared output folder, resumable and exactly-once through core's output protocol.
  * @packageDocumentation
  */
-export { parseJob, readJob, JobFileError, DEFAULT_RETRIES, type BatchJob, type BatchConfig, type JobModel, type JobEval } from './job.js';
+export { parseJob, readJob, JobFileError, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_MS, type BatchJob, type BatchConfig, type JobModel, type JobEval } from './job.js';
 export { planBatch, configId, configAnalysisSettings, canonicalJson, modelWeightsHash, type BatchPlan, type PlannedModel, type AnalysisTask, type RunTask, type PlanBatchOptions } from './plan.js';
 export { runAnalysisTask, runConfigurationTask, BATCH_FILES, type RunResult, type EvalMetrics, type WorkerPlacement, type TaskHooks } from './tasks.js';
-export { runLocalWorker, runTask, DEFAULT_BACKOFF_MS, type LocalWorkerOptions } from './worker.js';
+export { runLocalWorker, runTask, type LocalWorkerOptions } from './worker.js';
 export {
   batchStatus,
   readBatchPlan,

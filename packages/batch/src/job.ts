@@ -91,6 +91,7 @@ const jobSchema = z
       .optional(),
     out: z.string().min(1).optional(),
     retries: z.number().int().min(0).optional(),
+    retryDelayMs: z.number().int().min(0).optional(),
   })
   .refine((job) => !(job.grid && job.configurations), { message: 'give a grid or a list of configurations, not both', path: ['configurations'] });
 
@@ -136,10 +137,14 @@ export interface BatchJob {
   out?: string;
   /** Failed tasks are retried this many times. */
   retries: number;
+  /** Delay before the first retry; doubles with each failure. */
+  retryDelayMs: number;
 }
 
 /** Retries of a failed task when the job file does not say. */
 export const DEFAULT_RETRIES = 2;
+/** First retry delay of a failed task when the job file does not say. */
+export const DEFAULT_RETRY_DELAY_MS = 2000;
 
 /** The grid's product, in the order the keys are given (the last key varies fastest). */
 function product(grid: Record<string, unknown>): BatchConfig[] {
@@ -228,6 +233,7 @@ export function parseJob(text: string, file: string): BatchJob {
       : {}),
     ...(job.out !== undefined ? { out: resolve(base, job.out) } : {}),
     retries: job.retries ?? DEFAULT_RETRIES,
+    retryDelayMs: job.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
   };
 }
 

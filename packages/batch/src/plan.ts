@@ -66,6 +66,8 @@ export interface BatchPlan {
   eval?: JobEval;
   /** Failed tasks are retried this many times. */
   retries: number;
+  /** Delay before the first retry; doubles with each failure. */
+  retryDelayMs: number;
 }
 
 /** Options of {@link planBatch}. */
@@ -106,7 +108,7 @@ export function configAnalysisSettings(config: BatchConfig): ModelAnalysis['anal
 export function configId(config: BatchConfig): string {
   const shown = Object.entries(config)
     .filter(([key]) => key !== 'pairs' && key !== 'evalPairs')
-    .map(([key, value]) => `${key}-${typeof value === 'object' ? shortHash(value, 6) : String(value)}`)
+    .map(([key, value]) => `${key}-${Array.isArray(value) ? value.join('.') : typeof value === 'object' ? shortHash(value, 6) : String(value)}`)
     .join('_')
     .replace(/[^A-Za-z0-9._-]/g, '_')
     .slice(0, 80);
@@ -173,5 +175,6 @@ export async function planBatch(job: BatchJob | string, options: PlanBatchOption
     runs,
     ...(spec.eval ? { eval: spec.eval } : {}),
     retries: spec.retries,
+    retryDelayMs: spec.retryDelayMs,
   };
 }

@@ -11,14 +11,10 @@ export interface LocalWorkerOptions extends WorkerPlacement {
   dir: string;
   /** Worker id, unique in the batch. */
   id: string;
-  /** First retry delay of a failed task; doubles with each failure. */
-  backoffMs?: number;
   /** Aborted: finish the current task, then stop. */
   signal?: AbortSignal;
 }
 
-/** First retry delay of a failed task when not given. */
-export const DEFAULT_BACKOFF_MS = 2000;
 const HEARTBEAT_MS = 1000;
 /** A task another worker holds is looked at again after this long. */
 const BUSY_RECHECK_MS = 500;
@@ -38,7 +34,6 @@ export function runTask(plan: BatchPlan, task: AnalysisTask | RunTask, dir: stri
 export async function runLocalWorker(options: LocalWorkerOptions): Promise<number> {
   const { dir, id } = options;
   const plan = readBatchPlan(dir);
-  const backoff = options.backoffMs ?? DEFAULT_BACKOFF_MS;
   const placement: WorkerPlacement = { device: options.device, ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
   let current: string | null = null;
   let done = 0;
@@ -66,7 +61,7 @@ export async function runLocalWorker(options: LocalWorkerOptions): Promise<numbe
         }
       }
       const last = failures.at(-1);
-      if (last && now < Date.parse(last.time) + backoff * 2 ** (failures.length - 1)) {
+      if (last && now < Date.parse(last.time) + plan.retryDelayMs * 2 ** (failures.length - 1)) {
         waiting = true;
         continue;
       }

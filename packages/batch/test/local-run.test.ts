@@ -155,3 +155,26 @@ describe('batch run on this machine', () => {
     expect(second.summary.rows).toEqual(first.summary.rows);
   });
 });
+
+describe('failed tasks', () => {
+  test('are retried up to the job\'s retries with their messages recorded, then given up; the other runs finish', async () => {
+    const base = mkdtempSync(join(tmp, 'fail-'));
+    const file = join(base, 'jobs.yaml');
+    // Removing neurons of layer 0 only cannot be written to the fixture's safetensors: that run fails every time.
+    writeFileSync(file, `models:\n  - path: ${fixtureDir('llama')}\nconfigurations:\n  - fraction: 0.1\n  - layers: [0]\n    fraction: 0.1\nretries: 1\nretryDelayMs: 100\n`);
+    const out = join(base, 'out');
+    const result = await runBatch(file, { out, workers: 1, workerCommand: worker, pollMs: 200 });
+    expect(result.status.done).toBe(2);
+    expect(result.status.failed).toHaveLength(1);
+    const [failed] = result.status.failed;
+    expect(failed!.task).toMatch(/^runs\/llama\/fraction-0\.1_layers-0-[0-9a-f]{8}$/);
+    expect(failed!.failures).toHaveLength(2);
+    for (const failure of failed!.failures) expect(failure.message).toMatch(/pruning only layers 0 of \d+ leaves the others wider/);
+    // The retry waited for the delay.
+    expect(Date.parse(failed!.failures[1]!.time) - Date.parse(failed!.failures[0]!.time)).toBeGreaterThanOrEqual(100);
+    expect(result.summary.rows).toHaveLength(1);
+    expect(result.summary.missing).toEqual([failed!.task.replace(/^runs\//, '')]);
+    // Nothing of the failed run is left, not even its folder.
+    expect(existsSync(join(out, failed!.task))).toBe(false);
+  });
+});

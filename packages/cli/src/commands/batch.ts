@@ -84,6 +84,9 @@ export function registerBatch(program: Command): void {
       stderrProgress(`${describeStatus(result.status)}; wrote ${result.dir}/summary.csv and summary.json`);
       if (flags.json) process.stdout.write(`${JSON.stringify(result.summary, null, 1)}\n`);
       else process.stdout.write(`${statusReport(result.status)}\n`);
+      if (result.status.failed.length > 0) {
+        throw new Error(`${result.status.failed.length} task(s) failed every attempt (${result.status.failed.map((f) => f.task).join(', ')}); see \`fairprune batch status ${result.dir}\``);
+      }
     });
   batch
     .command('status')
