@@ -23,3 +23,15 @@ export {
 } from './state.js';
 export { buildSummary, writeSummary, summaryCsv, summaryRow, type BatchSummary, type SummaryRow, type EvalDelta, type HeldOutBehaviour } from './summary.js';
 export { runBatch, placeWorkers, visibleGpus, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';
+export {
+  submitToQueue,
+  runQueueWorker,
+  processQueuedTask,
+  redisConnection,
+  runJobId,
+  QUEUE_NAME,
+  QUEUE_LOCK_MS,
+  QUEUE_STALLED_CHECK_MS,
+  type QueueJobData,
+  type QueueWorkerOptions,
+} from './queue.js';

@@ -2,9 +2,11 @@ import { spawn, execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeJsonOutput } from '@fairprune/core';
 import type { BatchJob } from './job.js';
 import { planBatch, type BatchPlan } from './plan.js';
+import { submitToQueue } from './queue.js';
 import { batchStatus, type BatchStatus } from './state.js';
 import { writeSummary, type BatchSummary } from './summary.js';
 import { BATCH_FILES } from './tasks.js';
@@ -44,6 +46,12 @@ export type BatchRunEvent =
       stderr: string;
     }
   | {
+      /** Submitted to the queue. */
+      type: 'submitted';
+      /** Jobs the queue holds afterwards. */
+      queuedJobs: number;
+    }
+  | {
       /** Done: summary written. */
       type: 'finished';
       /** Final status. */
@@ -70,6 +78,10 @@ export interface RunBatchOptions {
   onEvent?: (event: BatchRunEvent) => void;
   /** Planning progress lines. */
   onProgress?: (message: string) => void;
+  /** `redis://host:port/db`: put the tasks on the BullMQ queue there (for `fairprune worker --queue` processes) instead of starting workers. */
+  queue?: string;
+  /** With `queue`: only submit, do not wait. */
+  detach?: boolean;
 }
 
 /** Result of {@link runBatch}. */
@@ -78,12 +90,21 @@ export interface BatchRunResult {
   dir: string;
   /** Final status. */
   status: BatchStatus;
-  /** The summary written. */
-  summary: BatchSummary;
+  /** The summary written; absent when detached. */
+  summary?: BatchSummary;
+  /** With `queue`: jobs the queue holds after submitting. */
+  queuedJobs?: number;
 }
 
 /** The worker script of this package (built: dist/worker-main.js). */
 const DEFAULT_WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
+/** A progress event; the ETA extrapolates the rate of the tasks finished since `started` (`startDone` were done before). */
+function progressEvent(status: BatchStatus, startDone: number, started: number): BatchRunEvent {
+  const finishedHere = status.done - startDone;
+  const left = status.total - status.done - status.failed.length;
+  return { type: 'progress', status, etaMs: finishedHere > 0 ? ((Date.now() - started) / finishedHere) * left : null };
+}
 
 /** Every GPU nvidia-smi lists, as `cuda:N`; none where there is no nvidia-smi. */
 export function visibleGpus(): string[] {
@@ -121,6 +142,7 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
   const dir = resolve(outRoot);
   await writeJsonOutput(join(dir, BATCH_FILES.plan), plan, 'batch');
   emit({ type: 'planned', plan });
+  if (options.queue !== undefined) return runOnQueue(plan, dir, options.queue, options);
 
   const command = options.workerCommand ?? [process.execPath, DEFAULT_WORKER];
   const placements = placeWorkers(options);
@@ -144,12 +166,7 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
     };
   });
   emit({ type: 'started', workers: exits.map((e) => ({ ...e.placement, pid: e.pid })) });
-  const report = () => {
-    const status = batchStatus(dir, plan);
-    const finishedHere = status.done - startDone;
-    const left = status.total - status.done - status.failed.length;
-    emit({ type: 'progress', status, etaMs: finishedHere > 0 ? ((Date.now() - started) / finishedHere) * left : null });
-  };
+  const report = () => emit(progressEvent(batchStatus(dir, plan), startDone, started));
   const timer = setInterval(report, options.pollMs ?? 1000);
   try {
     await Promise.all(exits.map((e) => e.exited));
@@ -162,4 +179,24 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
   const unfinished = [...status.pending, ...status.running.map((r) => r.task)];
   if (unfinished.length > 0) throw new Error(`The workers stopped with ${unfinished.length} task(s) not done: ${unfinished.join(', ')}; run again to resume`);
   return { dir, status, summary };
+}
+
+/** Submits to the queue and, unless detached, reports progress from the batch folder until every task is done or failed for good. */
+async function runOnQueue(plan: BatchPlan, dir: string, url: string, options: RunBatchOptions): Promise<BatchRunResult> {
+  const emit = options.onEvent ?? (() => {});
+  const queuedJobs = await submitToQueue(plan, dir, url);
+  emit({ type: 'submitted', queuedJobs });
+  if (options.detach) return { dir, status: batchStatus(dir, plan), queuedJobs };
+  const startDone = batchStatus(dir, plan).done;
+  const started = Date.now();
+  for (;;) {
+    const status = batchStatus(dir, plan);
+    if (status.pending.length === 0 && status.running.length === 0) break;
+    emit(progressEvent(status, startDone, started));
+    await sleep(options.pollMs ?? 1000);
+  }
+  const status = batchStatus(dir, plan);
+  const summary = await writeSummary(dir, plan);
+  emit({ type: 'finished', status, summary });
+  return { dir, status, summary, queuedJobs };
 }

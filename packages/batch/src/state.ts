@@ -161,7 +161,10 @@ export function batchStatus(dir: string, plan: BatchPlan = readBatchPlan(dir)): 
       status.done++;
       continue;
     }
-    const failures = readFailures(dir, key);
+    // A run whose analysis failed for good fails with it.
+    const analysis = 'config' in task ? plan.analyses.find((a) => a.id === task.analysis) : undefined;
+    const analysisFailures = analysis && !taskDone(dir, analysis) ? readFailures(dir, taskKey(analysis)) : [];
+    const failures = analysisFailures.length > plan.retries ? analysisFailures : readFailures(dir, key);
     let owner: string | undefined;
     try {
       const lock = JSON.parse(readFileSync(claimPath(dir, task), 'utf8')) as { pid: number; host: string };

@@ -152,7 +152,7 @@ describe('batch run on this machine', () => {
     expect(second.status.done).toBe(10);
     expect(readEvents(out)).toHaveLength(events.length);
     expect(statSync(join(out, killed!.task, 'result.json')).mtimeMs).toBe(mtime);
-    expect(second.summary.rows).toEqual(first.summary.rows);
+    expect(second.summary!.rows).toEqual(first.summary!.rows);
   });
 });
 
@@ -172,8 +172,8 @@ describe('failed tasks', () => {
     for (const failure of failed!.failures) expect(failure.message).toMatch(/pruning only layers 0 of \d+ leaves the others wider/);
     // The retry waited for the delay.
     expect(Date.parse(failed!.failures[1]!.time) - Date.parse(failed!.failures[0]!.time)).toBeGreaterThanOrEqual(100);
-    expect(result.summary.rows).toHaveLength(1);
-    expect(result.summary.missing).toEqual([failed!.task.replace(/^runs\//, '')]);
+    expect(result.summary!.rows).toHaveLength(1);
+    expect(result.summary!.missing).toEqual([failed!.task.replace(/^runs\//, '')]);
     // Nothing of the failed run is left, not even its folder.
     expect(existsSync(join(out, failed!.task))).toBe(false);
   });
