@@ -22,7 +22,7 @@ export {
   type WorkerHeartbeat,
 } from './state.js';
 export { buildSummary, writeSummary, summaryCsv, summaryRow, type BatchSummary, type SummaryRow, type EvalDelta, type HeldOutBehaviour } from './summary.js';
-export { runBatch, placeWorkers, visibleGpus, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';
+export { runBatch, placeWorkers, startWorkerProcesses, visibleGpus, type WorkerProcess, type WorkerPlacementSpec, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';
 export {
   submitToQueue,
   runQueueWorker,

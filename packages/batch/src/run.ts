@@ -1,4 +1,4 @@
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,13 +119,65 @@ export function visibleGpus(): string[] {
 }
 
 /** One worker per device; CPU workers split the cores. */
-export function placeWorkers(options: Pick<RunBatchOptions, 'devices' | 'workers'>): { id: string; device: string; threads?: number }[] {
+export function placeWorkers(options: Pick<RunBatchOptions, 'devices' | 'workers'>): WorkerPlacementSpec[] {
   const devices = options.devices ?? (options.workers === undefined ? visibleGpus() : []);
   const list = devices.length > 0 ? devices : Array.from({ length: options.workers ?? 1 }, () => 'cpu');
   for (const device of list) if (!/^(cpu|cuda:\d+)$/.test(device)) throw new Error(`--devices: "${device}" is not cpu or cuda:N`);
   const cpuWorkers = list.filter((d) => d === 'cpu').length;
   const threads = Math.max(1, Math.floor(availableParallelism() / Math.max(1, cpuWorkers)));
   return list.map((device, index) => ({ id: `w${index}`, device, ...(device === 'cpu' ? { threads } : {}) }));
+}
+
+/** A started worker process. */
+export interface WorkerProcess {
+  /** Where it runs. */
+  placement: WorkerPlacementSpec;
+  /** Its process id. */
+  pid: number;
+  /** The process. */
+  child: ChildProcess;
+  /** Resolves when it exited. */
+  exited: Promise<void>;
+}
+
+/** A worker's id, device and threads, as {@link placeWorkers} gives them. */
+export interface WorkerPlacementSpec {
+  /** Worker id. */
+  id: string;
+  /** `cpu` or `cuda:N`. */
+  device: string;
+  /** onnxruntime intra-op threads (CPU workers). */
+  threads?: number;
+}
+
+/**
+ * Starts one worker process per placement: `command` plus `source` (`--dir DIR` or `--queue URL`) and the placement's
+ * `--id --device [--threads]`; a GPU worker sees only its GPU (`CUDA_VISIBLE_DEVICES`).
+ */
+export function startWorkerProcesses(
+  command: readonly string[],
+  source: readonly string[],
+  placements: readonly WorkerPlacementSpec[],
+  onExit: (exit: { id: string; code: number | null; signal: NodeJS.Signals | null; stderr: string }) => void,
+): WorkerProcess[] {
+  return placements.map((placement) => {
+    const args = [...command.slice(1), ...source, '--id', placement.id, '--device', placement.device, ...(placement.threads !== undefined ? ['--threads', String(placement.threads)] : [])];
+    const env = { ...process.env, ...(placement.device.startsWith('cuda:') ? { CUDA_VISIBLE_DEVICES: placement.device.slice(5) } : {}) };
+    const child = spawn(command[0]!, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    return {
+      placement,
+      pid: child.pid ?? -1,
+      child,
+      exited: new Promise<void>((resolveExit) =>
+        child.on('close', (code, signal) => {
+          onExit({ id: placement.id, code, signal, stderr });
+          resolveExit();
+        }),
+      ),
+    };
+  });
 }
 
 /**
@@ -148,23 +200,7 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
   const placements = placeWorkers(options);
   const startDone = batchStatus(dir, plan).done;
   const started = Date.now();
-  const exits = placements.map((placement) => {
-    const args = [...command.slice(1), '--dir', dir, '--id', placement.id, '--device', placement.device, ...(placement.threads !== undefined ? ['--threads', String(placement.threads)] : [])];
-    const env = { ...process.env, ...(placement.device.startsWith('cuda:') ? { CUDA_VISIBLE_DEVICES: placement.device.slice(5) } : {}) };
-    const child = spawn(command[0]!, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
-    return {
-      placement,
-      pid: child.pid ?? -1,
-      exited: new Promise<void>((resolveExit) =>
-        child.on('close', (code, signal) => {
-          emit({ type: 'worker-exit', id: placement.id, code, signal, stderr });
-          resolveExit();
-        }),
-      ),
-    };
-  });
+  const exits = startWorkerProcesses(command, ['--dir', dir], placements, (exit) => emit({ type: 'worker-exit', ...exit }));
   emit({ type: 'started', workers: exits.map((e) => ({ ...e.placement, pid: e.pid })) });
   const report = () => emit(progressEvent(batchStatus(dir, plan), startDone, started));
   const timer = setInterval(report, options.pollMs ?? 1000);

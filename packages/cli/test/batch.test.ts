@@ -47,3 +47,60 @@ describe('fairprune batch', () => {
     expect(missing.stderr).toMatch(/batch\.json: cannot read the batch plan/);
   });
 });
+
+describe('fairprune batch on a queue', () => {
+  test('`worker --queue --workers 2` starts two worker processes; `batch run --queue` submits and waits; SIGTERM stops every worker process', async () => {
+    const { spawn } = await import('node:child_process');
+    const { createServer } = await import('node:net');
+    const { setTimeout: sleep } = await import('node:timers/promises');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    await new Promise((resolve) => server.close(resolve));
+    const redisDir = mkdtempSync(join(tmp, 'redis-'));
+    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' });
+    const url = `redis://127.0.0.1:${port}/0`;
+    const job = join(tmp, 'queue.yaml');
+    writeFileSync(job, `models:\n  - path: ${fixtureDir('qwen2')}\ngrid:\n  fraction: [0.05, 0.1]\n`);
+    let worker: ReturnType<typeof spawn> | undefined;
+    try {
+      for (let i = 0; i < 50 && spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() !== 'PONG'; i++) await sleep(100);
+      let workerErr = '';
+      worker = spawn(process.execPath, [launcher, 'worker', '--queue', url, '--workers', '2', '--id', 'cli'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      worker.stderr!.on('data', (chunk: Buffer) => (workerErr += chunk.toString()));
+      const out = join(tmp, 'queue-out');
+      const detached = spawnSync(process.execPath, [launcher, 'batch', 'run', job, '--out', out, '--queue', url, '--detach'], { encoding: 'utf8' });
+      expect(detached.status).toBe(0);
+      expect(detached.stderr).toMatch(/the queue holds 4 job\(s\)/);
+      const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [launcher, 'batch', 'run', job, '--out', out, '--queue', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+      expect(run.stderr).toMatch(/the queue holds 4 job\(s\)/);
+      expect(run.code).toBe(0);
+      expect((JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { rows: unknown[] }).rows).toHaveLength(2);
+      expect(workerErr).toMatch(/started cli-w0 \(cpu, pid \d+\), cli-w1 \(cpu, pid \d+\)/);
+      const exited = new Promise((resolve) => worker!.on('close', resolve));
+      worker.kill('SIGTERM');
+      await exited;
+      // The SIGTERM reached both worker processes.
+      const pids = [...workerErr.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+      expect(pids).toHaveLength(2);
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
+      expect(pids.filter(alive)).toEqual([]);
+    } finally {
+      worker?.kill('SIGKILL');
+      redis.kill('SIGKILL');
+    }
+  });
+});

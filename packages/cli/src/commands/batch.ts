@@ -1,5 +1,18 @@
-import { batchStatus, planBatch, readBatchPlan, runBatch, runLocalWorker, type BatchPlan, type BatchRunEvent, type BatchStatus } from '@fairprune/batch';
+import {
+  batchStatus,
+  placeWorkers,
+  planBatch,
+  readBatchPlan,
+  runBatch,
+  runLocalWorker,
+  runQueueWorker,
+  startWorkerProcesses,
+  type BatchPlan,
+  type BatchRunEvent,
+  type BatchStatus,
+} from '@fairprune/batch';
 import { formatDuration } from '@fairprune/eval';
+import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { integerFlag } from '../flags.js';
 import { stderrProgress } from './analyze.js';
@@ -57,11 +70,15 @@ export function registerBatch(program: Command): void {
     .option('--workers <n>', 'CPU workers when no --devices are given (the cores are split between them)', integerFlag(1))
     .option('--devices <list>', 'one worker per device: cpu, cuda:0, cuda:1, … (default: every GPU nvidia-smi lists, else one CPU worker)', deviceList)
     .option('--offline', 'never download a hub model')
+    .option('--queue <url>', 'redis://host:port/db: put the tasks on a BullMQ queue for `fairprune worker --queue` processes (on any machine sharing the batch folder) instead of starting workers here')
+    .option('--detach', 'with --queue: only submit, do not wait')
     .option('--json', 'print the summary JSON on stdout')
-    .action(async (job: string, flags: { out?: string; workers?: number; devices?: string[]; offline?: boolean; json?: boolean }) => {
+    .action(async (job: string, flags: { out?: string; workers?: number; devices?: string[]; offline?: boolean; queue?: string; detach?: boolean; json?: boolean }, command: Command) => {
+      if (flags.detach && flags.queue === undefined) command.error('error: --detach needs --queue (a local run has nobody to hand the tasks to)', { exitCode: 2, code: 'commander.missingMandatoryOptionValue' });
       let last = '';
       const onEvent = (event: BatchRunEvent) => {
         if (event.type === 'planned') stderrProgress(`${event.plan.analyses.length} analyses and ${event.plan.runs.length} runs planned`);
+        else if (event.type === 'submitted') stderrProgress(`submitted to ${flags.queue}: the queue holds ${event.queuedJobs} job(s)`);
         else if (event.type === 'started') stderrProgress(`workers: ${event.workers.map((w) => `${w.id} ${w.device}${w.threads ? ` (${w.threads} threads)` : ''} pid ${w.pid}`).join(', ')}`);
         else if (event.type === 'worker-exit' && event.code !== 0) stderrProgress(`worker ${event.id} exited (${event.signal ?? `code ${event.code}`}): ${event.stderr.trim().split('\n').at(-1) ?? ''}`);
         else if (event.type === 'progress') {
@@ -76,11 +93,17 @@ export function registerBatch(program: Command): void {
         ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
         ...(flags.devices !== undefined ? { devices: flags.devices } : {}),
         ...(flags.offline ? { offline: true } : {}),
+        ...(flags.queue !== undefined ? { queue: flags.queue } : {}),
+        ...(flags.detach ? { detach: true } : {}),
         // The workers are this same CLI, started the way this process was.
         workerCommand: [process.execPath, ...process.execArgv, process.argv[1]!, 'worker'],
         onEvent,
         onProgress: stderrProgress,
       });
+      if (!result.summary) {
+        process.stdout.write(`${statusReport(result.status)}\n`);
+        return;
+      }
       stderrProgress(`${describeStatus(result.status)}; wrote ${result.dir}/summary.csv and summary.json`);
       if (flags.json) process.stdout.write(`${JSON.stringify(result.summary, null, 1)}\n`);
       else process.stdout.write(`${statusReport(result.status)}\n`);
@@ -100,19 +123,44 @@ export function registerBatch(program: Command): void {
 
   program
     .command('worker')
-    .description('Take batch tasks from a batch folder until none is left (started by `batch run`)')
-    .requiredOption('--dir <dir>', 'batch folder')
-    .option('--id <id>', 'worker id, unique in the batch', `${process.pid}`)
-    .option('--device <device>', 'cpu or cuda:N', 'cpu')
+    .description('Take batch tasks: from a batch folder until none is left (--dir, started by `batch run`), or from a BullMQ queue until stopped (--queue)')
+    .option('--dir <dir>', 'batch folder')
+    .option('--queue <url>', 'redis://host:port/db: take tasks from the BullMQ queue `batch run --queue` fills (the batch folders must be on a filesystem this machine shares)')
+    .option('--id <id>', 'worker id, unique in the batch (default: host and pid)')
+    .option('--device <device>', 'cpu or cuda:N (one worker)')
+    .option('--devices <list>', 'with --queue: one worker process per device: cpu, cuda:0, … (default: every GPU, else --workers CPU workers)', deviceList)
+    .option('--workers <n>', 'with --queue and no --devices: CPU workers (the cores are split between them)', integerFlag(1))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
-    .action(async (flags: { dir: string; id: string; device: string; threads?: number }) => {
-      const done = await runLocalWorker({
-        dir: flags.dir,
-        id: flags.id,
-        device: flags.device,
-        ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
-        onProgress: (message) => process.stderr.write(`fairprune worker ${flags.id}: ${message}\n`),
-      });
-      stderrProgress(`worker ${flags.id}: ${done} task(s) done, none left`);
+    .option('--lock-ms <ms>', 'with --queue: BullMQ job lock; a killed worker\'s task goes to another after about this long', integerFlag(1000))
+    .action(async (flags: { dir?: string; queue?: string; id?: string; device?: string; devices?: string[]; workers?: number; threads?: number; lockMs?: number }, command: Command) => {
+      if ((flags.dir === undefined) === (flags.queue === undefined)) command.error('error: give --dir DIR or --queue URL', { exitCode: 2, code: 'commander.missingMandatoryOptionValue' });
+      const id = flags.id ?? `${hostname()}-${process.pid}`;
+      const progress = (message: string) => process.stderr.write(`fairprune worker ${id}: ${message}\n`);
+      if (flags.dir !== undefined) {
+        const done = await runLocalWorker({ dir: flags.dir, id, device: flags.device ?? 'cpu', ...(flags.threads !== undefined ? { threads: flags.threads } : {}), onProgress: progress });
+        stderrProgress(`worker ${id}: ${done} task(s) done, none left`);
+        return;
+      }
+      const queue = flags.queue!;
+      const lock = flags.lockMs !== undefined ? { lockMs: flags.lockMs } : {};
+      if (flags.device !== undefined || (flags.devices === undefined && flags.workers === undefined && placeWorkers({}).length <= 1)) {
+        progress(`taking tasks from ${queue} on ${flags.device ?? 'cpu'} until stopped`);
+        await runQueueWorker({ queue, id, device: flags.device ?? 'cpu', ...(flags.threads !== undefined ? { threads: flags.threads } : {}), ...lock, onProgress: progress });
+        return;
+      }
+      // Several devices: one process each, this same CLI started the way this process was.
+      const placements = placeWorkers({ ...(flags.devices ? { devices: flags.devices } : {}), ...(flags.workers !== undefined ? { workers: flags.workers } : {}) }).map((p) => ({ ...p, id: `${id}-${p.id}` }));
+      const workers = startWorkerProcesses(
+        [process.execPath, ...process.execArgv, process.argv[1]!, 'worker'],
+        ['--queue', queue, ...(flags.lockMs !== undefined ? ['--lock-ms', String(flags.lockMs)] : [])],
+        placements,
+        (exit) => progress(`worker ${exit.id} exited (${exit.signal ?? `code ${exit.code}`})`),
+      );
+      // Ahead of the CLI's own handler, which exits.
+      const forward = (signal: NodeJS.Signals) => () => workers.forEach((w) => w.child.kill(signal));
+      process.prependOnceListener('SIGTERM', forward('SIGTERM'));
+      process.prependOnceListener('SIGINT', forward('SIGINT'));
+      progress(`started ${workers.map((w) => `${w.placement.id} (${w.placement.device}, pid ${w.pid})`).join(', ')}`);
+      await Promise.all(workers.map((w) => w.exited));
     });
 }
