@@ -1,8 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
+import { paretoFront } from '../src/report/sweep.js';
+import { launchChromium } from './report-browser.js';
 import { fixtureDir } from '@fairprune/fixtures';
 import { runCli } from './run-cli.js';
 
@@ -40,12 +43,53 @@ describe('fairprune batch', () => {
     expect(run.status).toBe(0);
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { rows: unknown[] };
     expect(summary.rows).toHaveLength(2);
+    // The sweep page, in headless Chromium: one chart for the model, one linked point per configuration, offline.
+    const browser = await launchChromium(join(tmp, 'profile'));
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+      });
+      page.on('pageerror', (error) => problems.push(error.message));
+      await page.route(/^(?!file:)/, (route) => {
+        problems.push(`network request ${route.request().url()}`);
+        return route.abort();
+      });
+      await page.goto(pathToFileURL(join(out, 'index.html')).href, { waitUntil: 'load' });
+      expect(await page.locator('svg.chart#sweep-llama').count()).toBe(1);
+      const points = page.locator('svg#sweep-llama .point');
+      expect(await points.count()).toBe(2);
+      // More neurons removed cost more parameters; a point is on the front unless another beats it on both axes.
+      expect(await page.locator('svg#sweep-llama .point.pareto').count()).toBeGreaterThanOrEqual(1);
+      const hrefs = await page.locator('svg#sweep-llama a.run-link').evaluateAll((links) => links.map((a) => a.getAttribute('href')!));
+      for (const href of hrefs) expect(existsSync(join(out, href)), href).toBe(true);
+      await page.locator('svg#sweep-llama a.run-link').first().click();
+      await page.waitForLoadState('load');
+      expect(await page.title()).toMatch(/^Fairness pruning: llama\/fraction-/);
+      expect(problems).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+
     const status = await runCli('batch', 'status', out);
     expect(status.stdout).toMatch(/^batch 3\/3 done/);
     const missing = await runCli('batch', 'status', join(tmp, 'nothing'));
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/batch\.json: cannot read the batch plan/);
   });
+});
+
+test('the Pareto front keeps the points no other beats on both bias reduction and ability loss', () => {
+  // (loss, reduction): (1, 10) beats (2, 5); (3, 20) is alone at the top; (1, 10) and (0.5, 2) trade off.
+  const points = [
+    { x: 1, y: 10 },
+    { x: 2, y: 5 },
+    { x: 3, y: 20 },
+    { x: 0.5, y: 2 },
+    { x: 1, y: 10 },
+  ];
+  expect([...paretoFront(points)].sort()).toEqual([0, 2, 3, 4]);
 });
 
 describe('fairprune batch on a queue', () => {

@@ -15,6 +15,7 @@ import { formatDuration } from '@fairprune/eval';
 import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { integerFlag } from '../flags.js';
+import { writeSweepPages } from '../report/sweep.js';
 import { stderrProgress } from './analyze.js';
 
 /** `cpu,cuda:0,…` */
@@ -104,7 +105,8 @@ export function registerBatch(program: Command): void {
         process.stdout.write(`${statusReport(result.status)}\n`);
         return;
       }
-      stderrProgress(`${describeStatus(result.status)}; wrote ${result.dir}/summary.csv and summary.json`);
+      const page = await writeSweepPages(result.dir, result.summary);
+      stderrProgress(`${describeStatus(result.status)}; wrote ${result.dir}/summary.csv, summary.json and ${page}`);
       if (flags.json) process.stdout.write(`${JSON.stringify(result.summary, null, 1)}\n`);
       else process.stdout.write(`${statusReport(result.status)}\n`);
       if (result.status.failed.length > 0) {
