@@ -47,6 +47,27 @@ const planWithoutTime = (path: string) => {
   return plan;
 };
 
+/** Kills (SIGKILL) the first process seen holding a run task's claim under `out`; `killed` says whom and which task. */
+function killFirstRunHolder(out: string): { killed?: { pid: number; task: string }; stop: () => void } {
+  const runsDir = join(out, 'runs');
+  const state: { killed?: { pid: number; task: string }; stop: () => void } = { stop: () => clearInterval(watch) };
+  const watch = setInterval(() => {
+    if (state.killed || !existsSync(runsDir)) return;
+    for (const entry of readdirSync(runsDir, { recursive: true, encoding: 'utf8' })) {
+      if (!entry.endsWith('.result.json.fairprune-lock')) continue;
+      try {
+        const lock = JSON.parse(readFileSync(join(runsDir, entry), 'utf8')) as { pid: number };
+        process.kill(lock.pid, 'SIGKILL');
+        state.killed = { pid: lock.pid, task: join('runs', entry.split('/').slice(0, 2).join('/')) };
+        return;
+      } catch {
+        // The lock went away between the listing and the read: look again.
+      }
+    }
+  }, 10);
+  return state;
+}
+
 describe('batch run on this machine', () => {
   test('2 models × 4 configurations on 2 CPU workers: one analysis per model, every output complete, values equal to separate runs', async () => {
     const base = mkdtempSync(join(tmp, 'sweep-'));
@@ -111,29 +132,15 @@ describe('batch run on this machine', () => {
   test('a worker killed with SIGKILL mid-task: the other finishes its task, which is done once; a rerun redoes nothing', async () => {
     const base = mkdtempSync(join(tmp, 'kill-'));
     const out = join(base, 'out');
-    const runsDir = join(out, 'runs');
-    let killed: { pid: number; task: string } | undefined;
-    const watch = setInterval(() => {
-      if (killed || !existsSync(runsDir)) return;
-      for (const entry of readdirSync(runsDir, { recursive: true, encoding: 'utf8' })) {
-        if (!entry.endsWith('.result.json.fairprune-lock')) continue;
-        try {
-          const lock = JSON.parse(readFileSync(join(runsDir, entry), 'utf8')) as { pid: number };
-          process.kill(lock.pid, 'SIGKILL');
-          killed = { pid: lock.pid, task: join('runs', entry.split('/').slice(0, 2).join('/')) };
-          return;
-        } catch {
-          // The lock went away between the listing and the read: look again.
-        }
-      }
-    }, 10);
+    const killer = killFirstRunHolder(out);
     const exits: BatchRunEvent[] = [];
     let first;
     try {
       first = await runBatch(writeJob(base), { out, workers: 2, workerCommand: worker, pollMs: 200, onEvent: (e) => e.type === 'worker-exit' && exits.push(e) });
     } finally {
-      clearInterval(watch);
+      killer.stop();
     }
+    const killed = killer.killed;
     expect(killed).toBeDefined();
     expect(exits.some((e) => e.type === 'worker-exit' && e.signal === 'SIGKILL')).toBe(true);
     expect(first.status.done).toBe(10);
@@ -153,6 +160,31 @@ describe('batch run on this machine', () => {
     expect(readEvents(out)).toHaveLength(events.length);
     expect(statSync(join(out, killed!.task, 'result.json')).mtimeMs).toBe(mtime);
     expect(second.summary!.rows).toEqual(first.summary!.rows);
+  });
+
+  test('the only worker killed with SIGKILL mid-task: the run stops short, a rerun takes the dead claim over and finishes, the task done once', async () => {
+    const base = mkdtempSync(join(tmp, 'kill-alone-'));
+    const out = join(base, 'out');
+    const killer = killFirstRunHolder(out);
+    try {
+      await expect(runBatch(writeJob(base), { out, workers: 1, workerCommand: worker, pollMs: 200 })).rejects.toThrow(/The workers stopped with \d+ task\(s\) not done: .*runs\/.*; run again to resume/);
+    } finally {
+      killer.stop();
+    }
+    const killed = killer.killed!;
+    const before = readEvents(out);
+    const doneBefore = new Set(before.filter((e) => e.event === 'done').map((e) => e.task));
+    // Nothing partial visible: the claim (lock) of the dead worker is there, no result, and no temp of a result.
+    expect(existsSync(join(out, killed.task, 'result.json'))).toBe(false);
+    const second = await runBatch(writeJob(base), { out, workers: 1, workerCommand: worker, pollMs: 200 });
+    expect(second.status.done).toBe(10);
+    const after = readEvents(out).slice(before.length);
+    // The rerun did only what was not done, the killed task among them, each once.
+    expect(after.filter((e) => e.event === 'claimed').map((e) => e.task).filter((t) => doneBefore.has(t))).toEqual([]);
+    expect(after.filter((e) => e.event === 'done' && e.task === killed.task)).toHaveLength(1);
+    const all = readEvents(out);
+    for (const task of new Set(all.map((e) => e.task))) expect(all.filter((e) => e.task === task && e.event === 'done'), task).toHaveLength(1);
+    for (const folder of ['runs', 'analysis']) expect(allEntries(join(out, folder)).filter((n) => n.includes('.fairprune-tmp') || n.includes('.fairprune-lock'))).toEqual([]);
   });
 });
 
