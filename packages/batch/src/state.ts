@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { readMarker, siblingName, writeJsonOutput } from '@fairprune/core';
+import { lockHolderAlive, readMarker, siblingName, writeJsonOutput, type OutputLock } from '@fairprune/core';
 import type { AnalysisTask, BatchPlan, RunTask } from './plan.js';
 import { BATCH_FILES } from './tasks.js';
 
@@ -133,8 +133,8 @@ export interface BatchStatus {
   done: number;
   /** Tasks that failed every attempt, with their failures. */
   failed: { task: string; failures: TaskFailure[] }[];
-  /** Tasks whose claim is held now, and by whom (from the lock). */
-  running: { task: string; owner: string }[];
+  /** Tasks whose claim (lock) is there, and by whom; `alive` false when its process on this host is gone (the next worker takes it over), null for another host. */
+  running: { task: string; owner: string; alive: boolean | null }[];
   /** Tasks neither done, given up nor running. */
   pending: string[];
   /** Workers' last heartbeats. */
@@ -165,14 +165,13 @@ export function batchStatus(dir: string, plan: BatchPlan = readBatchPlan(dir)): 
     const analysis = 'config' in task ? plan.analyses.find((a) => a.id === task.analysis) : undefined;
     const analysisFailures = analysis && !taskDone(dir, analysis) ? readFailures(dir, taskKey(analysis)) : [];
     const failures = analysisFailures.length > plan.retries ? analysisFailures : readFailures(dir, key);
-    let owner: string | undefined;
+    let holder: OutputLock | undefined;
     try {
-      const lock = JSON.parse(readFileSync(claimPath(dir, task), 'utf8')) as { pid: number; host: string };
-      owner = `pid ${lock.pid} on ${lock.host}`;
+      holder = JSON.parse(readFileSync(claimPath(dir, task), 'utf8')) as OutputLock;
     } catch {
-      owner = undefined;
+      holder = undefined;
     }
-    if (owner) status.running.push({ task: key, owner });
+    if (holder) status.running.push({ task: key, owner: `pid ${holder.pid} on ${holder.host}`, alive: lockHolderAlive(holder) ?? null });
     else if (failures.length > plan.retries) status.failed.push({ task: key, failures });
     else status.pending.push(key);
   }

@@ -1,12 +1,12 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ARTIFACTS, loadPairs, runFairnessPruning } from '@fairprune/core';
 import { evaluate } from '@fairprune/eval';
 import { DATA, fixtureDir } from '@fairprune/fixtures';
 import { runBatch, type BatchRunEvent } from '../src/run.js';
-import { readEvents } from '../src/state.js';
+import { batchStatus, readEvents } from '../src/state.js';
 import type { BatchSummary } from '../src/summary.js';
 import type { RunResult } from '../src/tasks.js';
 
@@ -176,6 +176,8 @@ describe('batch run on this machine', () => {
     const doneBefore = new Set(before.filter((e) => e.event === 'done').map((e) => e.task));
     // Nothing partial visible: the claim (lock) of the dead worker is there, no result, and no temp of a result.
     expect(existsSync(join(out, killed.task, 'result.json'))).toBe(false);
+    // Status names the dead claim as such.
+    expect(batchStatus(out).running).toEqual([{ task: killed.task, owner: `pid ${killed.pid} on ${hostname()}`, alive: false }]);
     const second = await runBatch(writeJob(base), { out, workers: 1, workerCommand: worker, pollMs: 200 });
     expect(second.status.done).toBe(10);
     const after = readEvents(out).slice(before.length);

@@ -99,6 +99,7 @@ export {
   produceJsonOutput,
   jsonText,
   readMarker,
+  lockHolderAlive,
   OutputError,
   type OutputOptions,
   type OutputLock,

@@ -45,7 +45,9 @@ export function describeStatus(status: BatchStatus, etaMs: number | null = null)
 
 function statusReport(status: BatchStatus): string {
   const lines = [describeStatus(status)];
-  for (const running of status.running) lines.push(`  running ${running.task} (${running.owner})`);
+  for (const running of status.running) {
+    lines.push(`  ${running.alive === false ? 'claimed by a dead worker' : 'running'} ${running.task} (${running.owner}${running.alive === false ? '; the next worker takes it over' : ''})`);
+  }
   for (const pending of status.pending) lines.push(`  pending ${pending}`);
   for (const failed of status.failed) lines.push(`  failed ${failed.task}: ${failed.failures.map((f) => `${f.time} ${f.worker}: ${f.message}`).join(' | ')}`);
   return lines.join('\n');

@@ -117,6 +117,14 @@ function processStart(pid: number): string | undefined {
   }
 }
 
+/**
+ * Whether the process that wrote a lock is still running (its pid is alive and, where known, started when it did);
+ * undefined for a lock written on another host, where a pid says nothing.
+ */
+export function lockHolderAlive(lock: OutputLock): boolean | undefined {
+  return lock.host === hostname() ? holderAlive(lock) : undefined;
+}
+
 /** Whether the process that wrote `lock` (on this host) is still running: its pid is alive and, where known, started when it did. */
 function holderAlive(lock: OutputLock): boolean {
   if (!pidAlive(lock.pid)) return false;
