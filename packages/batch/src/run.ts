@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +43,7 @@ export type BatchRunEvent =
       code: number | null;
       /** The signal. */
       signal: NodeJS.Signals | null;
-      /** The end of its stderr. */
+      /** The end of its log (`state/logs/<id>.log`). */
       stderr: string;
     }
   | {
@@ -82,6 +83,8 @@ export interface RunBatchOptions {
   queue?: string;
   /** With `queue`: only submit, do not wait. */
   detach?: boolean;
+  /** Aborted: SIGTERM to every worker process (each hands its task back), then the run ends as the workers exit. */
+  signal?: AbortSignal;
 }
 
 /** Result of {@link runBatch}. */
@@ -152,32 +155,46 @@ export interface WorkerPlacementSpec {
 
 /**
  * Starts one worker process per placement: `command` plus `source` (`--dir DIR` or `--queue URL`) and the placement's
- * `--id --device [--threads]`; a GPU worker sees only its GPU (`CUDA_VISIBLE_DEVICES`).
+ * `--id --device [--threads]`; a GPU worker sees only its GPU (`CUDA_VISIBLE_DEVICES`). Its stderr goes to
+ * `logDir/<id>.log` (a file outlives this process, so a worker never writes into a closed pipe), or to this
+ * process's stderr without `logDir`.
  */
 export function startWorkerProcesses(
   command: readonly string[],
   source: readonly string[],
   placements: readonly WorkerPlacementSpec[],
   onExit: (exit: { id: string; code: number | null; signal: NodeJS.Signals | null; stderr: string }) => void,
+  logDir?: string,
 ): WorkerProcess[] {
+  if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
   return placements.map((placement) => {
     const args = [...command.slice(1), ...source, '--id', placement.id, '--device', placement.device, ...(placement.threads !== undefined ? ['--threads', String(placement.threads)] : [])];
     const env = { ...process.env, ...(placement.device.startsWith('cuda:') ? { CUDA_VISIBLE_DEVICES: placement.device.slice(5) } : {}) };
-    const child = spawn(command[0]!, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    const log = logDir === undefined ? undefined : join(logDir, `${placement.id}.log`);
+    const fd = log === undefined ? undefined : openSync(log, 'a');
+    const child = spawn(command[0]!, args, { env, stdio: ['ignore', 'ignore', fd ?? 'inherit'] });
+    if (fd !== undefined) closeSync(fd);
     return {
       placement,
       pid: child.pid ?? -1,
       child,
       exited: new Promise<void>((resolveExit) =>
         child.on('close', (code, signal) => {
-          onExit({ id: placement.id, code, signal, stderr });
+          onExit({ id: placement.id, code, signal, stderr: log === undefined ? '' : tail(log) });
           resolveExit();
         }),
       ),
     };
   });
+}
+
+/** The last 4000 characters of a log file. */
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').slice(-4000);
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -200,14 +217,17 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
   const placements = placeWorkers(options);
   const startDone = batchStatus(dir, plan).done;
   const started = Date.now();
-  const exits = startWorkerProcesses(command, ['--dir', dir], placements, (exit) => emit({ type: 'worker-exit', ...exit }));
+  const exits = startWorkerProcesses(command, ['--dir', dir], placements, (exit) => emit({ type: 'worker-exit', ...exit }), join(dir, 'state', 'logs'));
   emit({ type: 'started', workers: exits.map((e) => ({ ...e.placement, pid: e.pid })) });
+  const stop = () => exits.forEach((e) => e.child.kill('SIGTERM'));
+  options.signal?.addEventListener('abort', stop, { once: true });
   const report = () => emit(progressEvent(batchStatus(dir, plan), startDone, started));
   const timer = setInterval(report, options.pollMs ?? 1000);
   try {
     await Promise.all(exits.map((e) => e.exited));
   } finally {
     clearInterval(timer);
+    options.signal?.removeEventListener('abort', stop);
   }
   const status = batchStatus(dir, plan);
   const summary = await writeSummary(dir, plan);

@@ -80,6 +80,41 @@ describe('fairprune batch', () => {
   });
 });
 
+test('SIGTERM to `batch run` stops its workers, which hand their tasks back; a rerun finishes', async () => {
+  const { spawn } = await import('node:child_process');
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  const job = join(tmp, 'term.yaml');
+  writeFileSync(job, `models:\n  - path: ${fixtureDir('llama')}\n  - path: ${fixtureDir('qwen2')}\ngrid:\n  fraction: [0.05, 0.1]\n  importance: [maw, ppm]\n`);
+  const out = join(tmp, 'term-out');
+  const runner = spawn(process.execPath, [launcher, 'batch', 'run', job, '--out', out, '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  runner.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => runner.on('close', (code) => resolve(code)));
+  // Once a run task is under way, stop the sweep.
+  while (!existsSync(join(out, 'state', 'events.jsonl')) || !readFileSync(join(out, 'state', 'events.jsonl'), 'utf8').includes('"runs/')) await sleep(20);
+  runner.kill('SIGTERM');
+  expect(await exited).toBe(143);
+  const pids = [...stderr.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+  expect(pids).toHaveLength(2);
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
+  expect(pids.filter(alive)).toEqual([]);
+  const { readdirSync } = await import('node:fs');
+  for (const folder of ['runs', 'analysis']) {
+    expect(readdirSync(join(out, folder), { recursive: true, encoding: 'utf8' }).filter((n) => n.includes('.fairprune-tmp') || n.includes('.fairprune-lock'))).toEqual([]);
+  }
+  const rerun = spawnSync(process.execPath, [launcher, 'batch', 'run', job, '--out', out, '--workers', '2'], { encoding: 'utf8' });
+  expect(rerun.status, rerun.stderr).toBe(0);
+  expect(rerun.stderr).toMatch(/batch 10\/10 done/);
+});
+
 test('the Pareto front keeps the points no other beats on both bias reduction and ability loss', () => {
   // (loss, reduction): (1, 10) beats (2, 5); (3, 20) is alone at the top; (1, 10) and (0.5, 2) trade off.
   const points = [

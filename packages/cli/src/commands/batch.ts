@@ -91,18 +91,28 @@ export function registerBatch(program: Command): void {
           last = line;
         }
       };
-      const result = await runBatch(job, {
-        ...(flags.out !== undefined ? { out: flags.out } : {}),
-        ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
-        ...(flags.devices !== undefined ? { devices: flags.devices } : {}),
-        ...(flags.offline ? { offline: true } : {}),
-        ...(flags.queue !== undefined ? { queue: flags.queue } : {}),
-        ...(flags.detach ? { detach: true } : {}),
-        // The workers are this same CLI, started the way this process was.
-        workerCommand: [process.execPath, ...process.execArgv, process.argv[1]!, 'worker'],
-        onEvent,
-        onProgress: stderrProgress,
-      });
+      // Ahead of the CLI's own handler (which exits): the workers hand their tasks back too.
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) process.prependOnceListener(signal, onSignal);
+      let result;
+      try {
+        result = await runBatch(job, {
+          signal: stop.signal,
+          ...(flags.out !== undefined ? { out: flags.out } : {}),
+          ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
+          ...(flags.devices !== undefined ? { devices: flags.devices } : {}),
+          ...(flags.offline ? { offline: true } : {}),
+          ...(flags.queue !== undefined ? { queue: flags.queue } : {}),
+          ...(flags.detach ? { detach: true } : {}),
+          // The workers are this same CLI, started the way this process was.
+          workerCommand: [process.execPath, ...process.execArgv, process.argv[1]!, 'worker'],
+          onEvent,
+          onProgress: stderrProgress,
+        });
+      } finally {
+        for (const signal of ['SIGTERM', 'SIGINT'] as const) process.removeListener(signal, onSignal);
+      }
       if (!result.summary) {
         process.stdout.write(`${statusReport(result.status)}\n`);
         return;
