@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 export { parseJob, readJob, JobFileError, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_MS, type BatchJob, type BatchConfig, type JobModel, type JobEval } from './job.js';
-export { planBatch, configId, configAnalysisSettings, canonicalJson, modelWeightsHash, type BatchPlan, type PlannedModel, type AnalysisTask, type RunTask, type PlanBatchOptions } from './plan.js';
+export { planBatch, estimateTaskMemory, configId, configAnalysisSettings, canonicalJson, modelWeightsHash, type BatchPlan, type PlannedModel, type AnalysisTask, type RunTask, type PlanBatchOptions } from './plan.js';
 export { runAnalysisTask, runConfigurationTask, BATCH_FILES, type RunResult, type EvalMetrics, type WorkerPlacement, type TaskHooks } from './tasks.js';
 export { runLocalWorker, runTask, type LocalWorkerOptions } from './worker.js';
 export {
@@ -22,7 +22,8 @@ export {
   type WorkerHeartbeat,
 } from './state.js';
 export { buildSummary, writeSummary, summaryCsv, summaryRow, type BatchSummary, type SummaryRow, type EvalDelta, type HeldOutBehaviour } from './summary.js';
-export { runBatch, placeWorkers, startWorkerProcesses, visibleGpus, type WorkerProcess, type WorkerPlacementSpec, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';
+export { deviceMemory, visibleGpus } from './devices.js';
+export { runBatch, placeWorkers, startWorkerProcesses, unplaceableTasks, type WorkerProcess, type WorkerPlacementSpec, type RunBatchOptions, type BatchRunResult, type BatchRunEvent } from './run.js';
 export {
   submitToQueue,
   runQueueWorker,

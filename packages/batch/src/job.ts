@@ -72,6 +72,7 @@ const jobSchema = z
             id: z.string().min(1).optional(),
             name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" or "-"').optional(),
             onnxFile: z.string().min(1).optional(),
+            memoryGiB: z.number().positive().optional(),
           })
           .refine((m) => (m.path === undefined) !== (m.id === undefined), { message: 'give exactly one of path or id' }),
       )
@@ -105,6 +106,8 @@ export interface JobModel {
   hub: boolean;
   /** ONNX file inside the folder, when not the default. */
   onnxFile?: string;
+  /** Memory a task on this model needs, GiB (default: estimated from the weights). */
+  memoryGiB?: number;
 }
 
 /** Evaluation of the base and every pruned model (lm-eval protocol, @fairprune/eval). */
@@ -198,7 +201,7 @@ export function parseJob(text: string, file: string): BatchJob {
     const name = m.name ?? source.replace(/@.*$/, '').split('/').filter(Boolean).at(-1)!.replace(/[^A-Za-z0-9._-]/g, '_');
     if (names.has(name)) throw new JobFileError(`${file}: models.${index}: the name "${name}" is also model ${names.get(name)}'s; give each a distinct name`);
     names.set(name, index);
-    return { name, source, hub: m.path === undefined, ...(m.onnxFile !== undefined ? { onnxFile: m.onnxFile } : {}) };
+    return { name, source, hub: m.path === undefined, ...(m.onnxFile !== undefined ? { onnxFile: m.onnxFile } : {}), ...(m.memoryGiB !== undefined ? { memoryGiB: m.memoryGiB } : {}) };
   });
   const defaults: BatchConfig = Object.fromEntries(
     (['pairs', 'evalPairs', 'estimator', 'aggregation', 'components'] as const).filter((k) => job[k] !== undefined).map((k) => [k, job[k]]),

@@ -5,7 +5,10 @@ import {
   modelImportance,
   openModelFolder,
   OnnxWeights,
+  readOnnxModel,
   requireOnnxPath,
+  tensorByteLength,
+  tensorDtype,
   resolveModelSource,
   type ImportanceMethod,
   type ModelAnalysis,
@@ -18,6 +21,8 @@ export interface PlannedModel extends JobModel {
   dir: string;
   /** {@link ModelAnalysis}'s `model.weightsHash`: sha256 over the gate/up weights' scan statistics. */
   weightsHash: string;
+  /** Memory a task on it needs (the job's `memoryGiB`, else {@link estimateTaskMemory}), bytes. */
+  memoryBytes: number;
 }
 
 /** One shared analysis: a model measured with one set of analysis settings, every importance method its runs use, and the base model's eval. */
@@ -115,12 +120,23 @@ export function configId(config: BatchConfig): string {
   return `${shown === '' ? 'defaults' : shown}-${shortHash(config, 8)}`;
 }
 
-/** The weights hash of a model folder's ONNX graph (one scan of its gate/up weights, no session). */
-export async function modelWeightsHash(dir: string, onnxFile?: string): Promise<string> {
+/**
+ * Memory a task on a model needs, from its weight bytes: the onnxruntime session holds the weights once and may add
+ * converted copies (fp16 graphs on the CPU get fp32 ones), so twice the weights, plus 256 MiB for node and
+ * onnxruntime. An estimate: a job file's `memoryGiB` replaces it.
+ */
+export function estimateTaskMemory(weightBytes: number): number {
+  return 2 * weightBytes + 256 * 2 ** 20;
+}
+
+/** The weights hash of a model folder's ONNX graph (one scan of its gate/up weights, no session) and its weight bytes. */
+export async function modelWeightsHash(dir: string, onnxFile?: string): Promise<{ weightsHash: string; weightBytes: number }> {
   const folder = openModelFolder(dir, onnxFile === undefined ? {} : { onnxFile });
-  const weights = new OnnxWeights(requireOnnxPath(folder));
+  const onnxPath = requireOnnxPath(folder);
+  const weights = new OnnxWeights(onnxPath);
   try {
-    return (await modelImportance(weights, weights.map.layers.length, 'maw')).weightsHash;
+    const weightBytes = (readOnnxModel(onnxPath).graph?.initializer ?? []).reduce((sum, tensor) => sum + (tensorDtype(tensor) ? tensorByteLength(tensor) : 0), 0);
+    return { weightsHash: (await modelImportance(weights, weights.map.layers.length, 'maw')).weightsHash, weightBytes };
   } finally {
     weights.close();
   }
@@ -140,7 +156,8 @@ export async function planBatch(job: BatchJob | string, options: PlanBatchOption
       ? await resolveModelSource(model.source, { ...(options.offline ? { offline: true } : {}), ...(model.onnxFile ? { onnxFile: model.onnxFile } : {}), onProgress: progress })
       : model.source;
     progress(`hashing the weights of ${model.name}`);
-    models.push({ ...model, dir, weightsHash: await modelWeightsHash(dir, model.onnxFile) });
+    const { weightsHash, weightBytes } = await modelWeightsHash(dir, model.onnxFile);
+    models.push({ ...model, dir, weightsHash, memoryBytes: model.memoryGiB !== undefined ? model.memoryGiB * 2 ** 30 : estimateTaskMemory(weightBytes) });
   }
   const analyses = new Map<string, AnalysisTask>();
   const runs: RunTask[] = [];

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeJsonOutput } from '@fairprune/core';
 import type { BatchJob } from './job.js';
+import { deviceMemory, visibleGpus } from './devices.js';
 import { planBatch, type BatchPlan } from './plan.js';
 import { submitToQueue } from './queue.js';
-import { batchStatus, type BatchStatus } from './state.js';
+import { batchStatus, taskKey, type BatchStatus } from './state.js';
 import { writeSummary, type BatchSummary } from './summary.js';
 import { BATCH_FILES } from './tasks.js';
 
@@ -45,6 +46,12 @@ export type BatchRunEvent =
       signal: NodeJS.Signals | null;
       /** The end of its log (`state/logs/<id>.log`). */
       stderr: string;
+    }
+  | {
+      /** Tasks no device can hold: they are left undone and named at the end. */
+      type: 'unplaceable';
+      /** Each task and why. */
+      tasks: { task: string; reason: string }[];
     }
   | {
       /** Submitted to the queue. */
@@ -109,16 +116,18 @@ function progressEvent(status: BatchStatus, startDone: number, started: number):
   return { type: 'progress', status, etaMs: finishedHere > 0 ? ((Date.now() - started) / finishedHere) * left : null };
 }
 
-/** Every GPU nvidia-smi lists, as `cuda:N`; none where there is no nvidia-smi. */
-export function visibleGpus(): string[] {
-  try {
-    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .split('\n')
-      .filter((line) => line.startsWith('GPU '))
-      .map((_, index) => `cuda:${index}`);
-  } catch {
-    return [];
-  }
+/** The tasks whose model needs more memory than any of the devices has, with the reason. */
+export function unplaceableTasks(plan: BatchPlan, devices: readonly string[]): { task: string; reason: string }[] {
+  const memories = devices.map((d) => ({ device: d, bytes: deviceMemory(d) }));
+  const known = memories.filter((m): m is { device: string; bytes: number } => m.bytes !== undefined);
+  // A device whose memory is unknown might fit anything.
+  if (known.length < memories.length || known.length === 0) return [];
+  const largest = known.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  return [...plan.analyses, ...plan.runs].flatMap((task) => {
+    const model = plan.models.find((m) => m.name === task.model)!;
+    return model.memoryBytes > largest.bytes ? [{ task: taskKey(task), reason: `${model.name} needs ${gib(model.memoryBytes)}, the largest device (${largest.device}) has ${gib(largest.bytes)}` }] : [];
+  });
 }
 
 /** One worker per device; CPU workers split the cores. */
@@ -215,6 +224,8 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
 
   const command = options.workerCommand ?? [process.execPath, DEFAULT_WORKER];
   const placements = placeWorkers(options);
+  const unplaceable = unplaceableTasks(plan, [...new Set(placements.map((p) => p.device))]);
+  if (unplaceable.length > 0) emit({ type: 'unplaceable', tasks: unplaceable });
   const startDone = batchStatus(dir, plan).done;
   const started = Date.now();
   const exits = startWorkerProcesses(command, ['--dir', dir], placements, (exit) => emit({ type: 'worker-exit', ...exit }), join(dir, 'state', 'logs'));
@@ -232,8 +243,12 @@ export async function runBatch(job: BatchJob | string, options: RunBatchOptions 
   const status = batchStatus(dir, plan);
   const summary = await writeSummary(dir, plan);
   emit({ type: 'finished', status, summary });
-  const unfinished = [...status.pending, ...status.running.map((r) => r.task)];
+  const skipped = new Set(unplaceable.map((u) => u.task));
+  const unfinished = [...status.pending, ...status.running.map((r) => r.task)].filter((t) => !skipped.has(t));
   if (unfinished.length > 0) throw new Error(`The workers stopped with ${unfinished.length} task(s) not done: ${unfinished.join(', ')}; run again to resume`);
+  if (unplaceable.length > 0) {
+    throw new Error(`${unplaceable.length} task(s) fit no device and were not run: ${unplaceable.map((u) => `${u.task} (${u.reason})`).join('; ')}; add a larger device, or set the model's memoryGiB in the job file if the estimate is wrong`);
+  }
   return { dir, status, summary };
 }
 

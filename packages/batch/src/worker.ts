@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OutputError } from '@fairprune/core';
+import { deviceMemory } from './devices.js';
 import type { AnalysisTask, BatchPlan, RunTask } from './plan.js';
 import { claimPath, readBatchPlan, readFailures, recordEvent, recordFailure, taskDone, taskKey, writeHeartbeat } from './state.js';
 import { runAnalysisTask, runConfigurationTask, type TaskHooks, type WorkerPlacement } from './tasks.js';
@@ -13,6 +14,8 @@ export interface LocalWorkerOptions extends WorkerPlacement {
   id: string;
   /** Aborted: finish the current task, then stop. */
   signal?: AbortSignal;
+  /** Memory of this worker's device, bytes: tasks of models that need more are left to others. Default: {@link deviceMemory} (unlimited when unknown). */
+  memoryBytes?: number;
 }
 
 const HEARTBEAT_MS = 1000;
@@ -41,6 +44,7 @@ export async function runLocalWorker(options: LocalWorkerOptions): Promise<numbe
   await beat();
   const timer = setInterval(() => void beat(), HEARTBEAT_MS);
   const busySince = new Map<string, number>();
+  const memory = options.memoryBytes ?? deviceMemory(options.device);
   const analysisOf = (task: RunTask) => plan.analyses.find((a) => a.id === task.analysis)!;
 
   /** The next task to try, 'wait' when only held or backing-off tasks remain, 'finished' when none can run. */
@@ -50,6 +54,7 @@ export async function runLocalWorker(options: LocalWorkerOptions): Promise<numbe
     for (const task of [...plan.analyses, ...plan.runs]) {
       const key = taskKey(task);
       if (taskDone(dir, task)) continue;
+      if (memory !== undefined && plan.models.find((m) => m.name === task.model)!.memoryBytes > memory) continue;
       const failures = readFailures(dir, key);
       if (failures.length > plan.retries) continue;
       if ('config' in task) {

@@ -1,5 +1,5 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ARTIFACTS, loadPairs, runFairnessPruning } from '@fairprune/core';
@@ -210,5 +210,22 @@ describe('failed tasks', () => {
     expect(result.summary!.missing).toEqual([failed!.task.replace(/^runs\//, '')]);
     // Nothing of the failed run is left, not even its folder.
     expect(existsSync(join(out, failed!.task))).toBe(false);
+  });
+});
+
+describe('placement by memory', () => {
+  test('tasks of a model that needs more memory than any device has are not run and are named; the others finish', async () => {
+    const base = mkdtempSync(join(tmp, 'memory-'));
+    const file = join(base, 'jobs.yaml');
+    writeFileSync(file, `models:\n  - path: ${fixtureDir('llama')}\n    memoryGiB: 1000000\n  - path: ${fixtureDir('qwen2')}\ngrid:\n  fraction: [0.1]\n`);
+    const out = join(base, 'out');
+    const events: BatchRunEvent[] = [];
+    await expect(runBatch(file, { out, workers: 1, workerCommand: worker, pollMs: 200, onEvent: (e) => events.push(e) })).rejects.toThrow(
+      new RegExp(`2 task\\(s\\) fit no device and were not run: analysis/[0-9a-f]{16} \\(llama needs 1000000\\.0 GiB, the largest device \\(cpu\\) has ${(totalmem() / 2 ** 30).toFixed(1)} GiB\\); runs/llama/fraction-0\\.1-[0-9a-f]{8} \\(llama needs`),
+    );
+    expect(events.find((e) => e.type === 'unplaceable')).toMatchObject({ tasks: [{ task: expect.stringMatching(/^analysis\//) }, { task: expect.stringMatching(/^runs\/llama\//) }] });
+    expect(readEvents(out).map((e) => e.task).filter((t) => t.includes('llama'))).toEqual([]);
+    expect(existsSync(join(out, 'runs', 'qwen2'))).toBe(true);
+    expect((JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as BatchSummary).rows.map((r) => r.model)).toEqual(['qwen2']);
   });
 });

@@ -81,6 +81,7 @@ export function registerBatch(program: Command): void {
       let last = '';
       const onEvent = (event: BatchRunEvent) => {
         if (event.type === 'planned') stderrProgress(`${event.plan.analyses.length} analyses and ${event.plan.runs.length} runs planned`);
+        else if (event.type === 'unplaceable') for (const u of event.tasks) stderrProgress(`not placeable: ${u.task}: ${u.reason}`);
         else if (event.type === 'submitted') stderrProgress(`submitted to ${flags.queue}: the queue holds ${event.queuedJobs} job(s)`);
         else if (event.type === 'started') stderrProgress(`workers: ${event.workers.map((w) => `${w.id} ${w.device}${w.threads ? ` (${w.threads} threads)` : ''} pid ${w.pid}`).join(', ')}`);
         else if (event.type === 'worker-exit' && event.code !== 0) stderrProgress(`worker ${event.id} exited (${event.signal ?? `code ${event.code}`}): ${event.stderr.trim().split('\n').at(-1) ?? ''}`);
