@@ -83,11 +83,16 @@ export function renderSweepPage(summary: BatchSummary, title = 'Fairness pruning
   const tasks = [...new Set(summary.rows.flatMap((r) => Object.keys(r.eval)))];
   const sections = models.map((model) => {
     const rows = summary.rows.filter((r) => r.model === model);
+    // Options every configuration shares are shown once; the table shows what varies.
+    const keys = [...new Set(rows.flatMap((r) => Object.keys(r.config)))] as (keyof SummaryRow['config'])[];
+    const varies = (key: (typeof keys)[number]) => new Set(rows.map((r) => JSON.stringify(r.config[key]))).size > 1;
+    const shared = keys.filter((k) => !varies(k)).map((k) => `${k}: ${JSON.stringify(rows[0]!.config[k])}`);
+    const shown = (r: SummaryRow) => keys.filter(varies).map((k) => `${k} ${JSON.stringify(r.config[k])}`).join(', ');
     const points = rows.map((r) => sweepPoint(r, byEval)).filter((p): p is SweepPoint => p !== undefined);
     const chart = points.length > 0 ? modelChart(model, points, xLabel) : '<p class="unavailable">No configuration of this model has a bias metric (no pair with equal token counts).</p>';
     const headers = ['configuration', 'neurons removed', 'parameters removed', 'bias before', 'bias after', 'reduction', 'held-out gap before → after', ...tasks.map((t) => `${t} Δacc ± se`), 'time (s)', 'device'];
     const body = rows.map((r) => [
-      `<a href="${escapeHtml(runReportPath(r))}">${escapeHtml(r.task)}</a><br><code>${escapeHtml(JSON.stringify(r.config))}</code>`,
+      `<a href="${escapeHtml(runReportPath(r))}">${escapeHtml(shown(r) || r.task)}</a>`,
       String(r.neuronsRemoved),
       `${r.parametersRemoved.toLocaleString('en-US')} (${formatNumber((r.parametersRemoved / r.parametersBefore) * 100, 3)}%)`,
       cell(r.biasBefore),
@@ -101,7 +106,8 @@ export function renderSweepPage(summary: BatchSummary, title = 'Fairness pruning
       formatNumber(r.timeMs / 1000, 3),
       escapeHtml(r.device),
     ]);
-    return `<section id="model-${escapeHtml(model)}"><h2>${escapeHtml(model)}</h2><div class="row">${chart}</div>${table(headers, body, 'numbers sweep')}</section>`;
+    const settings = shared.length > 0 ? `<p class="settings"><strong>Every configuration:</strong> <code>${escapeHtml(shared.join(', '))}</code></p>` : '';
+    return `<section id="model-${escapeHtml(model)}"><h2>${escapeHtml(model)}</h2><div class="row">${chart}</div>${settings}${table(headers, body, 'numbers sweep')}</section>`;
   });
   const missing = summary.missing.length > 0 ? `<p class="unavailable">Not finished: ${summary.missing.map(escapeHtml).join(', ')}</p>` : '';
   return (
