@@ -6,7 +6,7 @@
 export { parseJob, readJob, JobFileError, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_MS, type BatchJob, type BatchConfig, type JobModel, type JobEval } from './job.js';
 export { planBatch, estimateTaskMemory, configId, configAnalysisSettings, canonicalJson, modelWeightsHash, type BatchPlan, type PlannedModel, type AnalysisTask, type RunTask, type PlanBatchOptions } from './plan.js';
 export { runAnalysisTask, runConfigurationTask, BATCH_FILES, type RunResult, type EvalMetrics, type WorkerPlacement, type TaskHooks } from './tasks.js';
-export { runLocalWorker, runTask, type LocalWorkerOptions } from './worker.js';
+export { runLocalWorker, runTask, attemptTask, type LocalWorkerOptions, type AttemptOutcome } from './worker.js';
 export {
   batchStatus,
   readBatchPlan,

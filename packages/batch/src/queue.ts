@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OutputError } from '@fairprune/core';
 import { FlowProducer, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { canonicalJson, type AnalysisTask, type BatchPlan, type RunTask } from './plan.js';
-import { claimPath, readBatchPlan, readFailures, recordEvent, recordFailure, taskDone, taskKey, writeHeartbeat } from './state.js';
+import { readBatchPlan, readFailures, taskDone, taskKey, writeHeartbeat } from './state.js';
 import type { WorkerPlacement } from './tasks.js';
-import { runTask } from './worker.js';
+import { attemptTask } from './worker.js';
 
 /** The BullMQ queue every fairprune batch uses (the Redis URL's database separates installations). */
 export const QUEUE_NAME = 'fairprune-batch';
@@ -110,32 +108,17 @@ export async function processQueuedTask(data: QueueJobData, workerId: string, pl
   }
 
   async function runHeld(): Promise<'done' | 'already done'> {
-  for (;;) {
-    if (taskDone(data.dir, task)) return 'already done';
-    // Sibling analysis jobs share one task: once it has used up its attempts, they do not start it again.
-    const failures = readFailures(data.dir, key);
-    if (failures.length > plan.retries) throw new Error(`${key} failed ${failures.length} times, last: ${failures.at(-1)!.message}`);
-    let claimed = false;
-    try {
-      await runTask(plan, task, data.dir, placement, {
-        onClaimed: () => {
-          claimed = true;
-          recordEvent(data.dir, { worker: workerId, task: key, event: 'claimed' });
-        },
-        onFailed: async (error) => {
-          const message = error instanceof Error ? error.message : String(error);
-          recordEvent(data.dir, { worker: workerId, task: key, event: 'failed', message });
-          await recordFailure(data.dir, key, { time: new Date().toISOString(), worker: workerId, message });
-        },
-      });
-      recordEvent(data.dir, { worker: workerId, task: key, event: 'done' });
-      return 'done';
-    } catch (error) {
-      const held = error instanceof OutputError && /being written by another|keep taking it/.test(error.message);
-      if (claimed || !(held || existsSync(claimPath(data.dir, task)))) throw error;
+    for (;;) {
+      if (taskDone(data.dir, task)) return 'already done';
+      // Sibling analysis jobs share one task: once it has used up its attempts, they do not start it again.
+      const failures = readFailures(data.dir, key);
+      if (failures.length > plan.retries) throw new Error(`${key} failed ${failures.length} times, last: ${failures.at(-1)!.message}`);
+      const outcome = await attemptTask(plan, task, data.dir, placement, workerId);
+      if (outcome === 'done') return 'done';
+      // BullMQ retries a failed job after its backoff.
+      if (outcome !== 'held') throw outcome.failed;
       await sleep(HELD_RECHECK_MS);
     }
-  }
   }
 }
 

@@ -22,9 +22,45 @@ const HEARTBEAT_MS = 1000;
 /** A task another worker holds is looked at again after this long. */
 const BUSY_RECHECK_MS = 500;
 
-/** The run of a task, with the hooks that record it in the batch folder. */
+/** The run of a task, with the hooks given. */
 export function runTask(plan: BatchPlan, task: AnalysisTask | RunTask, dir: string, placement: WorkerPlacement, hooks: TaskHooks): Promise<unknown> {
   return 'config' in task ? runConfigurationTask(plan, task, dir, placement, hooks) : runAnalysisTask(plan, task, dir, placement, hooks);
+}
+
+/** What one attempt at a task came to. */
+export type AttemptOutcome = 'done' | 'held' | { failed: Error };
+
+/**
+ * One attempt at a task, recorded in the batch folder (`claimed`, `done`, `failed` events; failures with their
+ * messages): `held` when another live process holds its claim, `failed` with the error when it failed under this
+ * worker's claim (recorded before the claim was released).
+ * @throws what kept it from being claimed at all, other than another holder.
+ */
+export async function attemptTask(plan: BatchPlan, task: AnalysisTask | RunTask, dir: string, placement: WorkerPlacement, workerId: string, onClaimed: () => void = () => {}): Promise<AttemptOutcome> {
+  const key = taskKey(task);
+  let claimed = false;
+  try {
+    await runTask(plan, task, dir, placement, {
+      onClaimed: () => {
+        claimed = true;
+        onClaimed();
+        recordEvent(dir, { worker: workerId, task: key, event: 'claimed' });
+      },
+      onFailed: async (error) => {
+        const message = error instanceof Error ? error.message : String(error);
+        recordEvent(dir, { worker: workerId, task: key, event: 'failed', message });
+        await recordFailure(dir, key, { time: new Date().toISOString(), worker: workerId, message });
+      },
+    });
+  } catch (error) {
+    if (claimed) return { failed: error instanceof Error ? error : new Error(String(error)) };
+    // Not claimed, and the output protocol names another writer or the lock is there: another live worker holds it.
+    const held = error instanceof OutputError && /being written by another|keep taking it/.test(error.message);
+    if (held || existsSync(claimPath(dir, task))) return 'held';
+    throw error;
+  }
+  recordEvent(dir, { worker: workerId, task: key, event: 'done' });
+  return 'done';
 }
 
 /**
@@ -88,28 +124,12 @@ export async function runLocalWorker(options: LocalWorkerOptions): Promise<numbe
         continue;
       }
       const key = taskKey(task);
-      let claimed = false;
       current = key;
       try {
-        await runTask(plan, task, dir, placement, {
-          onClaimed: () => {
-            claimed = true;
-            void beat();
-            recordEvent(dir, { worker: id, task: key, event: 'claimed' });
-          },
-          onFailed: async (error) => {
-            const message = error instanceof Error ? error.message : String(error);
-            recordEvent(dir, { worker: id, task: key, event: 'failed', message });
-            await recordFailure(dir, key, { time: new Date().toISOString(), worker: id, message });
-          },
-        });
-        recordEvent(dir, { worker: id, task: key, event: 'done' });
-        done++;
-      } catch (error) {
-        // Not claimed and its lock is there: another live worker holds it. Anything else unclaimed is this worker's problem.
-        const held = error instanceof OutputError && /being written by another|keep taking it/.test(error.message);
-        if (!claimed && (held || existsSync(claimPath(dir, task)))) busySince.set(key, Date.now());
-        else if (!claimed) throw error;
+        const outcome = await attemptTask(plan, task, dir, placement, id, () => void beat());
+        if (outcome === 'done') done++;
+        else if (outcome === 'held') busySince.set(key, Date.now());
+        // A failure is recorded; the task is retried after its delay, by this worker or another.
       } finally {
         current = null;
       }
