@@ -138,4 +138,30 @@ describe('batch on BullMQ + Redis', () => {
     }
     expect((await runBatch(file, { out, queue: url, detach: true })).queuedJobs).toBe(16);
   }, 300_000);
+
+  test('a failing task is retried by BullMQ with its backoff, each failure recorded; the waiting submitter ends with it failed', async () => {
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}/0`;
+    const redis = await startRedis(port, mkdtempSync(join(tmp, 'redis-fail-')));
+    const base = mkdtempSync(join(tmp, 'fail-'));
+    const file = join(base, 'jobs.yaml');
+    // Removing neurons of layer 0 only cannot be written to the fixture's safetensors: that run fails every time.
+    writeFileSync(file, `models:\n  - path: ${fixtureDir('llama')}\nconfigurations:\n  - fraction: 0.1\n  - layers: [0]\n    fraction: 0.1\nretries: 1\nretryDelayMs: 300\n`);
+    const out = join(base, 'out');
+    const worker = startWorker(url, 'qf');
+    try {
+      const result = await runBatch(file, { out, queue: url, pollMs: 200 });
+      expect(result.status.done).toBe(2);
+      expect(result.status.failed).toHaveLength(1);
+      const [failed] = result.status.failed;
+      expect(failed!.task).toMatch(/^runs\/llama\/fraction-0\.1_layers-0-/);
+      expect(failed!.failures.map((f) => f.worker)).toEqual(['qf', 'qf']);
+      for (const failure of failed!.failures) expect(failure.message).toMatch(/pruning only layers 0 of \d+ leaves the others wider/);
+      expect(Date.parse(failed!.failures[1]!.time) - Date.parse(failed!.failures[0]!.time)).toBeGreaterThanOrEqual(300);
+      expect(result.summary!.rows).toHaveLength(1);
+    } finally {
+      worker.kill('SIGKILL');
+      redis.kill('SIGKILL');
+    }
+  }, 120_000);
 });
