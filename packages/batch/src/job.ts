@@ -93,6 +93,7 @@ const jobSchema = z
     out: z.string().min(1).optional(),
     retries: z.number().int().min(0).optional(),
     retryDelayMs: z.number().int().min(0).optional(),
+    claimTimeoutMs: z.number().int().min(1).optional(),
   })
   .refine((job) => !(job.grid && job.configurations), { message: 'give a grid or a list of configurations, not both', path: ['configurations'] });
 
@@ -142,7 +143,12 @@ export interface BatchJob {
   retries: number;
   /** Delay before the first retry; doubles with each failure. */
   retryDelayMs: number;
+  /** A claim held from another host whose worker has not sent a heartbeat for this long is taken over. */
+  claimTimeoutMs: number;
 }
+
+/** {@link BatchJob.claimTimeoutMs} when the job file does not say: hosts' clocks must agree better than this. */
+export const DEFAULT_CLAIM_TIMEOUT_MS = 60_000;
 
 /** Retries of a failed task when the job file does not say. */
 export const DEFAULT_RETRIES = 2;
@@ -237,6 +243,7 @@ export function parseJob(text: string, file: string): BatchJob {
     ...(job.out !== undefined ? { out: resolve(base, job.out) } : {}),
     retries: job.retries ?? DEFAULT_RETRIES,
     retryDelayMs: job.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
+    claimTimeoutMs: job.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS,
   };
 }
 

@@ -73,6 +73,8 @@ export interface BatchPlan {
   retries: number;
   /** Delay before the first retry; doubles with each failure. */
   retryDelayMs: number;
+  /** A claim held from another host whose worker has not sent a heartbeat for this long is taken over. */
+  claimTimeoutMs: number;
 }
 
 /** Options of {@link planBatch}. */
@@ -193,5 +195,6 @@ export async function planBatch(job: BatchJob | string, options: PlanBatchOption
     ...(spec.eval ? { eval: spec.eval } : {}),
     retries: spec.retries,
     retryDelayMs: spec.retryDelayMs,
+    claimTimeoutMs: spec.claimTimeoutMs,
   };
 }

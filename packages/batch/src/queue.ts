@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FlowProducer, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { canonicalJson, type AnalysisTask, type BatchPlan, type RunTask } from './plan.js';
-import { readBatchPlan, readFailures, taskDone, taskKey, writeHeartbeat } from './state.js';
+import { HEARTBEAT_MS, readBatchPlan, readFailures, taskDone, taskKey, writeHeartbeat } from './state.js';
 import type { WorkerPlacement } from './tasks.js';
 import { attemptTask } from './worker.js';
 
@@ -101,9 +101,12 @@ export async function processQueuedTask(data: QueueJobData, workerId: string, pl
   const key = taskKey(task);
   const beat = (current: string | null) => writeHeartbeat(data.dir, { id: workerId, device: placement.device, task: current, done: 0, exited: false }).catch(() => {});
   await beat(key);
+  // While it works, so that workers on other hosts can tell it from a dead one.
+  const timer = setInterval(() => void beat(key), HEARTBEAT_MS);
   try {
     return await runHeld();
   } finally {
+    clearInterval(timer);
     await beat(null);
   }
 

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { lockHolderAlive, readMarker, siblingName, writeJsonOutput, type OutputLock } from '@fairprune/core';
@@ -21,8 +21,8 @@ export interface BatchEvent {
   /** Task key: `analysis/<id>` or `runs/<model>/<config>`. */
   task: string;
   /** What happened. */
-  event: 'claimed' | 'done' | 'failed';
-  /** The failure's message. */
+  event: 'claimed' | 'done' | 'failed' | 'released';
+  /** The failure's message, or why a stale claim was released. */
   message?: string;
 }
 
@@ -56,6 +56,9 @@ export interface WorkerHeartbeat {
   exited: boolean;
 }
 
+/** How often a worker rewrites its heartbeat while it works. */
+export const HEARTBEAT_MS = 1000;
+
 /** A task's key: its output folder relative to the batch folder. */
 export const taskKey = (task: AnalysisTask | RunTask): string => task.output;
 
@@ -64,10 +67,35 @@ export function taskDone(dir: string, task: AnalysisTask | RunTask): boolean {
   return 'config' in task ? existsSync(join(dir, task.output, BATCH_FILES.result)) : readMarker(join(dir, task.output)) !== undefined;
 }
 
+/** The output whose lock is a task's claim: a run's `result.json`, an analysis's folder. */
+export function claimOutput(dir: string, task: AnalysisTask | RunTask): string {
+  return 'config' in task ? join(dir, task.output, BATCH_FILES.result) : join(dir, task.output);
+}
+
 /** The lock file that is a task's claim (the output protocol's lock of the task's output). */
 export function claimPath(dir: string, task: AnalysisTask | RunTask): string {
-  const output = 'config' in task ? join(dir, task.output, BATCH_FILES.result) : join(dir, task.output);
+  const output = claimOutput(dir, task);
   return join(dirname(output), siblingName(basename(output), 'lock'));
+}
+
+/**
+ * The lock of a task's claim when its holder is on another host and gone: no heartbeat from that process (host and
+ * pid) in this batch folder for `timeoutMs`, and the lock itself older than that. (Dead holders on this host are the
+ * output protocol's to take over, by pid.)
+ */
+export function staleForeignClaim(dir: string, task: AnalysisTask | RunTask, timeoutMs: number): OutputLock | undefined {
+  const path = claimPath(dir, task);
+  let lock: OutputLock;
+  let age: number;
+  try {
+    lock = JSON.parse(readFileSync(path, 'utf8')) as OutputLock;
+    age = Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  if (typeof lock?.pid !== 'number' || typeof lock.host !== 'string' || lock.host === hostname() || age < timeoutMs) return undefined;
+  const beat = readHeartbeats(dir).find((b) => b.host === lock.host && b.pid === lock.pid);
+  return beat && Date.now() - Date.parse(beat.heartbeat) < timeoutMs ? undefined : lock;
 }
 
 /** Appends one event (one short line: a single append). */

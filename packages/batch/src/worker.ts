@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OutputError } from '@fairprune/core';
+import { OutputError, removeStaleLock } from '@fairprune/core';
 import { deviceMemory } from './devices.js';
 import type { AnalysisTask, BatchPlan, RunTask } from './plan.js';
-import { claimPath, readBatchPlan, readFailures, recordEvent, recordFailure, taskDone, taskKey, writeHeartbeat } from './state.js';
+import { claimOutput, claimPath, HEARTBEAT_MS, readBatchPlan, readFailures, recordEvent, recordFailure, staleForeignClaim, taskDone, taskKey, writeHeartbeat } from './state.js';
 import { runAnalysisTask, runConfigurationTask, type TaskHooks, type WorkerPlacement } from './tasks.js';
 
 /** Options of {@link runLocalWorker}. */
@@ -18,7 +18,6 @@ export interface LocalWorkerOptions extends WorkerPlacement {
   memoryBytes?: number;
 }
 
-const HEARTBEAT_MS = 1000;
 /** A task another worker holds is looked at again after this long. */
 const BUSY_RECHECK_MS = 500;
 
@@ -56,8 +55,14 @@ export async function attemptTask(plan: BatchPlan, task: AnalysisTask | RunTask,
     if (claimed) return { failed: error instanceof Error ? error : new Error(String(error)) };
     // Not claimed, and the output protocol names another writer or the lock is there: another live worker holds it.
     const held = error instanceof OutputError && /being written by another|keep taking it/.test(error.message);
-    if (held || existsSync(claimPath(dir, task))) return 'held';
-    throw error;
+    if (!held && !existsSync(claimPath(dir, task))) throw error;
+    // Its holder on another host is gone: free the claim for the next attempt.
+    const stale = staleForeignClaim(dir, task, plan.claimTimeoutMs);
+    if (stale) {
+      removeStaleLock(claimOutput(dir, task), stale);
+      recordEvent(dir, { worker: workerId, task: key, event: 'released', message: `pid ${stale.pid} on ${stale.host} sent no heartbeat for ${plan.claimTimeoutMs} ms` });
+    }
+    return 'held';
   }
   recordEvent(dir, { worker: workerId, task: key, event: 'done' });
   return 'done';

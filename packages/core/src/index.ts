@@ -100,6 +100,7 @@ export {
   jsonText,
   readMarker,
   lockHolderAlive,
+  removeStaleLock,
   OutputError,
   type OutputOptions,
   type OutputLock,
