@@ -33,6 +33,7 @@ export {
   QUEUE_NAME,
   QUEUE_LOCK_MS,
   QUEUE_STALLED_CHECK_MS,
+  QUEUE_DEFER_MS,
   type QueueJobData,
   type QueueWorkerOptions,
 } from './queue.js';

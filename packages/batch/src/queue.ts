@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlowProducer, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { DelayedError, FlowProducer, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { canonicalJson, type AnalysisTask, type BatchPlan, type RunTask } from './plan.js';
-import { HEARTBEAT_MS, readBatchPlan, readFailures, taskDone, taskKey, writeHeartbeat } from './state.js';
+import { deviceMemory } from './devices.js';
+import { HEARTBEAT_MS, readBatchPlan, readFailures, recordEvent, taskDone, taskKey, writeHeartbeat } from './state.js';
 import type { WorkerPlacement } from './tasks.js';
 import { attemptTask } from './worker.js';
 
@@ -18,6 +19,8 @@ export const QUEUE_LOCK_MS = 60_000;
 export const QUEUE_STALLED_CHECK_MS = 5_000;
 /** How often a task held by another worker is looked at again. */
 const HELD_RECHECK_MS = 500;
+/** A job whose model does not fit this worker's device goes back to the queue for this long, for a worker it fits. */
+export const QUEUE_DEFER_MS = 5_000;
 
 /** What a queued job carries: the batch folder (shared filesystem) and the task. */
 export interface QueueJobData {
@@ -135,6 +138,22 @@ export interface QueueWorkerOptions extends WorkerPlacement {
   signal?: AbortSignal;
   /** BullMQ job lock duration, milliseconds. Default {@link QUEUE_LOCK_MS}. */
   lockMs?: number;
+  /** Memory of this worker's device, bytes: jobs of models that need more go back to the queue. Default: {@link deviceMemory}. */
+  memoryBytes?: number;
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/** The memory a queued task's model needs, from its batch plan, with the task's key (undefined when the plan cannot be read: the task itself reports that). */
+function neededMemory(data: QueueJobData): { bytes: number; task: string } | undefined {
+  try {
+    const plan = readBatchPlan(data.dir);
+    const task = findTask(plan, data);
+    const model = plan.models.find((m) => m.name === task.model);
+    return model ? { bytes: model.memoryBytes, task: taskKey(task) } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -144,7 +163,17 @@ export interface QueueWorkerOptions extends WorkerPlacement {
 export async function runQueueWorker(options: QueueWorkerOptions): Promise<void> {
   const connection = redisConnection(options.queue);
   const placement: WorkerPlacement = { device: options.device, ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
-  const worker = new Worker<QueueJobData>(QUEUE_NAME, (job: Job<QueueJobData>) => processQueuedTask(job.data, options.id, placement), {
+  const memory = options.memoryBytes ?? deviceMemory(options.device);
+  const worker = new Worker<QueueJobData>(QUEUE_NAME, async (job: Job<QueueJobData>, token?: string) => {
+    const need = neededMemory(job.data);
+    if (memory !== undefined && need !== undefined && need.bytes > memory) {
+      // Back to the queue, not an attempt: a worker whose device fits takes it.
+      recordEvent(job.data.dir, { worker: options.id, task: need.task, event: 'deferred', message: `needs ${gib(need.bytes)}, ${options.device} has ${gib(memory)}` });
+      await job.moveToDelayed(Date.now() + QUEUE_DEFER_MS, token);
+      throw new DelayedError();
+    }
+    return processQueuedTask(job.data, options.id, placement);
+  }, {
     connection: connection as ConnectionOptions,
     concurrency: 1,
     lockDuration: options.lockMs ?? QUEUE_LOCK_MS,

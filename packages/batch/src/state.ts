@@ -21,8 +21,8 @@ export interface BatchEvent {
   /** Task key: `analysis/<id>` or `runs/<model>/<config>`. */
   task: string;
   /** What happened. */
-  event: 'claimed' | 'done' | 'failed' | 'released';
-  /** The failure's message, or why a stale claim was released. */
+  event: 'claimed' | 'done' | 'failed' | 'released' | 'deferred';
+  /** The failure's message, why a stale claim was released, or why a queue worker left the task to others. */
   message?: string;
 }
 

@@ -166,4 +166,37 @@ describe('batch on BullMQ + Redis', () => {
       redis.kill('SIGKILL');
     }
   }, 120_000);
+
+  test('a job whose model needs more memory than the worker\'s device goes back to the queue, not run; the others are', async () => {
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}/0`;
+    const redis = await startRedis(port, mkdtempSync(join(tmp, 'redis-memory-')));
+    const base = mkdtempSync(join(tmp, 'memory-'));
+    const file = join(base, 'jobs.yaml');
+    writeFileSync(file, `models:\n  - path: ${fixtureDir('llama')}\n    memoryGiB: 1000000\n  - path: ${fixtureDir('qwen2')}\nconfigurations:\n  - fraction: 0.1\n`);
+    const out = join(base, 'out');
+    const worker = startWorker(url, 'qm');
+    const connection = redisConnection(url);
+    const queue = new Queue(QUEUE_NAME, { connection: connection as ConnectionOptions });
+    try {
+      await runBatch(file, { out, queue: url, detach: true });
+      const deferred = () => readEvents(out).filter((e) => e.event === 'deferred');
+      const qwenDone = () => readEvents(out).some((e) => e.event === 'done' && e.task.startsWith('runs/qwen2/'));
+      for (let i = 0; i < 300 && !(qwenDone() && deferred().length > 0); i++) await sleep(100);
+      const [first] = deferred();
+      expect(first).toMatchObject({ worker: 'qm', task: expect.stringMatching(/^analysis\//), message: expect.stringMatching(/^needs 1000000\.0 GiB, cpu has [\d.]+ GiB$/) });
+      // Only qwen2's analysis and run were claimed.
+      const claimed = readEvents(out).filter((e) => e.event === 'claimed').map((e) => e.task);
+      expect(claimed).toHaveLength(2);
+      expect(claimed[0]).toMatch(/^analysis\//);
+      expect(claimed[0]).not.toBe(first!.task);
+      expect(claimed[1]).toMatch(/^runs\/qwen2\//);
+      expect((await queue.getJobCounts('delayed')).delayed).toBeGreaterThanOrEqual(1);
+    } finally {
+      await queue.close();
+      connection.disconnect();
+      worker.kill('SIGKILL');
+      redis.kill('SIGKILL');
+    }
+  }, 120_000);
 });
