@@ -21,8 +21,11 @@ export function cliReferenceMarkdown(): string {
     helpOf(program),
     '```',
   ];
-  for (const command of program.commands) {
-    sections.push('', `## fairprune ${command.name()}`, '', '```text', helpOf(command), '```');
-  }
+  // Subcommands (batch plan|run|status) get their own sections after their parent's.
+  const add = (command: Command, path: string) => {
+    sections.push('', `## ${path}`, '', '```text', helpOf(command), '```');
+    for (const sub of command.commands) if (sub.name() !== 'help') add(sub, `${path} ${sub.name()}`);
+  };
+  for (const command of program.commands) add(command, `fairprune ${command.name()}`);
   return `${sections.join('\n')}\n`;
 }

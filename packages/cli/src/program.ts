@@ -8,6 +8,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerDemo } from './commands/demo.js';
+import { registerBatch } from './commands/batch.js';
 
 /** Each command lives in its own file under commands/ and registers itself here. */
 const commandRegistrations: Array<(program: Command) => void> = [
@@ -19,6 +20,7 @@ const commandRegistrations: Array<(program: Command) => void> = [
   registerInspect,
   registerEval,
   registerGenerate,
+  registerBatch,
 ];
 
 export function buildProgram(): Command {

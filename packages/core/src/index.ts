@@ -85,11 +85,12 @@ export {
   type CardEvalEntry,
   type BaseModelInfo,
 } from './prune/model-card.js';
+export { analyzeModel, analysisSettingsOf, type ModelAnalysis } from './prune/model-analysis.js';
 export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
 // fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).
-export { ARTIFACTS } from './io/artifacts.js';
+export { ARTIFACTS, siblingName } from './io/artifacts.js';
 export {
   openOutput,
   writeOutput,
@@ -98,6 +99,8 @@ export {
   produceJsonOutput,
   jsonText,
   readMarker,
+  lockHolderAlive,
+  removeStaleLock,
   OutputError,
   type OutputOptions,
   type OutputLock,

@@ -9,8 +9,8 @@ import { pcaSection } from './sections/pca.js';
 import { formatNumber } from './svg.js';
 import type { ReportData } from './types.js';
 
-/** System fonts only and no external resources: the file must open offline, from disk, anywhere. */
-const styles = `
+/** System fonts only and no external resources: the file must open offline, from disk, anywhere (the sweep page uses them too). */
+export const styles = `
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0 auto; max-width: 1320px; padding: 24px 32px 64px; color: #1d1d1f; background: #fff; line-height: 1.45; }
 h1 { font-size: 1.7rem; margin: 0 0 4px; }

@@ -117,6 +117,14 @@ function processStart(pid: number): string | undefined {
   }
 }
 
+/**
+ * Whether the process that wrote a lock is still running (its pid is alive and, where known, started when it did);
+ * undefined for a lock written on another host, where a pid says nothing.
+ */
+export function lockHolderAlive(lock: OutputLock): boolean | undefined {
+  return lock.host === hostname() ? holderAlive(lock) : undefined;
+}
+
 /** Whether the process that wrote `lock` (on this host) is still running: its pid is alive and, where known, started when it did. */
 function holderAlive(lock: OutputLock): boolean {
   if (!pidAlive(lock.pid)) return false;
@@ -268,22 +276,7 @@ class Output implements PendingOutput {
 
   /** Removes a dead process's lock, making sure it is that lock and not one a live process has just taken. */
   private takeOver(stale: OutputLock): void {
-    const aside = join(this.parent, siblingName(this.name, 'lock', `${process.pid}-stale-${randomBytes(4).toString('hex')}`));
-    try {
-      renameSync(this.lockPath, aside);
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return;
-      throw error;
-    }
-    if (!sameLock(readLock(aside), stale)) {
-      // A live process took the lock between our read and the rename: give it back.
-      try {
-        linkSync(aside, this.lockPath);
-      } catch (error) {
-        if (errorCode(error) !== 'EEXIST') throw error;
-      }
-    }
-    rmSync(aside, { force: true });
+    removeStaleLock(this.path, stale);
   }
 
   private unlock(): void {
@@ -419,6 +412,33 @@ class Output implements PendingOutput {
     this.unlock();
     untrack(this);
   }
+}
+
+/**
+ * Removes the lock of `outputPath` if it is still `stale` (the lock a dead writer left), making sure it is that lock
+ * and not one a live process has just taken: the lock is renamed aside, compared, and given back when it differs.
+ * The output protocol does this itself for dead writers on its own host; a caller that knows a writer on another host
+ * is gone (a batch worker whose heartbeat stopped) uses it too.
+ */
+export function removeStaleLock(outputPath: string, stale: OutputLock): void {
+  const path = resolve(outputPath);
+  const lockPath = join(dirname(path), siblingName(basename(path), 'lock'));
+  const aside = join(dirname(path), siblingName(basename(path), 'lock', `${process.pid}-stale-${randomBytes(4).toString('hex')}`));
+  try {
+    renameSync(lockPath, aside);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  if (!sameLock(readLock(aside), stale)) {
+    // A live process took the lock between our read and the rename: give it back.
+    try {
+      linkSync(aside, lockPath);
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error;
+    }
+  }
+  rmSync(aside, { force: true });
 }
 
 /** The marker of a folder fairprune wrote, or undefined when the folder has none (or an unreadable one). */

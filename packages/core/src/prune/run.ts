@@ -20,6 +20,7 @@ import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
 import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
+import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
 export interface PruneOptions extends AnalyzeOptions {
@@ -58,6 +59,8 @@ export interface PruneOptions extends AnalyzeOptions {
   analyzeAfter?: boolean;
   /** Where the native kernels run (difference and weight scans). */
   kernelDevice?: Device;
+  /** A {@link ModelAnalysis} of this model with this run's analysis settings: the original model is not measured or scanned again. */
+  analysis?: ModelAnalysis;
 }
 
 /** Per-neuron data of one layer for charts: bias vs importance, and what was pruned. */
@@ -235,14 +238,16 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
 
   /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
   async function pruneInto(work: string): Promise<PruneResult> {
+    const reused = options.analysis ? reuseAnalysis(options.analysis, folder, requireOnnxPath(folder), options) : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed ? undefined : await time('open', () => openForAnalysis(modelDir, options));
+    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
     const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
     let before: BiasReport;
     let neuronBias: Float32Array[];
     let tokenActivations: PairTokenActivations | undefined;
-    try {
+    if (reused) ({ before, neuronBias, tokenActivations } = reused);
+    else try {
       // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
       if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
       const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
@@ -255,7 +260,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       // The session holds a copy of every weight: free it before the weights are read again.
       await opened?.capture.release();
     }
-    const [importance, map] = await time('importance', async () => {
+    const [importance, map] = reused ? [reused.importance, reused.map] : await time('importance', async () => {
       const weights = new OnnxWeights(onnxPath);
       try {
         const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
