@@ -238,7 +238,9 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
 
   /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
   async function pruneInto(work: string): Promise<PruneResult> {
-    const reused = options.analysis ? reuseAnalysis(options.analysis, folder, requireOnnxPath(folder), options) : undefined;
+    const reused = options.analysis
+      ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options))
+      : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
     const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
