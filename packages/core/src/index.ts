@@ -55,7 +55,9 @@ export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from '
 export { measureBehaviour, type BehaviourResult, type ContinuationLogProbs, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
 export {
   analyzeBias,
+  resolveAnalyzeOptions,
   METRIC_COMPONENTS,
+  type ResolvedAnalyzeOptions,
   type AnalyzeOptions,
   type BiasAnalysis,
   type BiasReport,
@@ -86,7 +88,8 @@ export {
   type BaseModelInfo,
 } from './prune/model-card.js';
 export { analyzeModel, analysisSettingsOf, type ModelAnalysis } from './prune/model-analysis.js';
-export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export { PRUNE_DEFAULTS, invalidOption, requireOneOf } from './pipeline/options.js';
+export { runFairnessPruning, resolvePruneOptions, type ResolvedPruneOptions, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
 // fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).

@@ -1,4 +1,4 @@
-import { ARTIFACTS, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
+import { ARTIFACTS, IMPORTANCE_METHODS, PRUNE_DEFAULTS, PRUNE_MODES, readPlan, runFairnessPruning, SCORE_METHODS, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
 import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
 import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
@@ -32,15 +32,15 @@ export function registerPrune(program: Command): void {
       .argument(...MODEL_ARGUMENT),
   )
     .requiredOption('--out <dir>', `pruned model folder (new, empty, or an earlier output with --force); also gets ${ARTIFACTS.plan}, ${ARTIFACTS.biasBefore}, ${ARTIFACTS.biasAfter}, ${ARTIFACTS.neuronScores}, ${ARTIFACTS.modelCard}`)
-    .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
-    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), 0.5)
-    .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
-    .addOption(new Option('--method <name>', 'hybrid (bias and importance) or bias only').choices(['hybrid', 'bias']).default('hybrid'))
+    .addOption(new Option('--fraction <p>', `fraction of neurons pruned in every layer (default ${PRUNE_DEFAULTS.fraction})`).argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
+    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), PRUNE_DEFAULTS.biasWeight)
+    .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(IMPORTANCE_METHODS).default(PRUNE_DEFAULTS.importance))
+    .addOption(new Option('--method <name>', 'hybrid (bias and importance) or bias only').choices(SCORE_METHODS).default(PRUNE_DEFAULTS.method))
     .addOption(new Option('--layers <list>', 'only prune these layers, e.g. 0,3,5').argParser(integerListFlag(0)).conflicts('layerFractions'))
     .addOption(new Option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15').argParser(layerFractionsFlag).conflicts('globalTopK'))
     .addOption(new Option('--global-top-k <k>', 'prune the k most prunable neurons across all layers').argParser(integerFlag(1)).conflicts('divisor'))
     .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d', integerFlag(1))
-    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(['remove', 'zero']).default('remove'))
+    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(PRUNE_MODES).default(PRUNE_DEFAULTS.mode))
     .option('--plan <file>', `re-apply a ${ARTIFACTS.plan} instead of selecting`)
     .option('--plan-mismatch-ok', 'apply --plan although it was made on other weights (the written plan records this model and the plan\'s origin)')
     .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')

@@ -7,6 +7,7 @@ import { openModelFolder, requireOnnxPath } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
 import { IMPORTANCE_METHODS, scanModelImportance, type ImportanceMethod } from './importance.js';
 import type { PlanModelIdentity } from './plan.js';
+import { PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 import { countParameters } from './run.js';
 
 /**
@@ -49,7 +50,7 @@ export interface ModelAnalysis {
 export function analysisSettingsOf(options: AnalyzeOptions): ModelAnalysis['analyzeOptions'] {
   const { estimator, aggregation } = analysisSettings(options);
   return {
-    pairs: options.pairsSource ?? 'builtin:seed',
+    pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
     ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
     estimator,
     aggregation,
@@ -63,7 +64,7 @@ export function analysisSettingsOf(options: AnalyzeOptions): ModelAnalysis['anal
  */
 export async function analyzeModel(modelDir: string, options: AnalyzeOptions & { importance: readonly ImportanceMethod[] }): Promise<ModelAnalysis> {
   for (const method of options.importance) {
-    if (!IMPORTANCE_METHODS.includes(method)) throw new Error(`Unknown importance method "${method}" (use ${IMPORTANCE_METHODS.join(', ')})`);
+    requireOneOf('importance', IMPORTANCE_METHODS, method);
   }
   const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   const onnxPath = requireOnnxPath(folder);
@@ -111,7 +112,7 @@ export async function reuseAnalysis(
   onnxPath: string,
   options: AnalyzeOptions & { importance?: ImportanceMethod; kernelDevice?: Device },
 ) {
-  const method = options.importance ?? 'maw';
+  const method = options.importance ?? PRUNE_DEFAULTS.importance;
   const expected = { path: folder.dir, weightsFile: relative(folder.dir, onnxPath), ...analysisSettingsOf(options) };
   const given = { path: analysis.model.path, weightsFile: analysis.model.weightsFile, ...analysis.analyzeOptions };
   for (const key of Object.keys({ ...expected, ...given }) as (keyof typeof expected)[]) {

@@ -5,8 +5,9 @@ import {
   analyzeBias,
   analyzeOpenedModel,
   openForAnalysis,
-  validateAnalyzeOptions,
+  resolveAnalyzeOptions,
   type AnalyzeOptions,
+  type ResolvedAnalyzeOptions,
   type BiasReport,
   type PairTokenActivations,
 } from '../bias/analyze.js';
@@ -22,6 +23,7 @@ import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './im
 import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import { invalidOption, PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
@@ -128,13 +130,13 @@ export interface PruneResult {
   };
 }
 
-/** Selection options from prune options, with the project defaults. */
-export function selectionOptionsOf(options: PruneOptions): SelectionOptions {
+/** Selection options from prune options, with the project defaults ({@link PRUNE_DEFAULTS}). */
+function selectionOptionsOf(options: PruneOptions): SelectionOptions {
   const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
   return {
-    method: options.method ?? 'hybrid',
-    biasWeight: options.biasWeight ?? 0.5,
-    ...(options.fraction !== undefined || !explicitMode ? { fraction: options.fraction ?? 0.002 } : {}),
+    method: options.method ?? PRUNE_DEFAULTS.method,
+    biasWeight: options.biasWeight ?? PRUNE_DEFAULTS.biasWeight,
+    ...(options.fraction !== undefined || !explicitMode ? { fraction: options.fraction ?? PRUNE_DEFAULTS.fraction } : {}),
     ...(options.layerFractions !== undefined ? { layerFractions: options.layerFractions } : {}),
     ...(options.globalTopK !== undefined ? { globalTopK: options.globalTopK } : {}),
     ...(options.layers !== undefined ? { layers: options.layers } : {}),
@@ -142,16 +144,33 @@ export function selectionOptionsOf(options: PruneOptions): SelectionOptions {
   };
 }
 
-/** Every check that needs no model: run first so bad input fails before minutes of work. */
-export function validatePruneOptions(options: PruneOptions): void {
-  validateAnalyzeOptions(options);
-  if (typeof options.outDir !== 'string' || options.outDir === '') throw new Error('An output folder (--out) is required');
-  const importance = options.importance ?? 'maw';
-  if (!IMPORTANCE_METHODS.includes(importance)) throw new Error(`Unknown importance method "${importance}" (use ${IMPORTANCE_METHODS.join(', ')})`);
-  const mode = options.mode ?? 'remove';
-  if (!PRUNE_MODES.includes(mode)) throw new Error(`Unknown mode "${mode}" (use remove or zero)`);
-  validateSelectionOptions(selectionOptionsOf(options));
+/** Prune options validated once, with every default filled in: what the pipeline's stages read. */
+export type ResolvedPruneOptions = PruneOptions &
+  ResolvedAnalyzeOptions & {
+    /** Weight-importance method. */
+    importance: ImportanceMethod;
+    /** Remove or zero. */
+    mode: PruneMode;
+    /** The selection the prunability score makes. */
+    selection: SelectionOptions;
+  };
+
+/**
+ * Every check that needs no model, once, and the defaults ({@link PRUNE_DEFAULTS}) filled in: run first so bad input
+ * fails before minutes of work.
+ * @throws {@link invalidOption} errors naming the option, and {@link validatePlan}'s for a given plan.
+ */
+export function resolvePruneOptions(options: PruneOptions): ResolvedPruneOptions {
+  const analysis = resolveAnalyzeOptions(options);
+  if (typeof options.outDir !== 'string' || options.outDir === '') throw invalidOption('outDir', 'the path of the output folder', options.outDir);
+  const importance = options.importance ?? PRUNE_DEFAULTS.importance;
+  requireOneOf('importance', IMPORTANCE_METHODS, importance);
+  const mode = options.mode ?? PRUNE_DEFAULTS.mode;
+  requireOneOf('mode', PRUNE_MODES, mode);
+  const selection = selectionOptionsOf(options);
+  validateSelectionOptions(selection);
   if (options.plan) validatePlan(options.plan, 'given');
+  return { ...options, ...analysis, importance, mode, selection };
 }
 
 /** Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its ONNX file. */
@@ -182,7 +201,7 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
  * The writer refuses it; this says so before the analysis instead of after it.
  */
 function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder): void {
-  if ((options.mode ?? 'remove') !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
+  if ((options.mode ?? PRUNE_DEFAULTS.mode) !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
   const numLayers = folder.config.numHiddenLayers;
   const fractions = options.layerFractions === undefined ? undefined : Object.values(options.layerFractions);
   const reason =
@@ -215,11 +234,9 @@ function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder)
  *   (without `applyToOtherWeights`); and the errors of {@link analyzeBias} and {@link writePrunedFolder}.
  */
 export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
-  validatePruneOptions(options);
+  const resolved = resolvePruneOptions(options);
   const progress = options.onProgress ?? (() => {});
-  const importanceMethod = options.importance ?? 'maw';
-  const mode = options.mode ?? 'remove';
-  const selectionOptions = selectionOptionsOf(options);
+  const { importance: importanceMethod, mode, selection: selectionOptions, estimator, aggregation } = resolved;
   const timings: Record<string, number> = {};
   const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
     const start = performance.now();
@@ -252,7 +269,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     else try {
       // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
       if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
-      const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
+      const analysis = opened ? await analyzeOpenedModel(opened, resolved) : await analyzeBias(modelDir, options);
       before = analysis.report;
       if (opened) before.timings = { open: timings['open']!, ...before.timings };
       for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
@@ -321,10 +338,10 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       return planOf(
         selection.map((s) => s.pruned),
         {
-          pairs: options.pairsSource ?? 'builtin:seed',
+          pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
           ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
-          estimator: options.estimator ?? 'positionwise',
-          aggregation: options.aggregation ?? 'mean',
+          estimator,
+          aggregation,
           components: options.components ?? null,
           importance: importanceMethod,
           ...selectionOptions,
@@ -351,8 +368,8 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     const neuronScores: NeuronScoresFile = {
       format: 'fairprune.neuron-scores',
       version: 1,
-      estimator: options.estimator ?? 'positionwise',
-      aggregation: options.aggregation ?? 'mean',
+      estimator,
+      aggregation,
       importance: importanceMethod,
       method: selectionOptions.method,
       biasWeight: selectionOptions.biasWeight,

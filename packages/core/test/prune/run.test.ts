@@ -249,14 +249,15 @@ describe('bad input fails before any model work', () => {
   const missing = '/nonexistent/model';
   const base = { outDir: join(tmp, 'never') };
   test.each([
-    [{ fraction: 0 }, /--fraction must lie strictly between 0 and 1, got 0/],
-    [{ fraction: 1 }, /--fraction must lie strictly between 0 and 1, got 1/],
-    [{ biasWeight: 1.5 }, /--bias-weight must lie in \[0, 1\], got 1\.5/],
-    [{ biasWeight: -1 }, /--bias-weight/],
-    [{ importance: 'magic' }, /Unknown importance method "magic"/],
-    [{ method: 'magic' }, /Unknown selection method "magic"/],
-    [{ mode: 'cut' }, /Unknown mode "cut"/],
-    [{ estimator: 'magic' }, /Unknown bias estimator "magic"/],
+    [{ fraction: 0 }, /Option fraction: expected a number strictly between 0 and 1, got 0/],
+    [{ fraction: 1 }, /Option fraction: expected a number strictly between 0 and 1, got 1/],
+    [{ biasWeight: 1.5 }, /Option biasWeight: expected a number in \[0, 1\], got 1\.5/],
+    [{ biasWeight: -1 }, /Option biasWeight: expected a number in \[0, 1\], got -1/],
+    [{ outDir: '' }, /Option outDir: expected the path of the output folder, got ""/],
+    [{ importance: 'magic' }, /Option importance: expected one of maw, ppm, vow, pon, l2, got "magic"/],
+    [{ method: 'magic' }, /Option method: expected one of hybrid, bias, got "magic"/],
+    [{ mode: 'cut' }, /Option mode: expected one of remove, zero, got "cut"/],
+    [{ estimator: 'magic' }, /Option estimator: expected one of positionwise, pooled, glu, got "magic"/],
     [{ pairs: [], pairsSource: 'empty.json' }, /No prompt pairs in empty\.json/],
   ])('%o', async (options, message) => {
     await expect(runFairnessPruning(missing, { ...base, ...(options as object) })).rejects.toThrow(message);
