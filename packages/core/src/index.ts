@@ -70,7 +70,7 @@ export { analyzeStreamed } from './bias/streamed-measure.js';
 
 // Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.
 export { OnnxWeights, SafetensorsWeights, type LayerMlpMatrices, type WeightMatrix } from './model/weights.js';
-export { modelImportance, scanModelImportance, IMPORTANCE_METHODS, type ImportanceMethod, type ModelImportance, type MlpWeightSource, type LayerMlpWeights } from './prune/importance.js';
+export { modelImportance, scanModelImportance, IMPORTANCE_METHODS, type ModelWeightScan, type ImportanceMethod, type ModelImportance, type MlpWeightSource, type LayerMlpWeights } from './prune/importance.js';
 export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, type LayerSelection } from './prune/select.js';
 export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
 export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';

@@ -182,13 +182,19 @@ export function analysisSettings(options: AnalyzeOptions): { estimator: BiasEsti
 }
 
 /** Analysis options validated once, with every default filled in: what the analysis stages read. */
-export type ResolvedAnalyzeOptions = AnalyzeOptions & ReturnType<typeof analysisSettings> & {
+export type ResolvedAnalyzeOptions = AnalyzeOptions & {
+  /** Per-neuron bias estimator. */
+  estimator: BiasEstimator;
+  /** How per-pair neuron bias is combined. */
+  aggregation: PairAggregation;
+  /** Hook types the metric averages over. */
+  components: string[];
   /** The selection pairs (default the seed pair). */
   pairs: readonly PromptPair[];
 };
 
 /**
- * Validates analysis options ({@link validateAnalyzeOptions}) and fills in the defaults, once per entry point.
+ * Validates analysis options (estimator, aggregation, pairs, components) and fills in the defaults, once per entry point.
  * @throws {@link invalidOption} errors naming the option.
  */
 export function resolveAnalyzeOptions(options: AnalyzeOptions): ResolvedAnalyzeOptions {

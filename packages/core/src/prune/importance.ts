@@ -89,6 +89,14 @@ export interface MlpWeightSource {
   layerMlp(layer: number): LayerMlpWeights;
 }
 
+/** Result of {@link scanModelImportance}. */
+export interface ModelWeightScan<M extends ImportanceMethod = ImportanceMethod> {
+  /** Per method asked: importance per neuron, one array per layer. */
+  importance: Map<M, Float32Array[]>;
+  /** {@link ModelImportance.weightsHash} of the weights scanned. */
+  weightsHash: string;
+}
+
 /**
  * Importance of every neuron of layers 0..numLayers−1 for each method asked, from one scan of their gate and up
  * weights with the native kernels (`options.device`, default `auto`: CUDA when available), one layer in memory at a
@@ -100,7 +108,7 @@ export async function scanModelImportance<M extends ImportanceMethod>(
   numLayers: number,
   methods: readonly M[],
   options: { device?: Device; onProgress?: (message: string) => void } = {},
-): Promise<{ importance: Map<M, Float32Array[]>; weightsHash: string }> {
+): Promise<ModelWeightScan<M>> {
   const hash = createHash('sha256');
   const importance = new Map<M, Float32Array[]>(methods.map((method) => [method, []]));
   for (let layer = 0; layer < numLayers; layer++) {

@@ -5,7 +5,7 @@ import type { BiasEstimator } from '../bias/pairs.js';
 import type { PairAggregation } from '../bias/neuron-scores.js';
 import { openModelFolder, requireOnnxPath } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
-import { IMPORTANCE_METHODS, scanModelImportance, type ImportanceMethod } from './importance.js';
+import { IMPORTANCE_METHODS, scanModelImportance, type ImportanceMethod, type ModelWeightScan } from './importance.js';
 import type { PlanModelIdentity } from './plan.js';
 import { PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 import { countParameters } from './run.js';
@@ -70,7 +70,7 @@ export async function analyzeModel(modelDir: string, options: AnalyzeOptions & {
   const onnxPath = requireOnnxPath(folder);
   const analysis = await analyzeBias(modelDir, options);
   const weights = new OnnxWeights(onnxPath);
-  let scan: Awaited<ReturnType<typeof scanModelImportance<ImportanceMethod>>>;
+  let scan: ModelWeightScan;
   try {
     scan = await scanModelImportance(weights, weights.map.layers.length, [...new Set(options.importance)], {
       ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
