@@ -1,4 +1,5 @@
 import type { Device } from '@fairprune/native-cuda';
+import type { ModelProto } from 'onnx-buf';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { ActivationKey, GraphMap } from '../model/graph-map.js';
 import { requireConsistentModel, validateModel, type InputChecks, type ModelValidation } from '../model/validate.js';
@@ -215,6 +216,8 @@ export function captureKeys(options: AnalyzeOptions): ActivationKey[] {
 export interface OpenedModel {
   folder: ModelFolder;
   onnxPath: string;
+  /** The ONNX model decoded once and checked, unmodified (capture runs on a copy): weight reads and counts reuse it. */
+  model: ModelProto;
   capture: ActivationCapture;
   /** What the folder's validation found and allowed. */
   inputChecks: InputChecks;
@@ -255,7 +258,7 @@ export async function openForAnalysis(modelDir: string, options: AnalyzeOptions)
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
-  return { folder, onnxPath, capture, inputChecks };
+  return { folder, onnxPath, model: validation.model, capture, inputChecks };
 }
 
 /**

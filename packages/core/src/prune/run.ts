@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import type { Device } from '@fairprune/native-cuda';
+import type { ModelProto } from 'onnx-buf';
 import {
   analyzeBias,
   analyzeOpenedModel,
@@ -173,8 +174,11 @@ export function resolvePruneOptions(options: PruneOptions): ResolvedPruneOptions
   return { ...options, ...analysis, importance, mode, selection };
 }
 
-/** Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its ONNX file. */
-export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>): number {
+/**
+ * Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its
+ * ONNX file (`model`, when the caller has decoded it already).
+ */
+export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>, model?: ModelProto): number {
   let total = 0;
   if (folder.safetensorsFiles.length > 0) {
     for (const path of folder.safetensorsFiles) {
@@ -187,8 +191,7 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
     }
     return total;
   }
-  const model = readOnnxModel(folder.onnxPath!);
-  for (const tensor of model.graph!.initializer) {
+  for (const tensor of (model ?? readOnnxModel(folder.onnxPath!)).graph!.initializer) {
     const dims = tensorDims(tensor);
     // Scalars are exporter constants (eps, scales), not parameters.
     if (tensorDtype(tensor) && dims.length > 0) total += dims.reduce((a, b) => a * b, 1);
@@ -280,7 +283,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       await opened?.capture.release();
     }
     const [importance, map] = reused ? [reused.importance, reused.map] : await time('importance', async () => {
-      const weights = new OnnxWeights(onnxPath);
+      const weights = new OnnxWeights(onnxPath, opened?.model);
       try {
         const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
           ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
@@ -307,7 +310,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
         options: planOptions,
         mode,
         layers,
-        parametersBefore: countParameters(folder),
+        parametersBefore: countParameters(folder, opened?.model),
         // gate row + up row + down column, plus the gate/up biases when the MLP has them.
         parametersPerNeuron: 3 * hidden + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
         tool: '@fairprune/core',
