@@ -1,30 +1,22 @@
 import { writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Device } from '@fairprune/native-cuda';
 import type { ModelProto } from 'onnx-buf';
-import {
-  analyzeBias,
-  analyzeOpenedModel,
-  openForAnalysis,
-  resolveAnalyzeOptions,
-  type AnalyzeOptions,
-  type ResolvedAnalyzeOptions,
-  type BiasReport,
-  type PairTokenActivations,
-} from '../bias/analyze.js';
+import { openForAnalysis, resolveAnalyzeOptions, type AnalyzeOptions, type BiasReport, type PairTokenActivations, type ResolvedAnalyzeOptions } from '../bias/analyze.js';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
-import { OnnxWeights } from '../model/weights.js';
 import { ARTIFACTS } from '../io/artifacts.js';
 import { jsonText, writeOutput } from '../io/output.js';
-import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
-import { writeModelCard } from './model-card.js';
-import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
-import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
-import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
-import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import * as stages from '../pipeline/prune-stages.js';
+import type { PruneRun } from '../pipeline/prune-stages.js';
 import { invalidOption, PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
+import { checkOutputOutsideInput } from './apply.js';
+import { writeModelCard } from './model-card.js';
+import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
+import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
+import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
+import { validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
@@ -238,8 +230,6 @@ function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder)
  */
 export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
   const resolved = resolvePruneOptions(options);
-  const progress = options.onProgress ?? (() => {});
-  const { importance: importanceMethod, mode, selection: selectionOptions, estimator, aggregation } = resolved;
   const timings: Record<string, number> = {};
   const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
     const start = performance.now();
@@ -249,161 +239,31 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
     }
   };
-
+  const progress = options.onProgress ?? (() => {});
   const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   checkRemovalFitsSafetensors(options, folder);
   const outDir = resolve(options.outDir);
   checkOutputOutsideInput(modelDir, outDir);
-  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, pruneInto);
-
-  /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
-  async function pruneInto(work: string): Promise<PruneResult> {
-    const reused = options.analysis
-      ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options))
-      : undefined;
+  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, async (work) => {
+    const reused = options.analysis ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options)) : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
-    const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
-    let before: BiasReport;
-    let neuronBias: Float32Array[];
-    let tokenActivations: PairTokenActivations | undefined;
-    if (reused) ({ before, neuronBias, tokenActivations } = reused);
-    else try {
-      // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
-      if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
-      const analysis = opened ? await analyzeOpenedModel(opened, resolved) : await analyzeBias(modelDir, options);
-      before = analysis.report;
-      if (opened) before.timings = { open: timings['open']!, ...before.timings };
-      for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
-      neuronBias = analysis.neuronBias.layers;
-      tokenActivations = analysis.tokenActivations;
-    } finally {
-      // The session holds a copy of every weight: free it before the weights are read again.
-      await opened?.capture.release();
-    }
-    const [importance, map] = reused ? [reused.importance, reused.map] : await time('importance', async () => {
-      const weights = new OnnxWeights(onnxPath, opened?.model);
-      try {
-        const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
-          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-          onProgress: progress,
-        });
-        return [importance, weights.map] as const;
-      } finally {
-        weights.close();
-      }
-    });
+    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, resolved));
+    const run: PruneRun = { folder, onnxPath: opened?.onnxPath ?? requireOnnxPath(folder), opened, options: resolved, given: options, progress, time, timings };
 
-    const hidden = map.layers[0]!.hiddenSize;
-    const identity: PlanModelIdentity = {
-      path: folder.dir,
-      weightsFile: relative(folder.dir, onnxPath),
-      weightsHash: importance.weightsHash,
-      numLayers: map.layers.length,
-      hiddenSize: hidden,
-      intermediateSizes: map.layers.map((l) => l.intermediateSize),
-    };
-    const planOf = (layers: readonly (readonly number[])[], planOptions: Record<string, unknown>, origin?: PruningPlan['origin']) =>
-      buildPlan({
-        model: identity,
-        options: planOptions,
-        mode,
-        layers,
-        parametersBefore: countParameters(folder, opened?.model),
-        // gate row + up row + down column, plus the gate/up biases when the MLP has them.
-        parametersPerNeuron: 3 * hidden + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
-        tool: '@fairprune/core',
-        ...(origin ? { origin } : {}),
-      });
-    const plan = await time('select', () => {
-      if (options.plan) {
-        const given = validatePlan(options.plan, 'given');
-        requirePlanFitsModel(given, identity.intermediateSizes, 'given');
-        if (given.model.weightsHash === importance.weightsHash) return given;
-        if (!options.applyToOtherWeights) {
-          throw new Error(
-            `The plan was made on weights with hash ${given.model.weightsHash.slice(0, 12)}… (${given.model.path}), this model's are ` +
-              `${importance.weightsHash.slice(0, 12)}…; pass --plan-mismatch-ok to apply it to these weights anyway`,
-          );
-        }
-        const extra = Object.keys(given.layers).filter((layer) => Number(layer) >= identity.numLayers);
-        if (extra.length > 0) throw new Error(`Pruning plan given: layers ${extra.join(', ')} do not exist in ${modelDir} (${identity.numLayers} layers)`);
-        progress(`applying a plan made on ${given.model.path} (weights ${given.model.weightsHash.slice(0, 12)}…) to these weights`);
-        return planOf(
-          identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
-          given.options,
-          given.origin ?? { model: given.model, createdAt: given.createdAt },
-        );
-      }
-      progress('selecting neurons');
-      const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
-      return planOf(
-        selection.map((s) => s.pruned),
-        {
-          pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
-          ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
-          estimator,
-          aggregation,
-          components: options.components ?? null,
-          importance: importanceMethod,
-          ...selectionOptions,
-          mode,
-          // What the run proceeded past, so the plan says so wherever it travels.
-          ...(options.allowMismatch ? { allowMismatch: true, mismatches: before.inputChecks.mismatches } : {}),
-          ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
-        },
-      );
-    });
-
+    const measured = await stages.measure(run, reused, modelDir);
+    const scored = await stages.score(run, reused);
+    const plan = await time('select', () => stages.select(run, measured, scored, modelDir));
     progress(`writing the pruned model to ${outDir}`);
-    await time('apply', () =>
-      writePrunedModel(modelDir, work, {
-        selection: planLayerMap(plan),
-        mode: plan.mode,
-        ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
-        ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
-        onProgress: progress,
-      }),
-    );
+    await stages.write(run, work, plan, modelDir);
+    const neuronScores = stages.neuronScores(run, measured, scored, plan);
+    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir);
 
-    const prunedSets = map.layers.map((_, layer) => new Set(plan.layers[String(layer)] ?? []));
-    const neuronScores: NeuronScoresFile = {
-      format: 'fairprune.neuron-scores',
-      version: 1,
-      estimator,
-      aggregation,
-      importance: importanceMethod,
-      method: selectionOptions.method,
-      biasWeight: selectionOptions.biasWeight,
-      layers: neuronBias.map((bias, layer) => ({
-        layer,
-        bias: Array.from(bias),
-        importance: Array.from(importance.layers[layer]!),
-        prunability: Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight)),
-        pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
-      })),
-      ...(tokenActivations ? { tokenActivations } : {}),
-    };
+    const { before } = measured;
     writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
     writeFileSync(join(work, ARTIFACTS.biasBefore), jsonText(before));
     writeFileSync(join(work, ARTIFACTS.neuronScores), jsonText(neuronScores));
-    const files = {
-      plan: join(outDir, ARTIFACTS.plan),
-      before: join(outDir, ARTIFACTS.biasBefore),
-      neuronScores: join(outDir, ARTIFACTS.neuronScores),
-    };
-
-    let after: BiasReport | undefined;
-    let afterFile: string | undefined;
-    if (options.analyzeAfter !== false) {
-      progress('measuring the pruned model');
-      const measured = (await time('analyzeAfter', () => analyzeBias(work, { ...options, tokenActivations: false }))).report;
-      // Measured in the temp folder; the report names the folder the model will be read from.
-      after = { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
-      writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
-      afterFile = join(outDir, ARTIFACTS.biasAfter);
-    }
+    if (after) writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
     writeModelCard(work, outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
     return {
       outDir,
@@ -412,7 +272,13 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       ...(after ? { after } : {}),
       neuronScores,
       timings,
-      files: { ...files, ...(afterFile ? { after: afterFile } : {}), card: join(outDir, ARTIFACTS.modelCard) },
+      files: {
+        plan: join(outDir, ARTIFACTS.plan),
+        before: join(outDir, ARTIFACTS.biasBefore),
+        neuronScores: join(outDir, ARTIFACTS.neuronScores),
+        ...(after ? { after: join(outDir, ARTIFACTS.biasAfter) } : {}),
+        card: join(outDir, ARTIFACTS.modelCard),
+      },
     };
-  }
+  });
 }

@@ -1,0 +1,218 @@
+/**
+ * The stages of one Fairness Pruning run, in the order {@link runFairnessPruning} calls them:
+ * measure → score → select → write → verify. Each reads a {@link PruneRun} (the folder opened once, the options
+ * resolved once) and what the stages before it returned.
+ */
+import { join, relative } from 'node:path';
+import { analyzeBias, analyzeOpenedModel, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
+import type { ModelFolder } from '../model/folder.js';
+import { OnnxWeights } from '../model/weights.js';
+import { writePrunedModel } from '../prune/apply.js';
+import { modelImportance, type ModelImportance } from '../prune/importance.js';
+import { reuseAnalysis, type ModelAnalysis } from '../prune/model-analysis.js';
+import { buildPlan, planLayerMap, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruningPlan } from '../prune/plan.js';
+import type { NeuronScoresFile, PruneOptions, ResolvedPruneOptions } from '../prune/run.js';
+import { countParameters } from '../prune/run.js';
+import { prunability, selectNeurons } from '../prune/select.js';
+import { PRUNE_DEFAULTS } from './options.js';
+
+/** What every stage of one run reads: the input folder, opened once, and the options, resolved once. */
+export interface PruneRun {
+  /** The model folder (config, tokenizer, files). */
+  folder: ModelFolder;
+  /** The ONNX file run and pruned. */
+  onnxPath: string;
+  /** The decoded model and its capture session; absent on the streamed path and when an analysis is reused. */
+  opened: OpenedModel | undefined;
+  /** Validated options, defaults filled in. */
+  options: ResolvedPruneOptions;
+  /** The options as given: the plan records which were left to their defaults (`components: null`). */
+  given: PruneOptions;
+  /** Progress lines. */
+  progress: (message: string) => void;
+  /** Runs one stage, adding its wall time to the run's timings under `stage`. */
+  time: <T>(stage: string, work: () => Promise<T> | T) => Promise<T>;
+  /** Wall time per stage, milliseconds. */
+  timings: Record<string, number>;
+}
+
+/** The original model's measurement: what `bias-report.before.json` holds and the per-neuron bias. */
+export interface Measured {
+  /** `bias-report.before.json`. */
+  before: BiasReport;
+  /** Bias per layer, per neuron. */
+  neuronBias: Float32Array[];
+  /** One pair's token activations for the PCA chart. */
+  tokenActivations: PairTokenActivations | undefined;
+}
+
+/** The weights' importance and the model's identity as a plan names it. */
+export interface Scored {
+  /** Importance per layer, per neuron, and the weights hash. */
+  importance: ModelImportance;
+  /** The model scored. */
+  identity: PlanModelIdentity;
+  /** Parameters before pruning. */
+  parametersBefore: number;
+}
+
+/**
+ * Measure: the bias report and per-neuron bias of the original model, on the open session (released afterwards: it
+ * holds a copy of every weight), by the streamed path when asked, or taken from a reused {@link ModelAnalysis}.
+ */
+export async function measure(run: PruneRun, reused: Awaited<ReturnType<typeof reuseAnalysis>> | undefined, modelDir: string): Promise<Measured> {
+  if (reused) return { before: reused.before, neuronBias: reused.neuronBias, tokenActivations: reused.tokenActivations };
+  const { opened, options, timings } = run;
+  try {
+    // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
+    if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
+    const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
+    const before = analysis.report;
+    if (opened) before.timings = { open: timings['open']!, ...before.timings };
+    for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
+    return { before, neuronBias: analysis.neuronBias.layers, tokenActivations: analysis.tokenActivations };
+  } finally {
+    await opened?.capture.release();
+  }
+}
+
+/** Score: importance of every neuron from the weights (one scan, reusing the opened decode), or a reused analysis's. */
+export async function score(run: PruneRun, reused: Awaited<ReturnType<typeof reuseAnalysis>> | undefined): Promise<Scored> {
+  const { folder, onnxPath, opened, options } = run;
+  const [importance, map] = reused
+    ? [reused.importance, reused.map]
+    : await run.time('importance', async () => {
+        const weights = new OnnxWeights(onnxPath, opened?.model);
+        try {
+          const importance = await modelImportance(weights, weights.map.layers.length, options.importance, {
+            ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+            onProgress: run.progress,
+          });
+          return [importance, weights.map] as const;
+        } finally {
+          weights.close();
+        }
+      });
+  return {
+    importance,
+    identity: {
+      path: folder.dir,
+      weightsFile: relative(folder.dir, onnxPath),
+      weightsHash: importance.weightsHash,
+      numLayers: map.layers.length,
+      hiddenSize: map.layers[0]!.hiddenSize,
+      intermediateSizes: map.layers.map((l) => l.intermediateSize),
+    },
+    parametersBefore: countParameters(folder, opened?.model),
+  };
+}
+
+/**
+ * Select: the neurons with the highest prunability, or the given plan (checked against these weights; applied to
+ * other weights only with `applyToOtherWeights`, recording its origin).
+ * @throws when a given plan was made on other weights or names layers this model lacks.
+ */
+export function select(run: PruneRun, measured: Measured, scored: Scored, modelDir: string): PruningPlan {
+  const { folder, options } = run;
+  const { identity, importance } = scored;
+  const planOf = (layers: readonly (readonly number[])[], planOptions: Record<string, unknown>, origin?: PruningPlan['origin']) =>
+    buildPlan({
+      model: identity,
+      options: planOptions,
+      mode: options.mode,
+      layers,
+      parametersBefore: scored.parametersBefore,
+      // gate row + up row + down column, plus the gate/up biases when the MLP has them.
+      parametersPerNeuron: 3 * identity.hiddenSize + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
+      tool: '@fairprune/core',
+      ...(origin ? { origin } : {}),
+    });
+  if (options.plan) {
+    const given = validatePlan(options.plan, 'given');
+    requirePlanFitsModel(given, identity.intermediateSizes, 'given');
+    if (given.model.weightsHash === importance.weightsHash) return given;
+    if (!options.applyToOtherWeights) {
+      throw new Error(
+        `The plan was made on weights with hash ${given.model.weightsHash.slice(0, 12)}… (${given.model.path}), this model's are ` +
+          `${importance.weightsHash.slice(0, 12)}…; pass --plan-mismatch-ok to apply it to these weights anyway`,
+      );
+    }
+    const extra = Object.keys(given.layers).filter((layer) => Number(layer) >= identity.numLayers);
+    if (extra.length > 0) throw new Error(`Pruning plan given: layers ${extra.join(', ')} do not exist in ${modelDir} (${identity.numLayers} layers)`);
+    run.progress(`applying a plan made on ${given.model.path} (weights ${given.model.weightsHash.slice(0, 12)}…) to these weights`);
+    return planOf(
+      identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
+      given.options,
+      given.origin ?? { model: given.model, createdAt: given.createdAt },
+    );
+  }
+  run.progress('selecting neurons');
+  const selection = selectNeurons(measured.neuronBias, importance.layers, options.selection);
+  return planOf(
+    selection.map((s) => s.pruned),
+    {
+      pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
+      ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
+      estimator: options.estimator,
+      aggregation: options.aggregation,
+      components: run.given.components ?? null,
+      importance: options.importance,
+      ...options.selection,
+      mode: options.mode,
+      // What the run proceeded past, so the plan says so wherever it travels.
+      ...(options.allowMismatch ? { allowMismatch: true, mismatches: measured.before.inputChecks.mismatches } : {}),
+      ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
+    },
+  );
+}
+
+/** Write: the pruned model files into `work` (the output's temporary folder). */
+export async function write(run: PruneRun, work: string, plan: PruningPlan, modelDir: string): Promise<void> {
+  const { options } = run;
+  await run.time('apply', () =>
+    writePrunedModel(modelDir, work, {
+      selection: planLayerMap(plan),
+      mode: plan.mode,
+      ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
+      ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
+      onProgress: run.progress,
+    }),
+  );
+}
+
+/** `neuron-scores.json`: per layer, each neuron's bias, importance, prunability and whether the plan prunes it. */
+export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, plan: PruningPlan): NeuronScoresFile {
+  const { options } = run;
+  const { method, biasWeight } = options.selection;
+  const importance = scored.importance.layers;
+  return {
+    format: 'fairprune.neuron-scores',
+    version: 1,
+    estimator: options.estimator,
+    aggregation: options.aggregation,
+    importance: options.importance,
+    method,
+    biasWeight,
+    layers: measured.neuronBias.map((bias, layer) => {
+      const pruned = new Set(plan.layers[String(layer)] ?? []);
+      return {
+        layer,
+        bias: Array.from(bias),
+        importance: Array.from(importance[layer]!),
+        prunability: Array.from(prunability(bias, importance[layer]!, method, biasWeight)),
+        pruned: Array.from(bias, (_, i) => pruned.has(i)),
+      };
+    }),
+    ...(measured.tokenActivations ? { tokenActivations: measured.tokenActivations } : {}),
+  };
+}
+
+/**
+ * Verify: the pruned model in `work` measured again (`bias-report.after.json`), naming `outDir`, the folder it will be
+ * read from.
+ */
+export async function verify(run: PruneRun, work: string, outDir: string): Promise<BiasReport> {
+  run.progress('measuring the pruned model');
+  const measured = (await run.time('analyzeAfter', () => analyzeBias(work, { ...run.given, tokenActivations: false }))).report;
+  return { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
+}
