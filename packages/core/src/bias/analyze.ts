@@ -245,8 +245,8 @@ export function checkBeforeLoading(folder: ModelFolder, onnxPath: string, option
  * is validated ({@link validateModel}; disagreements refused unless `allowMismatch`) and the pairs are checked: token
  * counts, and no prompt (with its continuations) longer than the model's context.
  */
-export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
-  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+export async function openForAnalysis(target: string | ModelFolder, options: AnalyzeOptions): Promise<OpenedModel> {
+  const folder = typeof target === 'string' ? openModelFolder(target, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}) : target;
   const onnxPath = requireOnnxPath(folder);
   const { validation, inputChecks } = checkBeforeLoading(folder, onnxPath, options);
   const capture = await ActivationCapture.create(onnxPath, {
@@ -284,13 +284,16 @@ function requirePairsFitContext(pairs: readonly PromptPair[], tokenizer: ModelFo
 
 /**
  * Measures a model's bias on prompt pairs: captures activations of both prompts of each pair, computes the optiPfair
- * metric, per-neuron bias scores and behavioural log-odds, then releases the session. Writes nothing.
- * @param modelDir  Hugging Face-style folder with an ONNX export.
+ * metric, per-neuron bias scores and behavioural log-odds. Writes nothing.
+ * @param target  Hugging Face-style folder with an ONNX export (opened, measured, released), or a model already
+ *   opened with {@link openForAnalysis} (measured on its session, which the caller releases).
  * @throws on invalid options before any file is opened, when every pair would be skipped (before the weights load),
  *   and the errors of {@link openModelFolder} and {@link ActivationCapture.create}.
  */
-export async function analyzeBias(modelDir: string, given: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+export async function analyzeBias(target: string | OpenedModel, given: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   const options = resolveAnalyzeOptions(given);
+  if (typeof target !== 'string') return analyzeOpenedModel(target, options);
+  const modelDir = target;
   if (options.streamed) return analyzeStreamed(modelDir, options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
@@ -308,8 +311,8 @@ export async function analyzeBias(modelDir: string, given: AnalyzeOptions = {}):
 
 const PAIRS_PER_BATCH = 8;
 
-/** The analysis proper, on an already opened model (prune reuses the session for its "before" measurement). */
-export async function analyzeOpenedModel(opened: OpenedModel, options: ResolvedAnalyzeOptions): Promise<BiasAnalysis> {
+/** The analysis proper, on an already opened model. */
+async function analyzeOpenedModel(opened: OpenedModel, options: ResolvedAnalyzeOptions): Promise<BiasAnalysis> {
   const { folder, capture } = opened;
   const { estimator, aggregation, components, pairs } = options;
   const progress = options.onProgress ?? (() => {});

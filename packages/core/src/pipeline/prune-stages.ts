@@ -4,7 +4,8 @@
  * resolved once) and what the stages before it returned.
  */
 import { join, relative } from 'node:path';
-import { analyzeBias, analyzeOpenedModel, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
+import { analyzeBias, openForAnalysis, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
+import { openModelFolder } from '../model/folder.js';
 import type { ModelFolder } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
 import { writePrunedModel } from '../prune/apply.js';
@@ -66,7 +67,7 @@ export async function measure(run: PruneRun, reused: Awaited<ReturnType<typeof r
   try {
     // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
     if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
-    const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
+    const analysis = await analyzeBias(opened ?? modelDir, options);
     const before = analysis.report;
     if (opened) before.timings = { open: timings['open']!, ...before.timings };
     for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
@@ -213,6 +214,19 @@ export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, 
  */
 export async function verify(run: PruneRun, work: string, outDir: string): Promise<BiasReport> {
   run.progress('measuring the pruned model');
-  const measured = (await run.time('analyzeAfter', () => analyzeBias(work, { ...run.given, tokenActivations: false }))).report;
+  const options = { ...run.given, tokenActivations: false } as const;
+  const measured = (
+    await run.time('analyzeAfter', async () => {
+      if (options.streamed) return analyzeBias(work, options);
+      // The pruned folder's tokenizer files are copies of the input's: the tokenizer already loaded serves both.
+      const folder = openModelFolder(work, { ...(options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}), tokenizer: run.folder.tokenizer });
+      const opened = await openForAnalysis(folder, options);
+      try {
+        return await analyzeBias(opened, options);
+      } finally {
+        await opened.capture.release();
+      }
+    })
+  ).report;
   return { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
 }

@@ -248,7 +248,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     const reused = options.analysis ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options)) : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, resolved));
+    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, resolved));
     const run: PruneRun = { folder, onnxPath: opened?.onnxPath ?? requireOnnxPath(folder), opened, options: resolved, given: options, progress, time, timings };
 
     const measured = await stages.measure(run, reused, modelDir);
