@@ -55,7 +55,9 @@ export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from '
 export { measureBehaviour, type BehaviourResult, type ContinuationLogProbs, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
 export {
   analyzeBias,
+  openForAnalysis,
   resolveAnalyzeOptions,
+  type OpenedModel,
   METRIC_COMPONENTS,
   type ResolvedAnalyzeOptions,
   type AnalyzeOptions,

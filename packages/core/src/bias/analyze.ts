@@ -214,10 +214,13 @@ export function captureKeys(options: AnalyzeOptions): ActivationKey[] {
 
 /** Everything an analysis of one model needs open: the folder, and a capture session over its ONNX graph. */
 export interface OpenedModel {
+  /** The model folder (config, tokenizer). */
   folder: ModelFolder;
+  /** The ONNX file run. */
   onnxPath: string;
   /** The ONNX model decoded once and checked, unmodified (capture runs on a copy): weight reads and counts reuse it. */
   model: ModelProto;
+  /** The session capturing the tensors the analysis needs; release it when done. */
   capture: ActivationCapture;
   /** What the folder's validation found and allowed. */
   inputChecks: InputChecks;
