@@ -41,7 +41,7 @@ export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensor
 export { segmentGraph, type GraphSegment, type GraphSegments } from './model/segments.js';
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
-export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { ModelSession, tensorToFloat32, SESSION_DEVICES, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
 export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
 export { SegmentedModel, type SegmentedModelOptions, type SegmentHandlers } from './runtime/segmented-model.js';

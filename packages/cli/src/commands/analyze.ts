@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
+import { DEVICES } from '@fairprune/native-cuda';
 import { Command, Option } from 'commander';
 import { choiceListFlag, integerFlag } from '../flags.js';
 import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
@@ -30,8 +31,8 @@ export function addBiasOptions(command: Command): Command {
     .option('--onnx-file <file>', ONNX_FILE_HELP)
     .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(BIAS_ESTIMATORS).default(PRUNE_DEFAULTS.estimator))
     .addOption(new Option('--aggregate <how>', 'combining pairs').choices(PAIR_AGGREGATIONS).default(PRUNE_DEFAULTS.aggregation))
-    .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
-    .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(SESSION_DEVICES).default('cpu'))
+    .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(DEVICES).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
     .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the outputs)')
