@@ -23,6 +23,7 @@ export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensor
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
 export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { NeuronMaskedModel, addNeuronMaskInputs, zeroMasks, type NeuronMaskedModelOptions, type NeuronMaskInputs, type LayerRows } from './runtime/neuron-masks.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
 export { generate, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';

@@ -25,6 +25,8 @@ export interface ModelSessionOptions {
   onFallback?: (message: string) => void;
   /** For a model given as bytes: the folder its external data locations are relative to (ORT reads the files). */
   externalDataDir?: string;
+  /** Graph inputs beyond the decoder's own that the caller feeds itself (e.g. the per-layer neuron masks). */
+  extraInputs?: readonly string[];
 }
 
 /** The KV-cache interface of a model in the optimum / transformers.js layout. */
@@ -80,6 +82,7 @@ export class ModelSession {
     /** Why CPU is used although `cuda` was asked for. */
     readonly fallbackReason: string | undefined,
     config: ModelSessionOptions['config'],
+    extraInputs: readonly string[] = [],
   ) {
     this.inputNames = ort.inputNames;
     this.outputNames = ort.outputNames;
@@ -87,7 +90,7 @@ export class ModelSession {
     this.needsAttentionMask = this.inputNames.includes('attention_mask');
     this.logitsName = this.outputNames.includes('logits') ? 'logits' : this.outputNames[0]!;
     this.kv = detectKvLayout(ort, config);
-    const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? [])]);
+    const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? []), ...extraInputs]);
     const unknown = this.inputNames.filter((name) => !known.has(name));
     if (!this.inputNames.includes('input_ids') || unknown.length > 0) {
       throw new Error(
@@ -125,7 +128,7 @@ export class ModelSession {
     const where = typeof model === 'string' ? model : 'model bytes';
     if (options.device === 'cuda') {
       try {
-        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options.config);
+        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options.config, options.extraInputs);
       } catch (error) {
         const message = (error as Error).message;
         if (!/cuda|provider|shared library/i.test(message)) throw wrapOpenError(error, where);
@@ -134,14 +137,14 @@ export class ModelSession {
           'Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node, and CUDA 12 + cuDNN 9 on LD_LIBRARY_PATH.';
         (options.onFallback ?? ((m: string) => process.stderr.write(`fairprune: ${m}\n`)))(reason);
         try {
-          return new ModelSession(await open(['cpu']), 'cpu', reason, options.config);
+          return new ModelSession(await open(['cpu']), 'cpu', reason, options.config, options.extraInputs);
         } catch (cpuError) {
           throw wrapOpenError(cpuError, where);
         }
       }
     }
     try {
-      return new ModelSession(await open(['cpu']), 'cpu', undefined, options.config);
+      return new ModelSession(await open(['cpu']), 'cpu', undefined, options.config, options.extraInputs);
     } catch (error) {
       throw wrapOpenError(error, where);
     }
@@ -191,9 +194,9 @@ export class ModelSession {
     return feeds;
   }
 
-  /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]. */
-  async forward(batch: readonly (readonly number[])[]): Promise<ForwardResult> {
-    const out = await this.run(this.initialFeeds(batch), [this.logitsName]);
+  /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]; `extra` feeds the caller's own inputs. */
+  async forward(batch: readonly (readonly number[])[], extra: Record<string, ort.Tensor> = {}): Promise<ForwardResult> {
+    const out = await this.run({ ...this.initialFeeds(batch), ...extra }, [this.logitsName]);
     const logits = out[this.logitsName]!;
     const dims = logits.dims as number[];
     if (dims.length !== 3) throw new Error(`logits output "${this.logitsName}" has shape [${dims.join(', ')}], expected [B, T, V]`);
