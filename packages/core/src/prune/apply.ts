@@ -15,6 +15,7 @@ import {
   type NeuronSelection,
 } from './surgery.js';
 import type { PruneMode } from './plan.js';
+import { MLP_BIAS_MODEL_TYPES, addOnnxMlpBiases } from './compensate.js';
 
 /** Options of {@link writePrunedFolder}. */
 export interface WritePrunedFolderOptions {
@@ -32,6 +33,11 @@ export interface WritePrunedFolderOptions {
   externalData?: boolean;
   /** Progress lines (the CLI prints them to stderr). */
   onProgress?: (message: string) => void;
+  /**
+   * A bias added to these layers' MLP outputs (mean compensation): an `Add` after down_proj in the ONNX graphs and,
+   * in safetensors, down_proj biases with zero gate/up biases and `mlp_bias: true` (Llama-family configs only).
+   */
+  mlpBiases?: ReadonlyMap<number, Float32Array>;
 }
 
 /** What {@link writePrunedFolder} wrote. */
@@ -89,14 +95,24 @@ export function writePrunedFolder(inputDir: string, outputDir: string, options: 
     );
   }
 
+  const mlpBiases = options.mlpBiases && options.mlpBiases.size > 0 ? options.mlpBiases : undefined;
+  if (mlpBiases && safetensorsFiles.length > 0 && !MLP_BIAS_MODEL_TYPES.includes(folder.config.modelType)) {
+    throw new SurgeryError(
+      `${join(input, 'config.json')}: model_type "${folder.config.modelType}" has no mlp_bias setting, so Hugging Face would not load ` +
+        `the compensation biases from safetensors (only ${MLP_BIAS_MODEL_TYPES.join(', ')} can carry them). ` +
+        'Write only the ONNX model (safetensors: false / --no-safetensors), or do not compensate.',
+    );
+  }
+
   const temp = join(dirname(output), `.${basename(output)}.fairprune-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(temp, { recursive: true });
   try {
-    copySupportFiles(input, temp, options.mode === 'remove', newWidths, uniform);
+    copySupportFiles(input, temp, options.mode === 'remove', newWidths, uniform, mlpBiases !== undefined && safetensorsFiles.length > 0);
     for (const { file, path, model, map } of maps) {
       progress(`writing ${file}`);
       const edits = onnxWeightEdits(map, selection, options.mode);
       if (options.mode === 'remove') fixGraphAfterRemoval(model, map, selection);
+      if (mlpBiases) addOnnxMlpBiases(model, map, mlpBiases, path);
       const sourceExternal = model.graph!.initializer.some((t) => externalLocation(t) !== undefined);
       const weightBytes = model.graph!.initializer.reduce((n, t) => n + (tensorDtype(t) ? tensorByteLength(t) : 0), 0);
       const externalData = options.externalData ?? (sourceExternal || weightBytes > LARGE_MODEL_BYTES);
@@ -111,7 +127,7 @@ export function writePrunedFolder(inputDir: string, outputDir: string, options: 
     }
     for (const file of safetensorsFiles) {
       progress(`writing ${file}`);
-      pruneSafetensorsFile(join(input, file), join(temp, file), selection, options.mode);
+      pruneSafetensorsFile(join(input, file), join(temp, file), selection, options.mode, mlpBiases);
     }
     rewriteSafetensorsIndex(temp);
     if (existsSync(output)) {
@@ -163,15 +179,16 @@ function checkSameWidths(path: string, map: GraphMap, widths: number[]): void {
 const WEIGHT_FILE = /\.(safetensors|onnx|onnx_data|onnx\.data|bin|pt|pth|gguf|h5|msgpack)$|\.onnx_data_\d+$/;
 
 /** Copies config/tokenizer/generation files; config.json gets the new intermediate_size after a uniform removal. */
-function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean): void {
+function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean, mlpBias: boolean): void {
   for (const name of readdirSync(input)) {
     const path = join(input, name);
     if (!statSync(path).isFile() || WEIGHT_FILE.test(name)) continue;
-    if (name === 'config.json' && removed) {
+    if (name === 'config.json' && (removed || mlpBias)) {
       const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       const text = (typeof config['text_config'] === 'object' && config['text_config'] !== null ? config['text_config'] : config) as Record<string, unknown>;
-      if (uniform) text['intermediate_size'] = widths[0];
-      else config['fairprune_intermediate_sizes'] = widths;
+      if (removed && uniform) text['intermediate_size'] = widths[0];
+      else if (removed) config['fairprune_intermediate_sizes'] = widths;
+      if (mlpBias) text['mlp_bias'] = true;
       writeFileSync(join(temp, name), JSON.stringify(config, null, 2) + '\n');
       continue;
     }
@@ -189,7 +206,11 @@ function rewriteSafetensorsIndex(dir: string): void {
   for (const shard of shards) {
     if (!existsSync(join(dir, shard))) continue;
     const file = new SafetensorsFile(join(dir, shard));
-    for (const entry of file.entries.values()) total += entry.end - entry.begin;
+    for (const entry of file.entries.values()) {
+      total += entry.end - entry.begin;
+      // Compensation biases are new tensors; the index must name their shard.
+      index.weight_map[entry.name] = shard;
+    }
     file.close();
   }
   index.metadata = { ...index.metadata, total_size: total };
