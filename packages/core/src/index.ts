@@ -52,7 +52,22 @@ export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, 
 export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
 export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';
 export { SurgeryError, type NeuronSelection } from './prune/surgery.js';
-export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export { runFairnessPruning, pruneModeOf, type PruneMethod, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export {
+  BehaviourProbe,
+  selectByBehaviour,
+  meanGap,
+  BEHAVIOUR_DEFAULTS,
+  COMPENSATIONS,
+  type Compensation,
+  type NeuronRef,
+  type NeuronEffect,
+  type VariantScore,
+  type BehaviourSelection,
+  type BehaviourSelectionOptions,
+} from './prune/behaviour-select.js';
+export { type BehaviourPruneOptions, type BehaviourPlanRecord, type ScoreSummary } from './prune/behaviour-run.js';
+export { meanActivations, compensationBiases, addOnnxMlpBiases, MLP_BIAS_MODEL_TYPES } from './prune/compensate.js';
 
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.
 export {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { BehaviourPlanRecord } from './behaviour-run.js';
 
 /** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
 export type PruneMode = 'remove' | 'zero';
@@ -53,6 +54,8 @@ export interface PruningPlan {
   };
   /** Expansion width per layer after pruning (unchanged in zero mode). */
   intermediateSizes: number[];
+  /** With `method: 'behaviour'`: the objective, the limits, and the measured effects of the chosen neurons. */
+  behaviour?: BehaviourPlanRecord;
 }
 
 export interface BuildPlanInput {
@@ -64,6 +67,8 @@ export interface BuildPlanInput {
   /** Parameters tied to one expansion neuron: gate row + up row + down column (+ gate/up biases). */
   parametersPerNeuron: number;
   tool: string;
+  /** The behaviour selection's record, when it chose the neurons. */
+  behaviour?: BehaviourPlanRecord;
 }
 
 export function buildPlan(input: BuildPlanInput): PruningPlan {
@@ -80,6 +85,7 @@ export function buildPlan(input: BuildPlanInput): PruningPlan {
     layers,
     parameters: { before: input.parametersBefore, after: 0, affected: 0 },
     intermediateSizes: [],
+    ...(input.behaviour ? { behaviour: input.behaviour } : {}),
   };
   const affected = input.layers.reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
   plan.parameters.affected = affected;
