@@ -18,7 +18,7 @@ interface PruneFlags extends CommonBiasFlags {
   maxNllIncrease?: string;
   greedy?: boolean;
   calibration?: string;
-  compensate: 'none' | 'mean';
+  compensate?: 'none' | 'mean';
   layers?: string;
   layerFractions?: string;
   globalTopK?: string;
@@ -84,7 +84,7 @@ export function registerPrune(program: Command): void {
       .argument('<model-dir>', 'Hugging Face-style model folder with an ONNX export'),
   )
     .requiredOption('--out <dir>', 'pruned model folder; also gets pruning-plan.json, bias-report.before.json, bias-report.after.json, neuron-scores.json')
-    .option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002); with --method behaviour, of all neurons at most (default 0.1)')
+    .option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002); with --method behaviour, of all neurons at most (default 0.3)')
     .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', '0.5')
     .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
     .addOption(
@@ -98,7 +98,7 @@ export function registerPrune(program: Command): void {
     .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.05)')
     .option('--greedy', 'behaviour: re-measure the best candidates with the chosen set after each choice (slower)')
     .option('--calibration <file>', 'calibration texts (.jsonl with "text", or one per line) for the NLL guard and --compensate mean (default: the bundled mini-LAMBADA)')
-    .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias').choices(['none', 'mean']).default('none'))
+    .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(['none', 'mean']))
     .option('--layers <list>', 'only prune these layers, e.g. 0,3,5')
     .option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15')
     .option('--global-top-k <k>', 'prune the k most prunable neurons across all layers')
@@ -116,7 +116,7 @@ export function registerPrune(program: Command): void {
         importance: flags.importance,
         method: flags.method,
         ...(flags.mode !== undefined ? { mode: flags.mode } : {}),
-        ...(flags.compensate !== 'none' ? { compensate: flags.compensate } : {}),
+        ...(flags.compensate !== undefined ? { compensate: flags.compensate } : {}),
         ...(flags.method === 'behaviour' || flags.compensate === 'mean'
           ? { calibrationTexts: readCalibration(flags.calibration ?? DEFAULT_CALIBRATION), calibrationSource: flags.calibration ?? 'builtin:lambada-mini' }
           : {}),

@@ -21,7 +21,7 @@ import { compensationBiases, meanActivations } from './compensate.js';
 
 /** Settings of `--method behaviour`; every field defaults to {@link BEHAVIOUR_DEFAULTS}. */
 export interface BehaviourPruneOptions {
-  /** Most neurons removed in all (default: `fraction` of all neurons, else 10%). */
+  /** Most neurons removed in all (default: `fraction` of all neurons, else 30%). */
   maxNeurons?: number;
   /** Stop once the selection pairs' mean gap is at or below this (nats). */
   targetGap?: number;

@@ -47,8 +47,8 @@ export interface BehaviourSelectionOptions {
 
 /** The defaults of `--method behaviour` (stated in the README). */
 export const BEHAVIOUR_DEFAULTS = {
-  /** Budget: at most this fraction of all MLP neurons. */
-  maxNeuronsFraction: 0.1,
+  /** Budget: at most this fraction of all MLP neurons (the calibration-NLL guard usually binds first). */
+  maxNeuronsFraction: 0.3,
   /** Stop at parity on the selection pairs. */
   targetGap: 0,
   /** Side B may become at most this much more hostile (nats). */
@@ -63,8 +63,8 @@ export const BEHAVIOUR_DEFAULTS = {
   blockSize: 1,
   /** Shortlist: this many times the budget, by effect on L_A. */
   refineFactor: 4,
-  /** Removed neurons are zeroed. */
-  compensate: 'none' as Compensation,
+  /** Removed neurons are measured mean-replaced and their mean contribution kept as an MLP-output bias. */
+  compensate: 'mean' as Compensation,
 } as const;
 
 /** Mean objective of one variant over the selection pairs (and the calibration NLL when measured). */
@@ -295,20 +295,31 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
   const chosen: NeuronEffect[] = [];
   let current = base!;
   if (options.greedy) {
-    let pool = admissible;
+    // Lazy greedy: each candidate keeps its last measured narrowing of the gap (alone at first, then with the chosen
+    // set); each step re-measures the best few by that score with the chosen set and takes the best fresh one.
+    let pool = admissible.map((e) => ({ e, gain: e.deltaB - e.deltaA }));
     while (chosen.length < options.maxNeurons && meanGap(current) > options.targetGap && pool.length > 0) {
+      pool.sort((x, y) => y.gain - x.gain);
       const trial = pool.slice(0, options.greedyCandidates);
-      const scores = await probe.score(trial.map((e) => [...chosen, e]), { a: true, b: true, nll: true });
-      const helping = trial.map((e, i) => ({ e, s: scores[i]! })).filter(({ s }) => fits(s) && meanGap(s) < meanGap(current) && s.meanA < base!.meanA);
-      // Candidates that no longer narrow the gap with the chosen set (or break a limit) leave the pool.
-      const rejected = new Set(trial.filter((e) => !helping.some((h) => h.e === e)));
-      const best = helping.sort((x, y) => meanGap(x.s) - meanGap(y.s))[0];
+      const scores = await probe.score(trial.map(({ e }) => [...chosen, e]), { a: true, b: true, nll: true });
+      const gap = meanGap(current);
+      const rejected = new Set<NeuronEffect>();
+      trial.forEach((t, i) => {
+        const s = scores[i]!;
+        t.gain = gap - meanGap(s);
+        // Candidates that break a limit or no longer narrow the gap with the chosen set leave the pool.
+        if (!fits(s) || t.gain <= 0 || s.meanA >= base!.meanA) rejected.add(t.e);
+      });
+      const best = trial
+        .map((t, i) => ({ t, s: scores[i]! }))
+        .filter(({ t }) => !rejected.has(t.e))
+        .sort((x, y) => y.t.gain - x.t.gain)[0];
       if (best) {
-        chosen.push(best.e);
+        chosen.push(best.t.e);
         current = best.s;
-        rejected.add(best.e);
+        rejected.add(best.t.e);
       }
-      pool = pool.filter((e) => !rejected.has(e));
+      pool = pool.filter(({ e }) => !rejected.has(e));
     }
   } else {
     // Prefixes of the ranking measured a window at a time; a neuron whose prefix breaks a limit is dropped and the

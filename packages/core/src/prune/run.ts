@@ -18,7 +18,7 @@ import { writePrunedFolder } from './apply.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
 import { buildPlan, planLayerMap, PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
-import type { Compensation } from './behaviour-select.js';
+import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
 import {
   behaviourSettings,
   calibrationMeans,
@@ -41,7 +41,7 @@ export interface PruneOptions extends AnalyzeOptions {
   method?: PruneMethod;
   /** Settings of `method: 'behaviour'`. */
   behaviour?: BehaviourPruneOptions;
-  /** Replace removed neurons' mean contribution by an MLP-output bias (`mean`). Default `none`. */
+  /** Replace removed neurons' mean contribution by an MLP-output bias (`mean`). Default `none`; `mean` with `method: 'behaviour'`. */
   compensate?: Compensation;
   /** Calibration texts: the ability guard of `behaviour` (next-token NLL) and the means of `compensate: 'mean'`. */
   calibrationTexts?: readonly string[];
@@ -141,6 +141,11 @@ export function pruneModeOf(options: Pick<PruneOptions, 'mode' | 'method'>): Pru
   return options.mode ?? (options.method === 'behaviour' ? 'zero' : 'remove');
 }
 
+/** The compensation with its default: {@link BEHAVIOUR_DEFAULTS}.compensate for `behaviour`, else `none`. */
+export function compensationOf(options: Pick<PruneOptions, 'compensate' | 'method'>): Compensation {
+  return options.compensate ?? (options.method === 'behaviour' ? BEHAVIOUR_DEFAULTS.compensate : 'none');
+}
+
 /** Selection options from prune options, with the project defaults (the article's methods; not `behaviour`). */
 export function selectionOptionsOf(options: PruneOptions & { method?: ScoreMethod }): SelectionOptions {
   const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
@@ -175,9 +180,9 @@ export function validatePruneOptions(options: PruneOptions): void {
   }
   validateBehaviourOptions({
     ...(options.behaviour ? { behaviour: options.behaviour } : {}),
-    ...(options.compensate ? { compensate: options.compensate } : {}),
+    compensate: compensationOf(options),
     ...(options.calibrationTexts ? { calibrationTexts: options.calibrationTexts } : {}),
-    needsCalibration: behaviour || options.compensate === 'mean',
+    needsCalibration: behaviour || compensationOf(options) === 'mean',
   });
   if (!behaviour) validateSelectionOptions(selectionOptionsOf({ ...options, method: options.method as ScoreMethod | undefined }));
   if (options.plan) validatePlan(options.plan, 'given');
@@ -257,6 +262,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   const importanceMethod = options.importance ?? 'maw';
   const mode = pruneModeOf(options);
   const method: PruneMethod = options.method ?? 'hybrid';
+  const compensate = compensationOf(options);
   const selectionOptions = method === 'behaviour' ? undefined : selectionOptionsOf({ ...options, method });
   const timings: Record<string, number> = {};
   const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
@@ -325,7 +331,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     if (selectionOptions) {
       layers = selectNeurons(neuronBias, importance.layers, selectionOptions).map((s) => s.pruned);
     } else {
-      const settings = behaviourSettings(options, map.layers.reduce((n, l) => n + l.intermediateSize, 0));
+      const settings = behaviourSettings({ ...options, compensate }, map.layers.reduce((n, l) => n + l.intermediateSize, 0));
       const chosen = await chooseByBehaviour(
         {
           ...calibrationInputs,
@@ -359,7 +365,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
         components: options.components ?? null,
         importance: importanceMethod,
         ...(selectionOptions ?? { method }),
-        ...(options.compensate ? { compensate: options.compensate } : {}),
+        compensate,
         ...(options.calibrationSource !== undefined ? { calibration: options.calibrationSource } : {}),
         mode,
       },
@@ -374,7 +380,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
 
   const outDir = resolve(options.outDir);
   progress(`writing the pruned model to ${outDir}`);
-  const mlpBiases = options.compensate === 'mean' ? await time('compensate', async () => meanCompensation(opened.onnxPath, await means(), planLayerMap(plan))) : undefined;
+  const mlpBiases = compensate === 'mean' ? await time('compensate', async () => meanCompensation(opened.onnxPath, await means(), planLayerMap(plan))) : undefined;
   await time('apply', () =>
     writePrunedFolder(modelDir, outDir, {
       ...(mlpBiases ? { mlpBiases } : {}),

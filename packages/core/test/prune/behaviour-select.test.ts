@@ -54,7 +54,7 @@ describe('behaviour selection on the llama fixture (4 selection pairs, layer 3)'
   let model: NeuronMaskedModel;
   let probe: BehaviourProbe;
   let result: BehaviourSelection;
-  const options = { ...BEHAVIOUR_DEFAULTS, maxNeurons: 6, layers: [3] };
+  const options = { ...BEHAVIOUR_DEFAULTS, compensate: 'none' as const, maxNeurons: 6, layers: [3] };
   beforeAll(async () => {
     pairs = (await readPairsFile(DATA.behaviourSelection)).slice(0, 4);
     model = await NeuronMaskedModel.create(join(llama, 'onnx/model.onnx'), { threads: 1 });
@@ -102,9 +102,21 @@ describe('behaviour selection on the llama fixture (4 selection pairs, layer 3)'
     }
     expect(meanGap(result.after)).toBeLessThan(meanGap(result.before));
   });
+
+  test('greedy: each step re-measures candidates with the chosen set; the set measured on disk agrees and keeps the limits', async () => {
+    const greedy = await selectByBehaviour(probe, model.widths, { ...options, maxNeurons: 3, greedy: true, greedyCandidates: 8 });
+    expect(greedy.chosen.length).toBeGreaterThan(0);
+    const base = await measureRemoved(new Map());
+    const set = await measureRemoved(new Map([[3, greedy.layers[3]!]]));
+    expect(greedy.after.meanA).toBeCloseTo(avg(set.a), 4);
+    expect(greedy.after.meanB).toBeCloseTo(avg(set.b), 4);
+    expect(avg(set.a) - avg(set.b)).toBeLessThan(avg(base.a) - avg(base.b));
+    expect(avg(set.b) - avg(base.b)).toBeLessThanOrEqual(options.sideBTolerance + 1e-6);
+    expect(set.nll - base.nll).toBeLessThanOrEqual(options.maxNllIncrease + 1e-6);
+  }, 120_000);
 });
 
-test('prune --method behaviour end to end: default mode zero, plan records the objective and effects, mean compensation written', async () => {
+test('prune --method behaviour end to end: defaults mode zero and mean compensation; the plan records the objective and effects', async () => {
   const selection = (await readPairsFile(DATA.behaviourSelection)).slice(0, 2);
   const out = join(root, 'pruned');
   const result = await runFairnessPruning(llama, {
@@ -114,7 +126,6 @@ test('prune --method behaviour end to end: default mode zero, plan records the o
     method: 'behaviour',
     behaviour: { maxNeurons: 3 },
     layers: [2],
-    compensate: 'mean',
     calibrationTexts: calibration,
     calibrationSource: 'lambada-mini[0:8]',
     analyzeAfter: false,
