@@ -95,7 +95,7 @@ export function registerPrune(program: Command): void {
     .option('--side-b-tolerance <nats>', 'behaviour: how much more hostile side B may become, per neuron and in all (default 0.1)')
     .option('--max-neurons <n>', 'behaviour: most neurons removed in all (default: --fraction of all neurons)')
     .option('--target-gap <nats>', 'behaviour: stop once the selection pairs\' mean gap is at or below this (default 0)')
-    .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.05)')
+    .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.02)')
     .option('--greedy', 'behaviour: re-measure the best candidates with the chosen set after each choice (slower)')
     .option('--calibration <file>', 'calibration texts (.jsonl with "text", or one per line) for the NLL guard and --compensate mean (default: the bundled mini-LAMBADA)')
     .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(['none', 'mean']))

@@ -54,7 +54,7 @@ export const BEHAVIOUR_DEFAULTS = {
   /** Side B may become at most this much more hostile (nats). */
   sideBTolerance: 0.1,
   /** The calibration NLL may rise at most this much (nats per token). */
-  maxNllIncrease: 0.05,
+  maxNllIncrease: 0.02,
   /** Rank once (prefixes measured exactly) rather than greedy re-measurement. */
   greedy: false,
   /** Candidates re-measured per greedy step. */
