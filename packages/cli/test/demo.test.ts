@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { fixtureDir } from '@fairprune/fixtures';
+import { DATA, fixtureDir } from '@fairprune/fixtures';
 import { demoSettings, runDemo, type DemoSummary } from '../src/demo/run-demo.js';
 import { formatDemoSummary } from '../src/commands/demo.js';
 
@@ -19,7 +19,7 @@ describe('fairprune demo on the bundled model', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'fairprune-demo-test-'));
     summary = await runDemo({ outDir: join(root, 'out') });
-  }, 240_000);
+  }, 1_200_000);
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   test('the original model generates exactly what Hugging Face generates with the article settings', () => {
@@ -66,6 +66,26 @@ describe('fairprune demo on the bundled model', () => {
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
     expect(JSON.parse(readFileSync(summary.files.summary, 'utf8'))).toEqual(JSON.parse(JSON.stringify(summary)));
     expect(existsSync(join(root, 'out', 'pruned-model', 'onnx', 'model.onnx'))).toBe(true);
+  });
+
+  test('side by side on 24 held-out pairs: the article method levels down, --method behaviour narrows the gap from side A', () => {
+    const behaviourPairs = JSON.parse(readFileSync(DATA.behaviour, 'utf8')) as Array<{ negative: string[] }>;
+    expect(summary.comparison.heldOutCount).toBe(24);
+    const [article, behaviour] = summary.comparison.methods;
+    expect(article!.heldOut!.levellingDown).toBe(true);
+    const shift = behaviour!.heldOut!;
+    expect(shift.levellingDown).toBe(false);
+    expect((shift.meanGapBefore - shift.meanGapAfter) / shift.meanGapBefore).toBeGreaterThanOrEqual(0.7);
+    expect(shift.shareFromA).toBeGreaterThanOrEqual(0.8);
+    expect(shift.meanShiftB).toBeLessThan(0.2);
+    expect(shift.perPair).toHaveLength(24);
+    expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
+    expect(Math.abs(behaviour!.evaluation['boolq']!.after - behaviour!.evaluation['boolq']!.before)).toBeLessThanOrEqual(0.05);
+    // The seed prompt's beam search no longer ends in one of the seed pair's negative continuations.
+    const seedAfter = behaviour!.generations[0]!.after;
+    for (const negative of behaviourPairs[0]!.negative) expect(seedAfter.trim().startsWith(negative.trim())).toBe(false);
+    expect(existsSync(summary.files.behaviourReport)).toBe(true);
+    expect(formatDemoSummary(summary)).toContain('Side by side on 24 held-out pairs');
   });
 
   test('refuses to replace a folder that is not an earlier demo output', async () => {
