@@ -62,11 +62,12 @@ export {
   type Compensation,
   type NeuronRef,
   type NeuronEffect,
+  type ProbeCost,
   type VariantScore,
   type BehaviourSelection,
   type BehaviourSelectionOptions,
 } from './prune/behaviour-select.js';
-export { type BehaviourPruneOptions, type BehaviourPlanRecord, type ScoreSummary } from './prune/behaviour-run.js';
+export { type BehaviourPruneOptions, type BehaviourPlanRecord, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
 export { meanActivations, compensationBiases, addOnnxMlpBiases, MLP_BIAS_MODEL_TYPES } from './prune/compensate.js';
 
 // Report data: PCA of token activations and the 2-D projection of one pair that the report draws.

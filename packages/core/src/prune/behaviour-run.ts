@@ -15,6 +15,7 @@ import {
   type BehaviourSelectionOptions,
   type Compensation,
   type NeuronEffect,
+  type ProbeCost,
   type VariantScore,
 } from './behaviour-select.js';
 import { compensationBiases, meanActivations } from './compensate.js';
@@ -49,8 +50,14 @@ export interface BehaviourPlanRecord {
   after: ScoreSummary;
   /** Each chosen neuron's effect measured alone, in the order admitted. */
   chosen: NeuronEffect[];
-  /** Forward passes and tokens the selection ran; candidates measured one by one. */
-  cost: { forwards: number; tokens: number; measured: number };
+  /** Forward passes and tokens the selection ran, and the candidates measured one by one. */
+  cost: SelectionCost;
+}
+
+/** A selection's cost: its forwards and tokens, and how many candidates were measured one by one. */
+export interface SelectionCost extends ProbeCost {
+  /** Candidates whose single-neuron effect was measured. */
+  measured: number;
 }
 
 /** Mean objective values of one model variant. */

@@ -67,6 +67,14 @@ export const BEHAVIOUR_DEFAULTS = {
   compensate: 'mean' as Compensation,
 } as const;
 
+/** What measuring cost: forward passes, and tokens (batch rows × positions). */
+export interface ProbeCost {
+  /** Forward passes run. */
+  forwards: number;
+  /** Batch rows × positions run. */
+  tokens: number;
+}
+
 /** Mean objective of one variant over the selection pairs (and the calibration NLL when measured). */
 export interface VariantScore {
   /** L_A per pair; empty when side A was not measured. */
@@ -102,7 +110,7 @@ export interface BehaviourSelection {
   /** The chosen set, measured exactly (all neurons masked at once). */
   after: VariantScore;
   /** Forward passes and tokens (rows × positions) spent. */
-  cost: { forwards: number; tokens: number };
+  cost: ProbeCost;
   /** Candidates whose single-neuron effect was measured (after block refinement). */
   measured: number;
   /** Every single-neuron side-A effect measured (side B and NLL only for the shortlist, NaN otherwise). */
@@ -124,7 +132,7 @@ interface Sequence {
  */
 export class BehaviourProbe {
   /** Forwards and tokens run so far. */
-  readonly cost = { forwards: 0, tokens: 0 };
+  readonly cost: ProbeCost = { forwards: 0, tokens: 0 };
   private readonly sequences: Sequence[];
   private readonly calibration: number[][];
   private readonly pairCount: number;
