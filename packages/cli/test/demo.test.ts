@@ -75,9 +75,11 @@ describe('fairprune demo on the bundled model', () => {
     expect(article!.heldOut!.levellingDown).toBe(true);
     const shift = behaviour!.heldOut!;
     expect(shift.perPair).toHaveLength(24);
-    // The targets of issue 13 that hold with the defaults; the README's table gives the figures of every setting.
+    // The targets of issue 13 that hold with the defaults (BoolQ does not: 0.891 → 0.734); the README's table has the figures.
     expect(shift.levellingDown).toBe(false);
+    expect(narrowing(shift)).toBeGreaterThanOrEqual(0.7);
     expect(narrowing(shift)).toBeGreaterThan(narrowing(article!.heldOut));
+    expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
     expect(shift.shareFromA).toBeGreaterThanOrEqual(0.8);
     expect(shift.meanShiftB).toBeLessThan(0.2);
     expect(existsSync(summary.files.behaviourReport)).toBe(true);
