@@ -15,6 +15,7 @@ import { buildPlan, planLayerMap, requirePlanFitsModel, validatePlan, type PlanM
 import type { NeuronScoresFile, PruneOptions, ResolvedPruneOptions } from '../prune/run.js';
 import { countParameters } from '../prune/run.js';
 import { prunability, selectNeurons } from '../prune/select.js';
+import { behaviourSettings, calibrationMeans, chooseByBehaviour, meanCompensation, type BehaviourPlanRecord } from '../prune/behaviour-run.js';
 import { PRUNE_DEFAULTS } from './options.js';
 
 /** What every stage of one run reads: the input folder, opened once, and the options, resolved once. */
@@ -35,6 +36,32 @@ export interface PruneRun {
   time: <T>(stage: string, work: () => Promise<T> | T) => Promise<T>;
   /** Wall time per stage, milliseconds. */
   timings: Record<string, number>;
+  /** Mean GLU activations over the calibration texts, computed on first use: behaviour selection and mean compensation share them. */
+  calibrationMeans: () => Promise<Float32Array[]>;
+}
+
+/** What {@link PruneRun.calibrationMeans} computes, once per run. */
+export function lazyCalibrationMeans(folder: ModelFolder, onnxPath: string, options: ResolvedPruneOptions): () => Promise<Float32Array[]> {
+  let once: Promise<Float32Array[]> | undefined;
+  return () => (once ??= calibrationMeans(calibrationInputs(folder, onnxPath, options)));
+}
+
+function calibrationInputs(folder: ModelFolder, onnxPath: string, options: ResolvedPruneOptions) {
+  return {
+    folder,
+    onnxPath,
+    calibrationTexts: options.calibrationTexts ?? [],
+    ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+  };
+}
+
+/** The plan, and with `behaviour` each measured neuron's effect on side A's log-odds. */
+export interface Selected {
+  /** The plan to write. */
+  plan: PruningPlan;
+  /** Measured effects (behaviour selection only). */
+  effects: readonly { layer: number; neuron: number; deltaA: number }[];
 }
 
 /** The original model's measurement: what `bias-report.before.json` holds and the per-neuron bias. */
@@ -109,29 +136,34 @@ export async function score(run: PruneRun, reused: Awaited<ReturnType<typeof reu
 }
 
 /**
- * Select: the neurons with the highest prunability, or the given plan (checked against these weights; applied to
- * other weights only with `applyToOtherWeights`, recording its origin).
+ * Select: the neurons with the highest prunability, or by their measured effect on behaviour (`behaviour`), or the
+ * given plan (checked against these weights; applied to other weights only with `applyToOtherWeights`, recording its
+ * origin).
  * @throws when a given plan was made on other weights or names layers this model lacks.
  */
-export function select(run: PruneRun, measured: Measured, scored: Scored, modelDir: string): PruningPlan {
+export async function select(run: PruneRun, measured: Measured, scored: Scored, modelDir: string): Promise<Selected> {
   const { folder, options } = run;
   const { identity, importance } = scored;
-  const planOf = (layers: readonly (readonly number[])[], planOptions: Record<string, unknown>, origin?: PruningPlan['origin']) =>
+  const planOf = (
+    layers: readonly (readonly number[])[],
+    planOptions: Record<string, unknown>,
+    extra: { origin?: PruningPlan['origin']; behaviour?: BehaviourPlanRecord } = {},
+  ) =>
     buildPlan({
       model: identity,
       options: planOptions,
       mode: options.mode,
       layers,
+      ...extra,
       parametersBefore: scored.parametersBefore,
       // gate row + up row + down column, plus the gate/up biases when the MLP has them.
       parametersPerNeuron: 3 * identity.hiddenSize + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
       tool: '@fairprune/core',
-      ...(origin ? { origin } : {}),
     });
   if (options.plan) {
     const given = validatePlan(options.plan, 'given');
     requirePlanFitsModel(given, identity.intermediateSizes, 'given');
-    if (given.model.weightsHash === importance.weightsHash) return given;
+    if (given.model.weightsHash === importance.weightsHash) return { plan: given, effects: [] };
     if (!options.applyToOtherWeights) {
       throw new Error(
         `The plan was made on weights with hash ${given.model.weightsHash.slice(0, 12)}… (${given.model.path}), this model's are ` +
@@ -141,16 +173,33 @@ export function select(run: PruneRun, measured: Measured, scored: Scored, modelD
     const extra = Object.keys(given.layers).filter((layer) => Number(layer) >= identity.numLayers);
     if (extra.length > 0) throw new Error(`Pruning plan given: layers ${extra.join(', ')} do not exist in ${modelDir} (${identity.numLayers} layers)`);
     run.progress(`applying a plan made on ${given.model.path} (weights ${given.model.weightsHash.slice(0, 12)}…) to these weights`);
-    return planOf(
-      identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
-      given.options,
-      given.origin ?? { model: given.model, createdAt: given.createdAt },
-    );
+    const plan = planOf(identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []), given.options, {
+      origin: given.origin ?? { model: given.model, createdAt: given.createdAt },
+    });
+    return { plan, effects: [] };
   }
   run.progress('selecting neurons');
-  const selection = selectNeurons(measured.neuronBias, importance.layers, options.selection);
-  return planOf(
-    selection.map((s) => s.pruned),
+  let layers: number[][];
+  let behaviour: { record: BehaviourPlanRecord; effects: Selected['effects'] } | undefined;
+  if (options.selection) {
+    layers = selectNeurons(measured.neuronBias, importance.layers, options.selection).map((s) => s.pruned);
+  } else {
+    const settings = behaviourSettings(options, identity.intermediateSizes.reduce((n, width) => n + width, 0));
+    const chosen = await chooseByBehaviour(
+      {
+        ...calibrationInputs(folder, run.onnxPath, options),
+        pairs: options.pairs,
+        calibrationSource: options.calibrationSource ?? 'given texts',
+        ...(settings.compensate === 'mean' ? { means: await run.calibrationMeans() } : {}),
+      },
+      settings,
+      run.progress,
+    );
+    layers = chosen.selection.layers;
+    behaviour = { record: chosen.record, effects: chosen.selection.effects };
+  }
+  const plan = planOf(
+    layers,
     {
       pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
       ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
@@ -158,20 +207,27 @@ export function select(run: PruneRun, measured: Measured, scored: Scored, modelD
       aggregation: options.aggregation,
       components: run.given.components ?? null,
       importance: options.importance,
-      ...options.selection,
+      ...(options.selection ?? { method: options.method }),
+      compensate: options.compensate,
+      ...(options.calibrationSource !== undefined ? { calibration: options.calibrationSource } : {}),
       mode: options.mode,
       // What the run proceeded past, so the plan says so wherever it travels.
       ...(options.allowMismatch ? { allowMismatch: true, mismatches: measured.before.inputChecks.mismatches } : {}),
       ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
     },
+    behaviour ? { behaviour: behaviour.record } : {},
   );
+  return { plan, effects: behaviour?.effects ?? [] };
 }
 
-/** Write: the pruned model files into `work` (the output's temporary folder). */
+/** Write: the pruned model files into `work` (the output's temporary folder), with the mean compensation when asked. */
 export async function write(run: PruneRun, work: string, plan: PruningPlan, modelDir: string): Promise<void> {
   const { options } = run;
+  const mlpBiases =
+    options.compensate === 'mean' ? await run.time('compensate', async () => meanCompensation(run.onnxPath, await run.calibrationMeans(), planLayerMap(plan))) : undefined;
   await run.time('apply', () =>
     writePrunedModel(modelDir, work, {
+      ...(mlpBiases ? { mlpBiases } : {}),
       selection: planLayerMap(plan),
       mode: plan.mode,
       ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
@@ -182,9 +238,9 @@ export async function write(run: PruneRun, work: string, plan: PruningPlan, mode
 }
 
 /** `neuron-scores.json`: per layer, each neuron's bias, importance, prunability and whether the plan prunes it. */
-export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, plan: PruningPlan): NeuronScoresFile {
+export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, { plan, effects }: Selected): NeuronScoresFile {
   const { options } = run;
-  const { method, biasWeight } = options.selection;
+  const selection = options.selection;
   const importance = scored.importance.layers;
   return {
     format: 'fairprune.neuron-scores',
@@ -192,15 +248,17 @@ export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, 
     estimator: options.estimator,
     aggregation: options.aggregation,
     importance: options.importance,
-    method,
-    biasWeight,
+    method: options.method,
+    biasWeight: selection?.biasWeight ?? options.biasWeight ?? PRUNE_DEFAULTS.biasWeight,
     layers: measured.neuronBias.map((bias, layer) => {
       const pruned = new Set(plan.layers[String(layer)] ?? []);
       return {
         layer,
         bias: Array.from(bias),
         importance: Array.from(importance[layer]!),
-        prunability: Array.from(prunability(bias, importance[layer]!, method, biasWeight)),
+        prunability: selection
+          ? Array.from(prunability(bias, importance[layer]!, selection.method, selection.biasWeight))
+          : behaviourPrunability(effects, layer, bias.length),
         pruned: Array.from(bias, (_, i) => pruned.has(i)),
       };
     }),
@@ -229,4 +287,11 @@ export async function verify(run: PruneRun, work: string, outDir: string): Promi
     })
   ).report;
   return { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
+}
+
+/** Minus each neuron's measured effect on L_A (higher = removing it helps side A more); 0 where not measured. */
+function behaviourPrunability(effects: Selected['effects'], layer: number, width: number): number[] {
+  const out = new Array<number>(width).fill(0);
+  for (const e of effects) if (e.layer === layer) out[e.neuron] = -e.deltaA;
+  return out;
 }

@@ -16,18 +16,33 @@ import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
 import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
-import { validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import { SCORE_METHODS, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
+import { validateBehaviourOptions, type BehaviourPruneOptions } from './behaviour-run.js';
+
+/** How neurons are chosen: the article's prunability score (`hybrid`, `bias`) or their measured effect on behaviour. */
+export type PruneMethod = ScoreMethod | 'behaviour';
+/** Every {@link PruneMethod}, for option validation and UIs. */
+export const PRUNE_METHODS: readonly PruneMethod[] = [...SCORE_METHODS, 'behaviour'];
 
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
   outDir: string;
   /** Weight-importance method. Default `maw`. */
   importance?: ImportanceMethod;
-  /** Prunability formula. Default `hybrid`. */
-  method?: ScoreMethod;
+  /** Prunability formula, or `behaviour` (neurons chosen by their measured effect on the pairs' continuations). Default `hybrid`. */
+  method?: PruneMethod;
+  /** Settings of `method: 'behaviour'`. */
+  behaviour?: BehaviourPruneOptions;
+  /** Replace removed neurons' mean contribution by an MLP-output bias (`mean`). Default `none`; `mean` with `method: 'behaviour'`. */
+  compensate?: Compensation;
+  /** Calibration texts: the ability guard of `behaviour` (next-token NLL) and the means of `compensate: 'mean'`. */
+  calibrationTexts?: readonly string[];
+  /** Where the calibration texts came from, for the plan. */
+  calibrationSource?: string;
   /** w in P = w·bias_n + (1 − w)·(1 − imp_n). Default 0.5. */
   biasWeight?: number;
-  /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. */
+  /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. With `behaviour`: the fraction of all neurons at most removed (default 0.1). */
   fraction?: number;
   /** Fraction per layer index; layers not listed are not pruned. Replaces `fraction`. */
   layerFractions?: Record<number, number>;
@@ -37,7 +52,7 @@ export interface PruneOptions extends AnalyzeOptions {
   layers?: number[];
   /** Round each layer's kept width down to a multiple of this (e.g. 8 or 64 for kernel-friendly shapes). */
   divisor?: number;
-  /** Default `remove`. */
+  /** Default `remove`; `zero` with `method: 'behaviour'` (its per-layer counts differ, which safetensors cannot hold when removed). */
   mode?: PruneMode;
   /** Write pruned safetensors too (default: when the folder has them). Non-uniform removal needs false. */
   safetensors?: boolean;
@@ -84,8 +99,8 @@ export interface NeuronScoresFile {
   aggregation: string;
   /** Importance method used. */
   importance: ImportanceMethod;
-  /** Prunability formula used. */
-  method: ScoreMethod;
+  /** Selection method used. With `behaviour`, `prunability` is minus each neuron's measured effect on L_A (0 when not measured). */
+  method: PruneMethod;
   /** w of the hybrid formula. */
   biasWeight: number;
   /** One entry per decoder layer. */
@@ -123,8 +138,18 @@ export interface PruneResult {
   };
 }
 
-/** Selection options from prune options, with the project defaults ({@link PRUNE_DEFAULTS}). */
-function selectionOptionsOf(options: PruneOptions): SelectionOptions {
+/** The prune mode with its default: `zero` for `behaviour`, else {@link PRUNE_DEFAULTS}.mode. */
+export function pruneModeOf(options: Pick<PruneOptions, 'mode' | 'method'>): PruneMode {
+  return options.mode ?? (options.method === 'behaviour' ? 'zero' : PRUNE_DEFAULTS.mode);
+}
+
+/** The compensation with its default: {@link BEHAVIOUR_DEFAULTS}.compensate for `behaviour`, else `none`. */
+function compensationOf(options: Pick<PruneOptions, 'compensate' | 'method'>): Compensation {
+  return options.compensate ?? (options.method === 'behaviour' ? BEHAVIOUR_DEFAULTS.compensate : 'none');
+}
+
+/** Selection options from prune options, with the project defaults ({@link PRUNE_DEFAULTS}; the article's methods, not `behaviour`). */
+function selectionOptionsOf(options: PruneOptions & { method?: ScoreMethod }): SelectionOptions {
   const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
   return {
     method: options.method ?? PRUNE_DEFAULTS.method,
@@ -142,10 +167,14 @@ export type ResolvedPruneOptions = PruneOptions &
   ResolvedAnalyzeOptions & {
     /** Weight-importance method. */
     importance: ImportanceMethod;
+    /** How neurons are chosen. */
+    method: PruneMethod;
     /** Remove or zero. */
     mode: PruneMode;
-    /** The selection the prunability score makes. */
-    selection: SelectionOptions;
+    /** Mean compensation of the removed neurons, or none. */
+    compensate: Compensation;
+    /** The selection the prunability score makes; undefined for `behaviour`. */
+    selection: SelectionOptions | undefined;
   };
 
 /**
@@ -158,12 +187,31 @@ export function resolvePruneOptions(options: PruneOptions): ResolvedPruneOptions
   if (typeof options.outDir !== 'string' || options.outDir === '') throw invalidOption('outDir', 'the path of the output folder', options.outDir);
   const importance = options.importance ?? PRUNE_DEFAULTS.importance;
   requireOneOf('importance', IMPORTANCE_METHODS, importance);
-  const mode = options.mode ?? PRUNE_DEFAULTS.mode;
+  const method = options.method ?? PRUNE_DEFAULTS.method;
+  requireOneOf('method', PRUNE_METHODS, method);
+  const mode = pruneModeOf(options);
   requireOneOf('mode', PRUNE_MODES, mode);
-  const selection = selectionOptionsOf(options);
-  validateSelectionOptions(selection);
+  const compensate = compensationOf(options);
+  const behaviour = method === 'behaviour';
+  if (behaviour && (options.layerFractions !== undefined || options.globalTopK !== undefined || options.divisor !== undefined)) {
+    throw new Error('--method behaviour chooses its own per-layer counts: use --fraction or --max-neurons, not --layer-fractions, --global-top-k or --divisor');
+  }
+  if (behaviour && options.fraction !== undefined && !(options.fraction > 0 && options.fraction < 1)) {
+    throw invalidOption('fraction', 'a number strictly between 0 and 1', options.fraction);
+  }
+  if (behaviour && !(options.pairs ?? []).some((p) => p.negative && p.positive)) {
+    throw new Error(`--method behaviour needs pairs with "negative" and "positive" continuations; ${options.pairsSource ?? 'the built-in seed pair'} has none`);
+  }
+  validateBehaviourOptions({
+    ...(options.behaviour ? { behaviour: options.behaviour } : {}),
+    compensate,
+    ...(options.calibrationTexts ? { calibrationTexts: options.calibrationTexts } : {}),
+    needsCalibration: behaviour || compensate === 'mean',
+  });
+  const selection = behaviour ? undefined : selectionOptionsOf({ ...options, method });
+  if (selection) validateSelectionOptions(selection);
   if (options.plan) validatePlan(options.plan, 'given');
-  return { ...options, ...analysis, importance, mode, selection };
+  return { ...options, ...analysis, importance, method, mode, compensate, selection };
 }
 
 /**
@@ -196,13 +244,15 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
  * The writer refuses it; this says so before the analysis instead of after it.
  */
 function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder): void {
-  if ((options.mode ?? PRUNE_DEFAULTS.mode) !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
+  if (pruneModeOf(options) !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
   const numLayers = folder.config.numHiddenLayers;
   const fractions = options.layerFractions === undefined ? undefined : Object.values(options.layerFractions);
   const reason =
     options.plan !== undefined && new Set(Object.values(options.plan.layers).map((l) => l.length)).size > 1
       ? 'the plan removes a different number of neurons per layer'
-      : options.globalTopK !== undefined
+      : options.method === 'behaviour'
+        ? 'a behaviour selection removes a different number of neurons per layer'
+        : options.globalTopK !== undefined
         ? 'a global top-K selection removes a different number of neurons per layer'
         : options.layers !== undefined && new Set(options.layers).size < numLayers
           ? `pruning only layers ${options.layers.join(', ')} of ${numLayers} leaves the others wider`
@@ -249,14 +299,17 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
     const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, resolved));
-    const run: PruneRun = { folder, onnxPath: opened?.onnxPath ?? requireOnnxPath(folder), opened, options: resolved, given: options, progress, time, timings };
+    const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
+    const calibrationMeans = stages.lazyCalibrationMeans(folder, onnxPath, resolved);
+    const run: PruneRun = { folder, onnxPath, opened, options: resolved, given: options, progress, time, timings, calibrationMeans };
 
     const measured = await stages.measure(run, reused, modelDir);
     const scored = await stages.score(run, reused);
-    const plan = await time('select', () => stages.select(run, measured, scored, modelDir));
+    const selected = await time('select', () => stages.select(run, measured, scored, modelDir));
+    const { plan } = selected;
     progress(`writing the pruned model to ${outDir}`);
     await stages.write(run, work, plan, modelDir);
-    const neuronScores = stages.neuronScores(run, measured, scored, plan);
+    const neuronScores = stages.neuronScores(run, measured, scored, selected);
     const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir);
 
     const { before } = measured;

@@ -274,7 +274,7 @@ describe('bad input fails before any model work', () => {
     [{ biasWeight: -1 }, /Option biasWeight: expected a number in \[0, 1\], got -1/],
     [{ outDir: '' }, /Option outDir: expected the path of the output folder, got ""/],
     [{ importance: 'magic' }, /Option importance: expected one of maw, ppm, vow, pon, l2, got "magic"/],
-    [{ method: 'magic' }, /Option method: expected one of hybrid, bias, got "magic"/],
+    [{ method: 'magic' }, /Option method: expected one of hybrid, bias, behaviour, got "magic"/],
     [{ mode: 'cut' }, /Option mode: expected one of remove, zero, got "cut"/],
     [{ estimator: 'magic' }, /Option estimator: expected one of positionwise, pooled, glu, got "magic"/],
     [{ pairs: [], pairsSource: 'empty.json' }, /No prompt pairs in empty\.json/],
