@@ -5,15 +5,13 @@
  */
 import { join, relative } from 'node:path';
 import { analyzeBias, openForAnalysis, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
-import { openModelFolder } from '../model/folder.js';
-import type { ModelFolder } from '../model/folder.js';
+import { openModelFolder, type ModelFolder } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
 import { writePrunedModel } from '../prune/apply.js';
 import { modelImportance, type ModelImportance } from '../prune/importance.js';
-import { reuseAnalysis, type ModelAnalysis } from '../prune/model-analysis.js';
+import type { ModelAnalysis, ReusedAnalysis } from '../prune/model-analysis.js';
 import { buildPlan, planLayerMap, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruningPlan } from '../prune/plan.js';
-import type { NeuronScoresFile, PruneOptions, ResolvedPruneOptions } from '../prune/run.js';
-import { countParameters } from '../prune/run.js';
+import { countParameters, type NeuronScoresFile, type PruneOptions, type ResolvedPruneOptions } from '../prune/run.js';
 import { prunability, selectNeurons } from '../prune/select.js';
 import { behaviourSettings, calibrationMeans, chooseByBehaviour, meanCompensation, type BehaviourPlanRecord } from '../prune/behaviour-run.js';
 import { PRUNE_DEFAULTS } from './options.js';
@@ -88,7 +86,7 @@ export interface Scored {
  * Measure: the bias report and per-neuron bias of the original model, on the open session (released afterwards: it
  * holds a copy of every weight), by the streamed path when asked, or taken from a reused {@link ModelAnalysis}.
  */
-export async function measure(run: PruneRun, reused: Awaited<ReturnType<typeof reuseAnalysis>> | undefined, modelDir: string): Promise<Measured> {
+export async function measure(run: PruneRun, reused: ReusedAnalysis | undefined, modelDir: string): Promise<Measured> {
   if (reused) return { before: reused.before, neuronBias: reused.neuronBias, tokenActivations: reused.tokenActivations };
   const { opened, options, timings } = run;
   try {
@@ -105,7 +103,7 @@ export async function measure(run: PruneRun, reused: Awaited<ReturnType<typeof r
 }
 
 /** Score: importance of every neuron from the weights (one scan, reusing the opened decode), or a reused analysis's. */
-export async function score(run: PruneRun, reused: Awaited<ReturnType<typeof reuseAnalysis>> | undefined): Promise<Scored> {
+export async function score(run: PruneRun, reused: ReusedAnalysis | undefined): Promise<Scored> {
   const { folder, onnxPath, opened, options } = run;
   const [importance, map] = reused
     ? [reused.importance, reused.map]

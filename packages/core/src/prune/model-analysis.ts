@@ -100,6 +100,9 @@ export async function analyzeModel(modelDir: string, options: AnalyzeOptions & {
   };
 }
 
+/** What a reused {@link ModelAnalysis} gives a run in place of measuring and scanning. */
+export type ReusedAnalysis = Awaited<ReturnType<typeof reuseAnalysis>>;
+
 /**
  * Checks that `analysis` was made on these weights (its hash against one scan of this model's gate/up weights, which
  * costs a read of them but no forward) with the run's analysis settings and holds its importance method, and returns
