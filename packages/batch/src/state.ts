@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { lockHolderAlive, readMarker, siblingName, writeJsonOutput, type OutputLock } from '@fairprune/core';
+import { lockHolderAlive, readJsonFile, readMarker, siblingName, writeJsonOutput, type OutputLock } from '@fairprune/core';
 import type { AnalysisTask, BatchPlan, RunTask } from './plan.js';
 import { BATCH_FILES } from './tasks.js';
 
@@ -88,7 +88,7 @@ export function staleForeignClaim(dir: string, task: AnalysisTask | RunTask, tim
   let lock: OutputLock;
   let age: number;
   try {
-    lock = JSON.parse(readFileSync(path, 'utf8')) as OutputLock;
+    lock = readJsonFile(path) as OutputLock;
     age = Date.now() - statSync(path).mtimeMs;
   } catch {
     return undefined;
@@ -121,7 +121,7 @@ const failureFile = (dir: string, key: string) => join(dir, STATE.failures, `${k
 /** The recorded failures of a task. */
 export function readFailures(dir: string, key: string): TaskFailure[] {
   try {
-    return JSON.parse(readFileSync(failureFile(dir, key), 'utf8')) as TaskFailure[];
+    return readJsonFile(failureFile(dir, key)) as TaskFailure[];
   } catch {
     return [];
   }
@@ -146,7 +146,7 @@ export function readHeartbeats(dir: string): WorkerHeartbeat[] {
     .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
     .flatMap((name) => {
       try {
-        return [JSON.parse(readFileSync(join(folder, name), 'utf8')) as WorkerHeartbeat];
+        return [readJsonFile(join(folder, name)) as WorkerHeartbeat];
       } catch {
         return [];
       }
@@ -173,7 +173,7 @@ export interface BatchStatus {
 export function readBatchPlan(dir: string): BatchPlan {
   const path = join(dir, BATCH_FILES.plan);
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as BatchPlan;
+    return readJsonFile(path) as BatchPlan;
   } catch (error) {
     throw new Error(`${path}: cannot read the batch plan (is ${dir} a batch folder written by \`fairprune batch run\`?): ${(error as Error).message}`);
   }
@@ -195,7 +195,7 @@ export function batchStatus(dir: string, plan: BatchPlan = readBatchPlan(dir)): 
     const failures = analysisFailures.length > plan.retries ? analysisFailures : readFailures(dir, key);
     let holder: OutputLock | undefined;
     try {
-      holder = JSON.parse(readFileSync(claimPath(dir, task), 'utf8')) as OutputLock;
+      holder = readJsonFile(claimPath(dir, task)) as OutputLock;
     } catch {
       holder = undefined;
     }

@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonOutput, writeTextOutput, type BiasReport } from '@fairprune/core';
+import { readJsonFile, writeJsonOutput, writeTextOutput, type BiasReport } from '@fairprune/core';
 import type { TaskName } from '@fairprune/eval';
 import type { BatchConfig } from './job.js';
 import type { BatchPlan } from './plan.js';
@@ -138,7 +138,7 @@ export function buildSummary(dir: string, plan: BatchPlan): BatchSummary {
       missing.push(run.id);
       continue;
     }
-    rows.push(summaryRow(JSON.parse(readFileSync(path, 'utf8')) as RunResult, run.output));
+    rows.push(summaryRow(readJsonFile(path) as RunResult, run.output));
   }
   return { format: 'fairprune.batch-summary', version: 1, rows, missing };
 }

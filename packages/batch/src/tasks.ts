@@ -1,9 +1,10 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   analyzeModel,
   jsonText,
   loadPairs,
+  readJsonFile,
   runFairnessPruning,
   writeOutput,
   type BiasReport,
@@ -197,8 +198,8 @@ export async function runConfigurationTask(plan: BatchPlan, task: RunTask, dir: 
   const started = performance.now();
   return writeOutput(join(dir, task.output, BATCH_FILES.result), { kind: 'file', command: 'batch run' }, (temp) => claimed(hooks, async () => {
     const analysisDir = join(dir, analysisTask.output);
-    const analysis = JSON.parse(readFileSync(join(analysisDir, BATCH_FILES.analysis), 'utf8')) as ModelAnalysis;
-    const evalBefore = plan.eval ? (JSON.parse(readFileSync(join(analysisDir, BATCH_FILES.baseEval), 'utf8')) as RunResult['evalBefore']) : undefined;
+    const analysis = readJsonFile(join(analysisDir, BATCH_FILES.analysis)) as ModelAnalysis;
+    const evalBefore = plan.eval ? (readJsonFile(join(analysisDir, BATCH_FILES.baseEval)) as RunResult['evalBefore']) : undefined;
     const pruned = await runFairnessPruning(model.dir, {
       ...(await analyzeOptionsOf(analysisTask.settings, model, placement)),
       ...pruneOptionsOf(task.config),

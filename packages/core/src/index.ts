@@ -41,7 +41,7 @@ export { mapGraph, GraphMapError, type GraphMap, type LayerMap, type LayerTensor
 export { segmentGraph, type GraphSegment, type GraphSegments } from './model/segments.js';
 
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
-export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
+export { ModelSession, tensorToFloat32, SESSION_DEVICES, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
 export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
 export { NeuronMaskedModel, addNeuronMaskInputs, zeroMasks, type NeuronMaskedModelOptions, type NeuronMaskInputs, type LayerRows } from './runtime/neuron-masks.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
@@ -56,7 +56,11 @@ export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from '
 export { measureBehaviour, type BehaviourResult, type ContinuationLogProbs, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';
 export {
   analyzeBias,
+  openForAnalysis,
+  resolveAnalyzeOptions,
+  type OpenedModel,
   METRIC_COMPONENTS,
+  type ResolvedAnalyzeOptions,
   type AnalyzeOptions,
   type BiasAnalysis,
   type BiasReport,
@@ -69,7 +73,7 @@ export { analyzeStreamed } from './bias/streamed-measure.js';
 
 // Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.
 export { OnnxWeights, SafetensorsWeights, type LayerMlpMatrices, type WeightMatrix } from './model/weights.js';
-export { modelImportance, IMPORTANCE_METHODS, type ImportanceMethod, type ModelImportance, type MlpWeightSource, type LayerMlpWeights } from './prune/importance.js';
+export { modelImportance, scanModelImportance, IMPORTANCE_METHODS, type ModelWeightScan, type ImportanceMethod, type ModelImportance, type MlpWeightSource, type LayerMlpWeights } from './prune/importance.js';
 export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, type LayerSelection } from './prune/select.js';
 export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
 export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';
@@ -87,7 +91,8 @@ export {
   type BaseModelInfo,
 } from './prune/model-card.js';
 export { analyzeModel, analysisSettingsOf, type ModelAnalysis } from './prune/model-analysis.js';
-export { runFairnessPruning, pruneModeOf, type PruneMethod, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export { PRUNE_DEFAULTS, invalidOption, requireOneOf } from './pipeline/options.js';
+export { runFairnessPruning, resolvePruneOptions, pruneModeOf, PRUNE_METHODS, type ResolvedPruneOptions, type PruneMethod, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
 export {
   BehaviourProbe,
   selectByBehaviour,

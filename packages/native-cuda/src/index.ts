@@ -9,6 +9,8 @@ import {
   checkAxis, checkColumnOp, checkDevice, checkMatrix, checkSameShape, checkTensor3, checkTerms, invalidArgument,
 } from './validate.js';
 
+export { DEVICES } from './validate.js';
+
 export type {
   ActivationDiff, ActivationDiffBatch, Axis, BackendInfo, ColumnOp, DType, Device, ElementData, MatrixView, ScanOptions,
   TensorView3, WeightStats,

@@ -2,7 +2,8 @@
 import type { Axis, ColumnOp, Device, DType, ElementData, MatrixView, TensorView3 } from './types.js';
 
 const dtypes: readonly DType[] = ['f32', 'f16', 'bf16'];
-const devices: readonly Device[] = ['auto', 'cpu', 'cuda'];
+/** Every {@link Device}, for argument checks and UIs (the CLI's `--kernel-device` choices). */
+export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
 const axes: readonly Axis[] = ['rows', 'cols'];
 const columnOps: readonly ColumnOp[] = ['sum', 'max'];
 
@@ -36,7 +37,7 @@ function checkOneOf<T extends string>(fn: string, name: string, value: unknown, 
 }
 
 export function checkDevice(fn: string, name: string, value: unknown): asserts value is Device {
-  checkOneOf(fn, name, value, devices);
+  checkOneOf(fn, name, value, DEVICES);
 }
 
 export function checkAxis(fn: string, name: string, value: unknown): asserts value is Axis {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { analyzeBias, ARTIFACTS, loadPairs, METRIC_COMPONENTS, produceJsonOutput, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
+import { DEVICES } from '@fairprune/native-cuda';
 import { Command, Option } from 'commander';
 import { choiceListFlag, integerFlag } from '../flags.js';
 import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
@@ -24,14 +25,14 @@ export interface CommonBiasFlags {
 /** Options shared by `analyze` and `prune`. */
 export function addBiasOptions(command: Command): Command {
   return addOfflineOption(command)
-    .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', 'builtin:seed')
+    .option('--pairs <spec>', 'prompt pairs: builtin:seed | builtin:optipfair | builtin:<category> | a JSON/JSONL file', PRUNE_DEFAULTS.pairsSource)
     .option('--eval-pairs <file>', 'held-out pairs measured separately (metric and behaviour), never used for scores')
     .option('--components <list>', 'comma-separated hook types for the metric (default: the six optiPfair types)', choiceListFlag(METRIC_COMPONENTS))
     .option('--onnx-file <file>', ONNX_FILE_HELP)
-    .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(['positionwise', 'pooled', 'glu']).default('positionwise'))
-    .addOption(new Option('--aggregate <how>', 'combining pairs').choices(['mean', 'max']).default('mean'))
-    .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(['cpu', 'cuda']).default('cpu'))
-    .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(new Option('--bias-estimator <name>', 'per-neuron bias estimator').choices(BIAS_ESTIMATORS).default(PRUNE_DEFAULTS.estimator))
+    .addOption(new Option('--aggregate <how>', 'combining pairs').choices(PAIR_AGGREGATIONS).default(PRUNE_DEFAULTS.aggregation))
+    .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(SESSION_DEVICES).default('cpu'))
+    .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(DEVICES).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
     .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
     .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the outputs)')

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { updateModelCardEval, writeOutput, type CardEvalEntry } from '@fairprune/core';
+import { SESSION_DEVICES, updateModelCardEval, writeOutput, type CardEvalEntry } from '@fairprune/core';
 import {
   evaluate,
   formatDuration,
@@ -104,7 +104,7 @@ export function registerEval(program: Command): void {
     .option('--batch-size <n>', 'model inputs per forward pass', integerFlag(1), 1)
     .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integerFlag(0), 100000)
     .option('--onnx-file <file>', ONNX_FILE_HELP)
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--device <device>', 'execution provider').choices(SESSION_DEVICES).default('cpu'))
     .option('--offline', 'never download: a hub id and hub data must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
     .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the results)')
     .option('--output-path <dir>', 'write lm-eval result files: DIR/<model name>/results_<time>.json (a path ending in .json: <name>_<time>.json)')

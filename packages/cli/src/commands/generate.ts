@@ -1,4 +1,4 @@
-import { ModelSession, checkGenerationInputs, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
+import { ModelSession, SESSION_DEVICES, checkGenerationInputs, generate, openModelFolder, readGenerationDefaults, requireOnnxPath, type GenerationOptions } from '@fairprune/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { integerFlag, numberFlag } from '../flags.js';
 import { UsageError } from '../exit-codes.js';
@@ -46,7 +46,7 @@ export function registerGenerate(program: Command): void {
     .option('--num-return-sequences <n>', 'sequences per prompt (≤ --num-beams)', integerFlag(1), 1)
     .option('--onnx-file <file>', `${ONNX_FILE_HELP}; a KV-cache graph is used incrementally`)
     .option('--no-cache', 'recompute the whole prefix every step even when the graph has a KV cache')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--device <device>', 'execution provider').choices(SESSION_DEVICES).default('cpu'))
     .option('--json', 'print [{ prompt, ids, text, score }] on stdout; ids = the full sequence, text = the continuation without special tokens')
     .action(async (model: string, flags: GenerateFlags) => {
       if (flags.numReturnSequences > flags.numBeams) {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ARTIFACTS, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
+import { ARTIFACTS, BEHAVIOUR_DEFAULTS, COMPENSATIONS, IMPORTANCE_METHODS, PRUNE_DEFAULTS, PRUNE_METHODS, PRUNE_MODES, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
 import { demoRoot } from '../demo/run-demo.js';
 import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
@@ -61,13 +61,13 @@ export function registerPrune(program: Command): void {
       .argument(...MODEL_ARGUMENT),
   )
     .requiredOption('--out <dir>', `pruned model folder (new, empty, or an earlier output with --force); also gets ${ARTIFACTS.plan}, ${ARTIFACTS.biasBefore}, ${ARTIFACTS.biasAfter}, ${ARTIFACTS.neuronScores}, ${ARTIFACTS.modelCard}`)
-    .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002); with --method behaviour, of all neurons at most (default 0.3)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
-    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), 0.5)
-    .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
+    .addOption(new Option('--fraction <p>', `fraction of neurons pruned in every layer (default ${PRUNE_DEFAULTS.fraction}); with --method behaviour, of all neurons at most (default ${BEHAVIOUR_DEFAULTS.maxNeuronsFraction})`).argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
+    .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), PRUNE_DEFAULTS.biasWeight)
+    .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(IMPORTANCE_METHODS).default(PRUNE_DEFAULTS.importance))
     .addOption(
       new Option('--method <name>', 'hybrid (bias and importance), bias only, or behaviour (measured effect on the pairs\' continuations; needs pairs with negative/positive lists)')
-        .choices(['hybrid', 'bias', 'behaviour'])
-        .default('hybrid'),
+        .choices(PRUNE_METHODS)
+        .default(PRUNE_DEFAULTS.method),
     )
     .option('--side-b-tolerance <nats>', 'behaviour: how much more hostile side B may become, per neuron and in all (default 0.1)', numberFlag({ min: 0 }))
     .option('--max-neurons <n>', 'behaviour: most neurons removed in all (default: --fraction of all neurons)', integerFlag(1))
@@ -75,12 +75,12 @@ export function registerPrune(program: Command): void {
     .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.02)', numberFlag({ min: 0 }))
     .option('--greedy', 'behaviour: re-measure the best candidates with the chosen set after each choice (slower)')
     .option('--calibration <file>', 'calibration texts (.jsonl with "text", or one per line) for the NLL guard and --compensate mean (default: the bundled mini-LAMBADA)')
-    .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(['none', 'mean']))
+    .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(COMPENSATIONS))
     .addOption(new Option('--layers <list>', 'only prune these layers, e.g. 0,3,5').argParser(integerListFlag(0)).conflicts('layerFractions'))
     .addOption(new Option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15').argParser(layerFractionsFlag).conflicts('globalTopK'))
     .addOption(new Option('--global-top-k <k>', 'prune the k most prunable neurons across all layers').argParser(integerFlag(1)).conflicts('divisor'))
     .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d', integerFlag(1))
-    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes); default remove, zero with --method behaviour').choices(['remove', 'zero']))
+    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes); default remove, zero with --method behaviour').choices(PRUNE_MODES))
     .option('--plan <file>', `re-apply a ${ARTIFACTS.plan} instead of selecting`)
     .option('--plan-mismatch-ok', 'apply --plan although it was made on other weights (the written plan records this model and the plan\'s origin)')
     .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')

@@ -1,4 +1,15 @@
-import type { PairProjection } from '@fairprune/core';
+import type { BehaviourResult, BiasMetrics, BiasReport, DifferenceStats, LayerNeuronScores, PairProjection, PairReport } from '@fairprune/core';
+import type { EvalResults } from '@fairprune/eval';
+
+/**
+ * Field `K` of core's type `T`, read as `V` (what the report needs of it). A field renamed in core is no longer a key
+ * of `T`, and one retyped so that `V` cannot read it makes the view `never`: either way the report fails to compile
+ * instead of silently rendering an empty section.
+ */
+type Field<T, K extends keyof T, V> = [T[K]] extends [V] ? { readonly [P in K]: V } : never;
+
+/** Key `K` of core's type `T`, for views whose values are looser than core's (files other tools also write). */
+type Key<T, K extends keyof T> = K;
 
 /**
  * Everything the HTML report can show. Every section is optional: a missing one renders a short note saying which
@@ -23,40 +34,38 @@ export interface ReportData {
 }
 
 /** One statistics block of the bias metric (optiPfair names). */
-export interface MetricStatsView {
-  mean_difference: number;
-}
+export type MetricStatsView = Field<DifferenceStats, 'mean_difference', number>;
+
+/** One pair of a measured set, as the report reads it. */
+export type PairView = Field<PairReport, 'a', string> &
+  Field<PairReport, 'b', string> &
+  Partial<Field<PairReport, 'tokensA', number> & Field<PairReport, 'tokensB', number> & Field<PairReport, 'skipped', boolean> & Field<PairReport, 'reason', string | null>>;
+
+/** What the report reads of one measured pair set (the main one, or the held-out `eval`). */
+type PairSetView = Partial<
+  /** null when no pair had equal token counts. */
+  Field<BiasReport, 'metric', BiasMetricView | null> & Field<BiasReport, 'behaviour', ReadonlyArray<BehaviourView>>
+>;
 
 /** The part of a `bias-report.json` the report reads. */
-export interface BiasReportView {
-  pairs?: ReadonlyArray<{ a: string; b: string; tokensA?: number; tokensB?: number; skipped?: boolean; reason?: string | null }>;
-  /** null when no pair had equal token counts. */
-  metric?: BiasMetricView | null;
-  behaviour?: ReadonlyArray<BehaviourView>;
-  /** The same measurements on held-out pairs (`--eval-pairs`); the report prefers their behaviour. */
-  eval?: { source?: string; metric?: BiasMetricView | null; behaviour?: ReadonlyArray<BehaviourView> };
-}
+export type BiasReportView = PairSetView &
+  Partial<
+    Field<BiasReport, 'pairs', ReadonlyArray<PairView>> &
+      /** The same measurements on held-out pairs (`--eval-pairs`); the report prefers their behaviour. */
+      Field<BiasReport, 'eval', (PairSetView & Partial<Field<NonNullable<BiasReport['eval']>, 'source', string>>) | undefined>
+  >;
 
-export interface BiasMetricView {
-  overall: MetricStatsView;
-  /** Written by the analysis; computed from `layers` when absent. */
-  overall_excluding_gate_up?: MetricStatsView;
-  components?: Readonly<Record<string, MetricStatsView>>;
-  /** Keyed `<component>_layer_<index>`, e.g. `gate_proj_layer_3`. */
-  layers: Readonly<Record<string, MetricStatsView>>;
-}
+/** The bias metric blocks the report reads; keyed `<component>_layer_<index>` per layer, e.g. `gate_proj_layer_3`. */
+export type BiasMetricView = Field<BiasMetrics, 'overall', MetricStatsView> &
+  Field<BiasMetrics, 'layers', Readonly<Record<string, MetricStatsView>>> &
+  /** `overall_excluding_gate_up` is computed from `layers` when absent. */
+  Partial<Field<BiasMetrics, 'overall_excluding_gate_up', MetricStatsView> & Field<BiasMetrics, 'components', Readonly<Record<string, MetricStatsView>>>>;
 
 /**
  * Counterfactual behaviour of one pair: per side, log Σ p(negative continuations) − log Σ p(positive continuations),
  * in nats; gap = logOddsA − logOddsB.
  */
-export interface BehaviourView {
-  a: string;
-  b: string;
-  logOddsA: number;
-  logOddsB: number;
-  gap: number;
-}
+export type BehaviourView = Pick<BehaviourResult, 'a' | 'b' | 'logOddsA' | 'logOddsB' | 'gap'>;
 
 /** Per decoder layer: each neuron's bias score and importance, and which neurons the plan prunes. */
 export interface NeuronScatterData {
@@ -64,7 +73,10 @@ export interface NeuronScatterData {
   biasLabel?: string;
   /** e.g. "maw: max|gate row| + max|up row|". */
   importanceLabel?: string;
-  layers: ReadonlyArray<{ layer: number; bias: ArrayLike<number>; importance: ArrayLike<number>; pruned: readonly number[] }>;
+  /** `pruned` lists the pruned neurons' indices (the plan's form), not `neuron-scores.json`'s flags. */
+  layers: ReadonlyArray<
+    Field<LayerNeuronScores, 'layer', number> & Field<LayerNeuronScores, 'bias', ArrayLike<number>> & Field<LayerNeuronScores, 'importance', ArrayLike<number>> & { pruned: readonly number[] }
+  >;
 }
 
 export interface GenerationComparison {
@@ -73,7 +85,5 @@ export interface GenerationComparison {
   after?: string;
 }
 
-/** lm-evaluation-harness-like results: `results[task][metric]`, with `<metric>_stderr` beside each metric. */
-export interface EvalResultsView {
-  results: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
-}
+/** lm-evaluation-harness-like results: `results[task][metric]`, with `<metric>_stderr` beside each metric (lm-eval's own files too). */
+export type EvalResultsView = { readonly [P in Key<EvalResults, 'results'>]: Readonly<Record<string, Readonly<Record<string, unknown>>>> };

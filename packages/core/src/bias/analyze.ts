@@ -1,4 +1,5 @@
 import type { Device } from '@fairprune/native-cuda';
+import type { ModelProto } from 'onnx-buf';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { ActivationKey, GraphMap } from '../model/graph-map.js';
 import { requireConsistentModel, validateModel, type InputChecks, type ModelValidation } from '../model/validate.js';
@@ -10,6 +11,7 @@ import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from 
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
 import { analyzeStreamed } from './streamed-measure.js';
+import { invalidOption, PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 
 /** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
 export const METRIC_COMPONENTS: readonly string[] = [...HOOK_TYPES, 'glu_product'];
@@ -160,24 +162,45 @@ export interface BiasAnalysis {
   tokenActivations?: PairTokenActivations;
 }
 
-/** Checks options that need no model; throws before any file is opened. */
+/** Checks options that need no model; throws {@link invalidOption} errors before any file is opened. */
 export function validateAnalyzeOptions(options: AnalyzeOptions): void {
-  const estimator = options.estimator ?? 'positionwise';
-  const aggregation = options.aggregation ?? 'mean';
-  if (!BIAS_ESTIMATORS.includes(estimator)) throw new Error(`Unknown bias estimator "${estimator}" (use ${BIAS_ESTIMATORS.join(', ')})`);
-  if (!PAIR_AGGREGATIONS.includes(aggregation)) throw new Error(`Unknown aggregation "${aggregation}" (use ${PAIR_AGGREGATIONS.join(' or ')})`);
+  const { estimator, aggregation, components } = analysisSettings(options);
+  requireOneOf('estimator', BIAS_ESTIMATORS, estimator);
+  requireOneOf('aggregation', PAIR_AGGREGATIONS, aggregation);
   if (options.pairs && options.pairs.length === 0) throw new Error(`No prompt pairs in ${options.pairsSource ?? 'the pair list'}`);
   if (options.evalPairs && options.evalPairs.length === 0) throw new Error(`No prompt pairs in ${options.evalPairsSource ?? 'the eval pair list'}`);
-  const components = options.components ?? HOOK_TYPES;
-  if (components.length === 0) throw new Error('--components is empty');
-  for (const c of components) {
-    if (!METRIC_COMPONENTS.includes(c)) throw new Error(`Unknown component "${c}" in --components (use ${METRIC_COMPONENTS.join(', ')})`);
-  }
+  if (components.length === 0) throw invalidOption('components', 'at least one component', 'an empty list');
+  for (const c of components) requireOneOf('components', METRIC_COMPONENTS, c);
 }
 
-/** The estimator, aggregation and metric components the options ask for, defaults filled in. */
+/** The estimator, aggregation and metric components the options ask for, defaults ({@link PRUNE_DEFAULTS}) filled in. */
 export function analysisSettings(options: AnalyzeOptions): { estimator: BiasEstimator; aggregation: PairAggregation; components: string[] } {
-  return { estimator: options.estimator ?? 'positionwise', aggregation: options.aggregation ?? 'mean', components: [...(options.components ?? HOOK_TYPES)] };
+  return {
+    estimator: options.estimator ?? PRUNE_DEFAULTS.estimator,
+    aggregation: options.aggregation ?? PRUNE_DEFAULTS.aggregation,
+    components: [...(options.components ?? HOOK_TYPES)],
+  };
+}
+
+/** Analysis options validated once, with every default filled in: what the analysis stages read. */
+export type ResolvedAnalyzeOptions = AnalyzeOptions & {
+  /** Per-neuron bias estimator. */
+  estimator: BiasEstimator;
+  /** How per-pair neuron bias is combined. */
+  aggregation: PairAggregation;
+  /** Hook types the metric averages over. */
+  components: string[];
+  /** The selection pairs (default the seed pair). */
+  pairs: readonly PromptPair[];
+};
+
+/**
+ * Validates analysis options (estimator, aggregation, pairs, components) and fills in the defaults, once per entry point.
+ * @throws {@link invalidOption} errors naming the option.
+ */
+export function resolveAnalyzeOptions(options: AnalyzeOptions): ResolvedAnalyzeOptions {
+  validateAnalyzeOptions(options);
+  return { ...options, ...analysisSettings(options), pairs: options.pairs ?? SEED_PAIRS };
 }
 
 /** The tensors an analysis captures: the metric components, and what the estimator reads. */
@@ -191,8 +214,13 @@ export function captureKeys(options: AnalyzeOptions): ActivationKey[] {
 
 /** Everything an analysis of one model needs open: the folder, and a capture session over its ONNX graph. */
 export interface OpenedModel {
+  /** The model folder (config, tokenizer). */
   folder: ModelFolder;
+  /** The ONNX file run. */
   onnxPath: string;
+  /** The ONNX model decoded once and checked, unmodified (capture runs on a copy): weight reads and counts reuse it. */
+  model: ModelProto;
+  /** The session capturing the tensors the analysis needs; release it when done. */
   capture: ActivationCapture;
   /** What the folder's validation found and allowed. */
   inputChecks: InputChecks;
@@ -206,10 +234,10 @@ export interface OpenedModel {
 export function checkBeforeLoading(folder: ModelFolder, onnxPath: string, options: AnalyzeOptions): { validation: ModelValidation; inputChecks: InputChecks } {
   const { estimator } = analysisSettings(options);
   // Token counts need only the tokenizer: refuse unusable pairs before the model is read.
-  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? 'builtin:seed');
+  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator), options.pairsSource ?? PRUNE_DEFAULTS.pairsSource);
   const validation = validateModel(folder, onnxPath);
   const inputChecks = requireConsistentModel(validation, options.allowMismatch ?? false);
-  for (const [pairs, source] of [[options.pairs ?? SEED_PAIRS, options.pairsSource ?? 'builtin:seed'], [options.evalPairs ?? [], options.evalPairsSource ?? 'eval pairs']] as const) {
+  for (const [pairs, source] of [[options.pairs ?? SEED_PAIRS, options.pairsSource ?? PRUNE_DEFAULTS.pairsSource], [options.evalPairs ?? [], options.evalPairsSource ?? 'eval pairs']] as const) {
     requirePairsFitContext(pairs, folder.tokenizer, validation, source);
   }
   return { validation, inputChecks };
@@ -220,8 +248,8 @@ export function checkBeforeLoading(folder: ModelFolder, onnxPath: string, option
  * is validated ({@link validateModel}; disagreements refused unless `allowMismatch`) and the pairs are checked: token
  * counts, and no prompt (with its continuations) longer than the model's context.
  */
-export async function openForAnalysis(modelDir: string, options: AnalyzeOptions): Promise<OpenedModel> {
-  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+export async function openForAnalysis(target: string | ModelFolder, options: AnalyzeOptions): Promise<OpenedModel> {
+  const folder = typeof target === 'string' ? openModelFolder(target, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}) : target;
   const onnxPath = requireOnnxPath(folder);
   const { validation, inputChecks } = checkBeforeLoading(folder, onnxPath, options);
   const capture = await ActivationCapture.create(onnxPath, {
@@ -233,7 +261,7 @@ export async function openForAnalysis(modelDir: string, options: AnalyzeOptions)
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
-  return { folder, onnxPath, capture, inputChecks };
+  return { folder, onnxPath, model: validation.model, capture, inputChecks };
 }
 
 /**
@@ -259,13 +287,16 @@ function requirePairsFitContext(pairs: readonly PromptPair[], tokenizer: ModelFo
 
 /**
  * Measures a model's bias on prompt pairs: captures activations of both prompts of each pair, computes the optiPfair
- * metric, per-neuron bias scores and behavioural log-odds, then releases the session. Writes nothing.
- * @param modelDir  Hugging Face-style folder with an ONNX export.
+ * metric, per-neuron bias scores and behavioural log-odds. Writes nothing.
+ * @param target  Hugging Face-style folder with an ONNX export (opened, measured, released), or a model already
+ *   opened with {@link openForAnalysis} (measured on its session, which the caller releases).
  * @throws on invalid options before any file is opened, when every pair would be skipped (before the weights load),
  *   and the errors of {@link openModelFolder} and {@link ActivationCapture.create}.
  */
-export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
-  validateAnalyzeOptions(options);
+export async function analyzeBias(target: string | OpenedModel, given: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  const options = resolveAnalyzeOptions(given);
+  if (typeof target !== 'string') return analyzeOpenedModel(target, options);
+  const modelDir = target;
   if (options.streamed) return analyzeStreamed(modelDir, options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
@@ -283,15 +314,13 @@ export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}
 
 const PAIRS_PER_BATCH = 8;
 
-/** The analysis proper, on an already opened model (prune reuses the session for its "before" measurement). */
-export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
-  validateAnalyzeOptions(options);
+/** The analysis proper, on an already opened model. */
+async function analyzeOpenedModel(opened: OpenedModel, options: ResolvedAnalyzeOptions): Promise<BiasAnalysis> {
   const { folder, capture } = opened;
-  const { estimator, aggregation, components } = analysisSettings(options);
+  const { estimator, aggregation, components, pairs } = options;
   const progress = options.onProgress ?? (() => {});
   const numLayers = capture.map.layers.length;
   const metricKeys = Array.from({ length: numLayers }, (_, l) => components.map((c) => activationKey(c, l))).flat();
-  const pairs = options.pairs ?? SEED_PAIRS;
   const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');
   const checked = checkPairs(pairs, folder.tokenizer, estimator);
   requireUsablePairs(checked, source);

@@ -57,6 +57,11 @@ export interface ModelFolder {
 export interface OpenModelFolderOptions {
   /** ONNX file relative to the folder (the CLI's `--onnx-file`). Default: `onnx/model.onnx`, else `model.onnx`, else the folder's only `.onnx` file. */
   onnxFile?: string;
+  /**
+   * The tokenizer to use instead of loading the folder's `tokenizer.json`: for a folder whose tokenizer files are a
+   * copy of another's (a pruned model), so one run loads the tokenizer once.
+   */
+  tokenizer?: TextTokenizer;
 }
 
 /** A model folder, its `config.json` or its ONNX file is missing or unreadable; the message names the path. */
@@ -84,7 +89,7 @@ export function openModelFolder(dir: string, options: OpenModelFolderOptions = {
     .filter((f) => f.endsWith('.safetensors'))
     .sort()
     .map((f) => join(absDir, f));
-  let tokenizer: TextTokenizer | undefined;
+  let tokenizer = options.tokenizer;
   return {
     dir: absDir,
     config,

@@ -132,172 +132,23 @@ interface ProjectionSource {
 
 /**
  * Finds, by graph structure rather than node names (exporters name nodes differently), the GLU MLP and attention
- * tensors of every decoder layer. `where` names the file in errors.
+ * tensors of every decoder layer. `where` names the file in errors. Phases: index the graph, find the MatMuls that
+ * read a weight, find each GLU MLP (a down projection reading act(gate)·up), then give each MLP its layer's attention
+ * and check that every layer was mapped.
  * @throws {@link GraphMapError} when no GLU MLP is found or a layer's widths disagree.
  */
 export function mapGraph(model: ModelProto, where: string): GraphMap {
   const graph = model.graph;
   if (!graph) throw new GraphMapError(`${where}: no graph`);
-  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
-  const producer = new Map<string, { node: NodeProto; index: number; slot: number }>();
-  graph.node.forEach((node, index) => node.output.forEach((name, slot) => producer.set(name, { node, index, slot })));
-
-  const isConstant = (name: string): boolean =>
-    name === '' || initializers.has(name) || producer.get(name)?.node.opType === 'Constant';
-
-  /** The initializer behind a MatMul B input, seen through a Transpose and/or a Cast (weights stored as bf16/f16). */
-  const weightOf = (name: string, transposed = false, castTo?: number): WeightSource | undefined => {
-    const direct = initializers.get(name);
-    if (direct) return { weight: direct, transposed, castTo };
-    const p = producer.get(name);
-    if (p?.node.opType === 'Transpose' && !transposed) return weightOf(p.node.input[0] ?? '', true, castTo);
-    if (p?.node.opType === 'Cast' && castTo === undefined) {
-      const to = p.node.attribute.find((a) => a.name === 'to');
-      return weightOf(p.node.input[0] ?? '', transposed, to ? Number(to.i) : undefined);
-    }
-    return undefined;
-  };
-
-  const weightMatMuls: WeightMatMul[] = [];
-  const weightMatMulByOutput = new Map<string, WeightMatMul>();
-  graph.node.forEach((node, index) => {
-    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') return;
-    const w = weightOf(node.input[1] ?? '');
-    if (!w || w.weight.dims.length !== 2 || !tensorDtype(w.weight)) return;
-    const transB = node.opType === 'Gemm' && node.attribute.some((a) => a.name === 'transB' && a.i === 1n);
-    const entry: WeightMatMul = {
-      node, index, input: node.input[0] ?? '', output: node.output[0] ?? '', weight: w.weight,
-      layout: w.transposed !== transB ? 'out_in' : 'in_out',
-      computeDtype: (w.castTo !== undefined ? dtypeFromOnnx(w.castTo) : undefined) ?? tensorDtype(w.weight)!,
-    };
-    weightMatMuls.push(entry);
-    weightMatMulByOutput.set(entry.output, entry);
-  });
-
-  const constantInt = (name: string): number | undefined => {
-    const tensor = initializers.get(name) ?? producer.get(name)?.node.attribute.find((a) => a.name === 'value')?.t;
-    if (!tensor) return undefined;
-    if (tensor.int64Data.length > 0) return Number(tensor.int64Data[0]);
-    if (tensor.int32Data.length > 0) return tensor.int32Data[0];
-    if (tensor.rawData.byteLength >= 8 && tensor.dataType === 7) {
-      return Number(new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getBigInt64(0, true));
-    }
-    if (tensor.rawData.byteLength >= 4 && tensor.dataType === 6) {
-      return new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getInt32(0, true);
-    }
-    return undefined;
-  };
-
-  const projectionSource = (name: string): ProjectionSource | undefined => {
-    const direct = weightMatMulByOutput.get(name);
-    if (direct) return { matmul: direct };
-    const p = producer.get(name);
-    if (!p || (p.node.opType !== 'Slice' && p.node.opType !== 'Split')) return undefined;
-    const fused = weightMatMulByOutput.get(p.node.input[0] ?? '');
-    if (!fused) return undefined;
-    if (p.node.opType === 'Split') return { matmul: fused, split: { node: p.node, half: p.slot === 0 ? 0 : 1 } };
-    // Slice: a constant start of 0 is the first half; anything else (constant or computed from the shape) the second.
-    const start = constantInt(p.node.input[1] ?? '');
-    return { matmul: fused, split: { node: p.node, half: start === 0 ? 0 : 1 } };
-  };
-
-  /** Walks back from `name` through elementwise ops; returns the single projection feeding it and the ops crossed. */
-  const activationSource = (name: string): { source: ProjectionSource; ops: string[]; tensor: string } | undefined => {
-    const ops: string[] = [];
-    const leaves = new Set<string>();
-    const stack = [name];
-    const seen = new Set<string>();
-    while (stack.length > 0) {
-      const tensor = stack.pop()!;
-      if (seen.has(tensor)) continue;
-      seen.add(tensor);
-      if (projectionSource(tensor)) {
-        leaves.add(tensor);
-        continue;
-      }
-      const p = producer.get(tensor);
-      if (!p || !ELEMENTWISE_OPS.has(p.node.opType) || seen.size > 64) return undefined;
-      ops.push(p.node.opType === 'Gelu' && p.node.attribute.some((a) => a.name === 'approximate' && new TextDecoder().decode(a.s) === 'tanh') ? 'GeluTanh' : p.node.opType);
-      for (const input of p.node.input) if (!isConstant(input)) stack.push(input);
-    }
-    if (leaves.size !== 1 || !ops.some((op) => NONLINEAR_OPS.has(op) || op === 'GeluTanh')) return undefined;
-    const tensor = [...leaves][0]!;
-    return { source: projectionSource(tensor)!, ops, tensor };
-  };
-
-  interface Mlp {
-    gate: ProjectionSource; gateTensor: string; up: ProjectionSource; upTensor: string;
-    down: WeightMatMul; product: string; ops: string[];
-  }
-  const mlps: Mlp[] = [];
-  for (const down of weightMatMuls) {
-    const p = producer.get(down.input);
-    if (p?.node.opType !== 'Mul') continue;
-    const [a, b] = [p.node.input[0] ?? '', p.node.input[1] ?? ''];
-    if (isConstant(a) || isConstant(b)) continue;
-    for (const [upTensor, actTensor] of [[a, b], [b, a]] as const) {
-      const up = projectionSource(upTensor);
-      const act = up ? activationSource(actTensor) : undefined;
-      if (!up || !act || act.tensor === upTensor) continue;
-      mlps.push({ gate: act.source, gateTensor: act.tensor, up, upTensor, down, product: down.input, ops: act.ops });
-      break;
-    }
-  }
+  const index = indexGraph(graph.node, graph.initializer);
+  const weightMatMuls = findWeightMatMuls(index);
+  const mlps = findMlps(index, weightMatMuls);
   if (mlps.length === 0) throw new GraphMapError(describeMissingGlu(model, where, weightMatMuls));
   mlps.sort((x, y) => x.down.index - y.down.index);
-
   const windowSizes: number[] = [];
-  const layers = mlps.map((mlp, index): LayerMap => {
-    const previousDown = index === 0 ? -1 : mlps[index - 1]!.down.index;
-    const gateIndex = Math.min(mlp.gate.matmul.index, mlp.up.matmul.index);
-    const window = weightMatMuls.filter((m) => m.index > previousDown && m.index < gateIndex);
-    windowSizes.push(window.length);
-    const attentionOut = window[window.length - 1];
-    const projections = window.slice(0, -1);
-    if (!attentionOut || projections.length === 0) {
-      throw new GraphMapError(
-        `${where}: layer ${index}: found the MLP (down projection ${describeNode(mlp.down.node)}) but no attention projections before it (${window.length} weight MatMuls between the previous MLP and this one)`,
-      );
-    }
-    // The input norm output is the tensor the q/k/v (or fused qkv) projections read.
-    const counts = new Map<string, number>();
-    for (const m of projections) counts.set(m.input, (counts.get(m.input) ?? 0) + 1);
-    const inputNorm = [...counts.entries()].sort((x, y) => y[1] - x[1])[0]![0];
+  const layers = mlps.map((mlp, i) => layerOf(mlp, i, i === 0 ? -1 : mlps[i - 1]!.down.index, weightMatMuls, windowSizes, where));
 
-    const gate = weightInfo(mlp.gate, where);
-    const up = weightInfo(mlp.up, where);
-    const down = weightInfo({ matmul: mlp.down }, where);
-    const fused = mlp.gate.split !== undefined && mlp.gate.matmul === mlp.up.matmul;
-    const [downIn, downOut] = down.layout === 'in_out' ? down.shape : [down.shape[1]!, down.shape[0]!];
-    const gateOut = (gate.layout === 'in_out' ? gate.shape[1]! : gate.shape[0]!) / (fused ? 2 : 1);
-    const upOut = (up.layout === 'in_out' ? up.shape[1]! : up.shape[0]!) / (fused ? 2 : 1);
-    if (gateOut !== downIn || upOut !== downIn) {
-      throw new GraphMapError(
-        `${where}: layer ${index}: gate/up/down widths disagree (gate ${gate.name} [${gate.shape}], up ${up.name} [${up.shape}], down ${down.name} [${down.shape}])`,
-      );
-    }
-    return {
-      index,
-      tensors: {
-        input_norm: inputNorm,
-        attention_output: attentionOut.output,
-        gate_proj: mlp.gateTensor,
-        up_proj: mlp.upTensor,
-        glu_product: mlp.product,
-        down_proj: mlp.down.output,
-        mlp_output: mlp.down.output,
-      },
-      gate, up, down,
-      nodes: { gate: mlp.gate.matmul.node.name, up: mlp.up.matmul.node.name, down: mlp.down.node.name, attentionOutput: attentionOut.node.name },
-      fusedSplitNodes: fused ? [mlp.gate.split!.node.name, mlp.up.split!.node.name].filter((n, i, all) => all.indexOf(n) === i) : [],
-      fusedGateUp: fused,
-      activation: activationName(mlp.ops),
-      intermediateSize: downIn!,
-      hiddenSize: downOut!,
-    };
-  });
-
-  checkEveryLayerMapped(graph.node, mlps.map((m) => m.down.index), windowSizes, weightMatMuls, isConstant, producer, where);
+  checkEveryLayerMapped(graph.node, mlps.map((m) => m.down.index), windowSizes, weightMatMuls, index.isConstant, index.producer, where);
   checkLayerNames(layers, where);
   const outputs = graph.output.map((o) => o.name);
   const logits = outputs.includes('logits') ? 'logits' : outputs[0];
@@ -309,6 +160,194 @@ export function mapGraph(model: ModelProto, where: string): GraphMap {
     logits,
     activationDtype: mlps[0]!.down.computeDtype,
     kv: pastInputs.length > 0 ? { pastInputs, presentOutputs } : undefined,
+  };
+}
+
+/** Lookups over one graph: initializers by name, the node producing each tensor. */
+interface GraphIndex {
+  /** The graph's nodes, in order. */
+  nodes: readonly NodeProto[];
+  initializers: Map<string, TensorProto>;
+  producer: Map<string, { node: NodeProto; index: number; slot: number }>;
+  /** An empty input, an initializer or a Constant's output. */
+  isConstant: (name: string) => boolean;
+  /** The MatMuls reading a weight, by output tensor (filled by {@link findWeightMatMuls}). */
+  weightMatMulByOutput: Map<string, WeightMatMul>;
+}
+
+function indexGraph(nodes: readonly NodeProto[], initializerList: readonly TensorProto[]): GraphIndex {
+  const initializers = new Map(initializerList.map((t) => [t.name, t]));
+  const producer = new Map<string, { node: NodeProto; index: number; slot: number }>();
+  nodes.forEach((node, index) => node.output.forEach((name, slot) => producer.set(name, { node, index, slot })));
+  const isConstant = (name: string): boolean => name === '' || initializers.has(name) || producer.get(name)?.node.opType === 'Constant';
+  return { nodes, initializers, producer, isConstant, weightMatMulByOutput: new Map() };
+}
+
+/** The initializer behind a MatMul B input, seen through a Transpose and/or a Cast (weights stored as bf16/f16). */
+function weightOf(g: GraphIndex, name: string, transposed = false, castTo?: number): WeightSource | undefined {
+  const direct = g.initializers.get(name);
+  if (direct) return { weight: direct, transposed, castTo };
+  const p = g.producer.get(name);
+  if (p?.node.opType === 'Transpose' && !transposed) return weightOf(g, p.node.input[0] ?? '', true, castTo);
+  if (p?.node.opType === 'Cast' && castTo === undefined) {
+    const to = p.node.attribute.find((a) => a.name === 'to');
+    return weightOf(g, p.node.input[0] ?? '', transposed, to ? Number(to.i) : undefined);
+  }
+  return undefined;
+}
+
+/** Every MatMul/Gemm whose B is a 2-D float weight, in graph order (also indexed by output in `g`). */
+function findWeightMatMuls(g: GraphIndex): WeightMatMul[] {
+  const weightMatMuls: WeightMatMul[] = [];
+  g.nodes.forEach((node, index) => {
+    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') return;
+    const w = weightOf(g, node.input[1] ?? '');
+    if (!w || w.weight.dims.length !== 2 || !tensorDtype(w.weight)) return;
+    const transB = node.opType === 'Gemm' && node.attribute.some((a) => a.name === 'transB' && a.i === 1n);
+    const entry: WeightMatMul = {
+      node, index, input: node.input[0] ?? '', output: node.output[0] ?? '', weight: w.weight,
+      layout: w.transposed !== transB ? 'out_in' : 'in_out',
+      computeDtype: (w.castTo !== undefined ? dtypeFromOnnx(w.castTo) : undefined) ?? tensorDtype(w.weight)!,
+    };
+    weightMatMuls.push(entry);
+    g.weightMatMulByOutput.set(entry.output, entry);
+  });
+  return weightMatMuls;
+}
+
+function constantInt(g: GraphIndex, name: string): number | undefined {
+  const tensor = g.initializers.get(name) ?? g.producer.get(name)?.node.attribute.find((a) => a.name === 'value')?.t;
+  if (!tensor) return undefined;
+  if (tensor.int64Data.length > 0) return Number(tensor.int64Data[0]);
+  if (tensor.int32Data.length > 0) return tensor.int32Data[0];
+  if (tensor.rawData.byteLength >= 8 && tensor.dataType === 7) {
+    return Number(new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getBigInt64(0, true));
+  }
+  if (tensor.rawData.byteLength >= 4 && tensor.dataType === 6) {
+    return new DataView(tensor.rawData.buffer, tensor.rawData.byteOffset).getInt32(0, true);
+  }
+  return undefined;
+}
+
+/** The weight MatMul producing `name`, directly or as one half of a fused projection (Slice/Split). */
+function projectionSource(g: GraphIndex, name: string): ProjectionSource | undefined {
+  const direct = g.weightMatMulByOutput.get(name);
+  if (direct) return { matmul: direct };
+  const p = g.producer.get(name);
+  if (!p || (p.node.opType !== 'Slice' && p.node.opType !== 'Split')) return undefined;
+  const fused = g.weightMatMulByOutput.get(p.node.input[0] ?? '');
+  if (!fused) return undefined;
+  if (p.node.opType === 'Split') return { matmul: fused, split: { node: p.node, half: p.slot === 0 ? 0 : 1 } };
+  // Slice: a constant start of 0 is the first half; anything else (constant or computed from the shape) the second.
+  const start = constantInt(g, p.node.input[1] ?? '');
+  return { matmul: fused, split: { node: p.node, half: start === 0 ? 0 : 1 } };
+}
+
+/** Walks back from `name` through elementwise ops; returns the single projection feeding it and the ops crossed. */
+function activationSource(g: GraphIndex, name: string): { source: ProjectionSource; ops: string[]; tensor: string } | undefined {
+  const ops: string[] = [];
+  const leaves = new Set<string>();
+  const stack = [name];
+  const seen = new Set<string>();
+  while (stack.length > 0) {
+    const tensor = stack.pop()!;
+    if (seen.has(tensor)) continue;
+    seen.add(tensor);
+    if (projectionSource(g, tensor)) {
+      leaves.add(tensor);
+      continue;
+    }
+    const p = g.producer.get(tensor);
+    if (!p || !ELEMENTWISE_OPS.has(p.node.opType) || seen.size > 64) return undefined;
+    ops.push(p.node.opType === 'Gelu' && p.node.attribute.some((a) => a.name === 'approximate' && new TextDecoder().decode(a.s) === 'tanh') ? 'GeluTanh' : p.node.opType);
+    for (const input of p.node.input) if (!g.isConstant(input)) stack.push(input);
+  }
+  if (leaves.size !== 1 || !ops.some((op) => NONLINEAR_OPS.has(op) || op === 'GeluTanh')) return undefined;
+  const tensor = [...leaves][0]!;
+  return { source: projectionSource(g, tensor)!, ops, tensor };
+}
+
+/** One GLU MLP found in the graph. */
+interface Mlp {
+  gate: ProjectionSource;
+  gateTensor: string;
+  up: ProjectionSource;
+  upTensor: string;
+  down: WeightMatMul;
+  product: string;
+  ops: string[];
+}
+
+/** Every down projection reading Mul(act(gate), up), with its gate and up. */
+function findMlps(g: GraphIndex, weightMatMuls: readonly WeightMatMul[]): Mlp[] {
+  const mlps: Mlp[] = [];
+  for (const down of weightMatMuls) {
+    const p = g.producer.get(down.input);
+    if (p?.node.opType !== 'Mul') continue;
+    const [a, b] = [p.node.input[0] ?? '', p.node.input[1] ?? ''];
+    if (g.isConstant(a) || g.isConstant(b)) continue;
+    for (const [upTensor, actTensor] of [[a, b], [b, a]] as const) {
+      const up = projectionSource(g, upTensor);
+      const act = up ? activationSource(g, actTensor) : undefined;
+      if (!up || !act || act.tensor === upTensor) continue;
+      mlps.push({ gate: act.source, gateTensor: act.tensor, up, upTensor, down, product: down.input, ops: act.ops });
+      break;
+    }
+  }
+  return mlps;
+}
+
+/**
+ * Layer `index`: its MLP, and the attention found among the weight MatMuls between the previous MLP's down projection
+ * and this gate (the last of them is the output projection). Records the window's size for the coverage check.
+ * @throws {@link GraphMapError} when no attention projections precede the MLP or the widths disagree.
+ */
+function layerOf(mlp: Mlp, index: number, previousDown: number, weightMatMuls: readonly WeightMatMul[], windowSizes: number[], where: string): LayerMap {
+  const gateIndex = Math.min(mlp.gate.matmul.index, mlp.up.matmul.index);
+  const window = weightMatMuls.filter((m) => m.index > previousDown && m.index < gateIndex);
+  windowSizes.push(window.length);
+  const attentionOut = window[window.length - 1];
+  const projections = window.slice(0, -1);
+  if (!attentionOut || projections.length === 0) {
+    throw new GraphMapError(
+      `${where}: layer ${index}: found the MLP (down projection ${describeNode(mlp.down.node)}) but no attention projections before it (${window.length} weight MatMuls between the previous MLP and this one)`,
+    );
+  }
+  // The input norm output is the tensor the q/k/v (or fused qkv) projections read.
+  const counts = new Map<string, number>();
+  for (const m of projections) counts.set(m.input, (counts.get(m.input) ?? 0) + 1);
+  const inputNorm = [...counts.entries()].sort((x, y) => y[1] - x[1])[0]![0];
+
+  const gate = weightInfo(mlp.gate, where);
+  const up = weightInfo(mlp.up, where);
+  const down = weightInfo({ matmul: mlp.down }, where);
+  const fused = mlp.gate.split !== undefined && mlp.gate.matmul === mlp.up.matmul;
+  const [downIn, downOut] = down.layout === 'in_out' ? down.shape : [down.shape[1]!, down.shape[0]!];
+  const gateOut = (gate.layout === 'in_out' ? gate.shape[1]! : gate.shape[0]!) / (fused ? 2 : 1);
+  const upOut = (up.layout === 'in_out' ? up.shape[1]! : up.shape[0]!) / (fused ? 2 : 1);
+  if (gateOut !== downIn || upOut !== downIn) {
+    throw new GraphMapError(
+      `${where}: layer ${index}: gate/up/down widths disagree (gate ${gate.name} [${gate.shape}], up ${up.name} [${up.shape}], down ${down.name} [${down.shape}])`,
+    );
+  }
+  return {
+    index,
+    tensors: {
+      input_norm: inputNorm,
+      attention_output: attentionOut.output,
+      gate_proj: mlp.gateTensor,
+      up_proj: mlp.upTensor,
+      glu_product: mlp.product,
+      down_proj: mlp.down.output,
+      mlp_output: mlp.down.output,
+    },
+    gate, up, down,
+    nodes: { gate: mlp.gate.matmul.node.name, up: mlp.up.matmul.node.name, down: mlp.down.node.name, attentionOutput: attentionOut.node.name },
+    fusedSplitNodes: fused ? [mlp.gate.split!.node.name, mlp.up.split!.node.name].filter((n, i, all) => all.indexOf(n) === i) : [],
+    fusedGateUp: fused,
+    activation: activationName(mlp.ops),
+    intermediateSize: downIn!,
+    hiddenSize: downOut!,
   };
 }
 

@@ -46,6 +46,15 @@ export function encodeOnnxModel(model: ModelProto): Uint8Array {
   return toBinary(ModelProtoSchema, model);
 }
 
+/**
+ * A copy of `model` whose graph's node, input and output lists can be added to without touching the original; the
+ * nodes and initializers themselves are shared (no weight is copied), so replace a node rather than edit it.
+ */
+export function graphCopy(model: ModelProto): ModelProto {
+  const graph = model.graph!;
+  return { ...model, graph: { ...graph, node: [...graph.node], input: [...graph.input], output: [...graph.output] } };
+}
+
 export interface ExternalLocation {
   location: string;
   offset: number;

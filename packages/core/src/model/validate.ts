@@ -5,6 +5,7 @@ import { describeJson, JsonInputError, jsonField, readJsonObject } from '../io/r
 import type { ModelFolder } from './folder.js';
 import { mapGraph, type GraphMap, type LayerMap } from './graph-map.js';
 import { TensorDataReader, checkExternalData, namingFile, OnnxFormatError, readOnnxModel, tensorByteLength, tensorDims, tensorDtype } from './onnx-codec.js';
+import { parseHfMlpTensor } from './neurons.js';
 import { SafetensorsFile, type SafetensorsEntry } from './safetensors.js';
 
 /** What {@link validateModel} found: the parsed graph, its map, and the disagreements between the formats. */
@@ -136,7 +137,6 @@ function contextLimitOf(
 }
 
 const HF_LAYER = /(?:^|\.)layers\.(\d+)\./;
-const HF_MLP_WEIGHT = /(?:^|\.)layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)\.weight$/;
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
 /** Every shard per the spec (errors), then each config layer's MLP tensors against the graph's layer of that index. */
@@ -167,8 +167,8 @@ function checkSafetensors(folder: ModelFolder, layers: readonly LayerMap[], numL
   for (const [name, { entry }] of tensors) {
     const layer = HF_LAYER.exec(name);
     if (layer && Number(layer[1]) >= numLayers) findings.push(`${where} has tensor "${name}" of layer ${layer[1]}, config.json has ${numLayers} layers`);
-    const mlp = HF_MLP_WEIGHT.exec(name);
-    if (mlp) mlpTensors.set(`${mlp[1]}.${mlp[2]}`, [name, entry]);
+    const mlp = parseHfMlpTensor(name);
+    if (mlp?.kind === 'weight') mlpTensors.set(`${mlp.layer}.${mlp.projection}`, [name, entry]);
   }
   // A config claiming more layers than the graph has is a finding already; checking past the graph's layers would
   // only repeat it (and a hostile count would loop for ever).

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import type { ModelProto, TensorProto } from 'onnx-buf';
 import { bytesPerElement, type WeightDType } from './dtype.js';
 import { mapGraph, type GraphMap, type WeightInfo } from './graph-map.js';
+import { neuronAxis, parseHfMlpTensor, type MlpProjection } from './neurons.js';
 import { TensorDataReader, readOnnxModel } from './onnx-codec.js';
 import { SafetensorsFile } from './safetensors.js';
 import { ScratchBuffer } from './scratch-buffer.js';
@@ -57,8 +58,8 @@ export class OnnxWeights {
   layerMlp(layer: number): LayerMlpMatrices {
     const info = this.map.layers[layer];
     if (!info) throw new Error(`${this.path}: no layer ${layer} (model has ${this.map.layers.length})`);
-    const gateAxis = neuronAxisOf(info.gate, 'output');
-    if (gateAxis !== neuronAxisOf(info.up, 'output')) throw new Error(`${this.path}: layer ${layer} gate and up weights have different layouts`);
+    const gateAxis = neuronAxis(info.gate.layout, 'output');
+    if (gateAxis !== neuronAxis(info.up.layout, 'output')) throw new Error(`${this.path}: layer ${layer} gate and up weights have different layouts`);
     if (info.fusedGateUp) {
       const whole = this.matrix(info.gate, this.buffers.fused);
       return {
@@ -79,7 +80,7 @@ export class OnnxWeights {
   } {
     const info = this.map.layers[layer];
     if (!info) throw new Error(`${this.path}: no layer ${layer}`);
-    return { matrix: this.matrix(info.down, this.buffers.down), neuronAxis: neuronAxisOf(info.down, 'input') };
+    return { matrix: this.matrix(info.down, this.buffers.down), neuronAxis: neuronAxis(info.down.layout, 'input') };
   }
 
   /** Closes the external data files. */
@@ -93,11 +94,6 @@ export class OnnxWeights {
     const data = this.reader.read(tensor, 0, undefined, (n) => buffer.get(n));
     return { data, rows: weight.shape[0]!, cols: weight.shape[1]!, dtype: weight.dtype };
   }
-}
-
-/** gate/up produce the neurons (output axis), down consumes them (input axis). */
-function neuronAxisOf(weight: WeightInfo, role: 'input' | 'output'): 'rows' | 'cols' {
-  return (role === 'output') === (weight.layout === 'in_out') ? 'cols' : 'rows';
 }
 
 /** One half of a fused [.., 2I] matrix along the neuron axis: a view for rows, a copy (into `buffer`, else fresh) for columns. */
@@ -135,13 +131,13 @@ export class SafetensorsWeights {
    * @throws when the layer's weights are missing or not 2-D F32/F16/BF16, naming the files.
    */
   layerMlp(layer: number): LayerMlpMatrices {
-    const fused = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.gate_up_proj\\.weight$`));
+    const fused = this.find(layer, 'gate_up_proj');
     if (fused) {
       const whole = this.matrix(fused, this.buffers.gate);
       return { gate: fusedHalf(whole, 'rows', 0), up: fusedHalf(whole, 'rows', 1), neuronAxis: 'rows' };
     }
-    const gate = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.gate_proj\\.weight$`));
-    const up = this.find(new RegExp(`(^|\\.)layers\\.${layer}\\.mlp\\.up_proj\\.weight$`));
+    const gate = this.find(layer, 'gate_proj');
+    const up = this.find(layer, 'up_proj');
     if (!gate || !up) throw new Error(`No layers.${layer}.mlp.gate_proj/up_proj weights in ${this.files.map((f) => f.path).join(', ')}`);
     return { gate: this.matrix(gate, this.buffers.gate), up: this.matrix(up, this.buffers.up), neuronAxis: 'rows' };
   }
@@ -151,8 +147,13 @@ export class SafetensorsWeights {
     for (const f of this.files) f.close();
   }
 
-  private find(pattern: RegExp): { file: SafetensorsFile; name: string } | undefined {
-    for (const file of this.files) for (const name of file.entries.keys()) if (pattern.test(name)) return { file, name };
+  private find(layer: number, projection: MlpProjection): { file: SafetensorsFile; name: string } | undefined {
+    for (const file of this.files) {
+      for (const name of file.entries.keys()) {
+        const mlp = parseHfMlpTensor(name);
+        if (mlp && mlp.layer === layer && mlp.projection === projection && mlp.kind === 'weight') return { file, name };
+      }
+    }
     return undefined;
   }
 

@@ -89,21 +89,30 @@ export interface MlpWeightSource {
   layerMlp(layer: number): LayerMlpWeights;
 }
 
+/** Result of {@link scanModelImportance}. */
+export interface ModelWeightScan<M extends ImportanceMethod = ImportanceMethod> {
+  /** Per method asked: importance per neuron, one array per layer. */
+  importance: Map<M, Float32Array[]>;
+  /** {@link ModelImportance.weightsHash} of the weights scanned. */
+  weightsHash: string;
+}
+
 /**
- * Importance of every neuron of layers 0..numLayers−1: scans their gate and up weights with the native kernels
- * (`options.device`, default `auto`: CUDA when available), one layer in memory at a time.
+ * Importance of every neuron of layers 0..numLayers−1 for each method asked, from one scan of their gate and up
+ * weights with the native kernels (`options.device`, default `auto`: CUDA when available), one layer in memory at a
+ * time; several methods cost one read of the weights, and the hash alone (no method) costs the same read.
  * @throws when a layer's gate and up widths differ, and the weight source's errors.
  */
-export async function modelImportance(
+export async function scanModelImportance<M extends ImportanceMethod>(
   weights: MlpWeightSource,
   numLayers: number,
-  method: ImportanceMethod,
+  methods: readonly M[],
   options: { device?: Device; onProgress?: (message: string) => void } = {},
-): Promise<ModelImportance> {
+): Promise<ModelWeightScan<M>> {
   const hash = createHash('sha256');
-  const layers: Float32Array[] = [];
+  const importance = new Map<M, Float32Array[]>(methods.map((method) => [method, []]));
   for (let layer = 0; layer < numLayers; layer++) {
-    options.onProgress?.(`importance (${method}): layer ${layer + 1} of ${numLayers}`);
+    options.onProgress?.(`importance (${methods.join(', ') || 'weights hash'}): layer ${layer + 1} of ${numLayers}`);
     const mlp = weights.layerMlp(layer);
     const scanOptions = { axis: mlp.neuronAxis, ...(options.device ? { device: options.device } : {}) };
     const [gate, up] = await Promise.all([scanWeights(mlp.gate, scanOptions), scanWeights(mlp.up, scanOptions)]);
@@ -113,7 +122,21 @@ export async function modelImportance(
         hash.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
       }
     }
-    layers.push(importanceFromStats(method, gate, up));
+    for (const [method, layers] of importance) layers.push(importanceFromStats(method, gate, up));
   }
-  return { method, layers, weightsHash: hash.digest('hex') };
+  return { importance, weightsHash: hash.digest('hex') };
+}
+
+/**
+ * Importance of every neuron of layers 0..numLayers−1 by one method, and the weights hash ({@link scanModelImportance}).
+ * @throws when a layer's gate and up widths differ, and the weight source's errors.
+ */
+export async function modelImportance(
+  weights: MlpWeightSource,
+  numLayers: number,
+  method: ImportanceMethod,
+  options: { device?: Device; onProgress?: (message: string) => void } = {},
+): Promise<ModelImportance> {
+  const { importance, weightsHash } = await scanModelImportance(weights, numLayers, [method], options);
+  return { method, layers: importance.get(method)!, weightsHash };
 }

@@ -1,11 +1,13 @@
 import { relative } from 'node:path';
+import type { Device } from '@fairprune/native-cuda';
 import { analysisSettings, analyzeBias, type AnalyzeOptions, type BiasReport, type PairTokenActivations } from '../bias/analyze.js';
 import type { BiasEstimator } from '../bias/pairs.js';
 import type { PairAggregation } from '../bias/neuron-scores.js';
 import { openModelFolder, requireOnnxPath } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
-import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
+import { IMPORTANCE_METHODS, scanModelImportance, type ImportanceMethod, type ModelWeightScan } from './importance.js';
 import type { PlanModelIdentity } from './plan.js';
+import { PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 import { countParameters } from './run.js';
 
 /**
@@ -48,7 +50,7 @@ export interface ModelAnalysis {
 export function analysisSettingsOf(options: AnalyzeOptions): ModelAnalysis['analyzeOptions'] {
   const { estimator, aggregation } = analysisSettings(options);
   return {
-    pairs: options.pairsSource ?? 'builtin:seed',
+    pairs: options.pairsSource ?? PRUNE_DEFAULTS.pairsSource,
     ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
     estimator,
     aggregation,
@@ -62,23 +64,18 @@ export function analysisSettingsOf(options: AnalyzeOptions): ModelAnalysis['anal
  */
 export async function analyzeModel(modelDir: string, options: AnalyzeOptions & { importance: readonly ImportanceMethod[] }): Promise<ModelAnalysis> {
   for (const method of options.importance) {
-    if (!IMPORTANCE_METHODS.includes(method)) throw new Error(`Unknown importance method "${method}" (use ${IMPORTANCE_METHODS.join(', ')})`);
+    requireOneOf('importance', IMPORTANCE_METHODS, method);
   }
   const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   const onnxPath = requireOnnxPath(folder);
   const analysis = await analyzeBias(modelDir, options);
   const weights = new OnnxWeights(onnxPath);
-  const importance: Partial<Record<ImportanceMethod, number[][]>> = {};
-  let weightsHash = '';
+  let scan: ModelWeightScan;
   try {
-    for (const method of new Set(options.importance)) {
-      const scanned = await modelImportance(weights, weights.map.layers.length, method, {
-        ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      });
-      importance[method] = scanned.layers.map((layer) => Array.from(layer));
-      weightsHash = scanned.weightsHash;
-    }
+    scan = await scanModelImportance(weights, weights.map.layers.length, [...new Set(options.importance)], {
+      ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
   } finally {
     weights.close();
   }
@@ -89,7 +86,7 @@ export async function analyzeModel(modelDir: string, options: AnalyzeOptions & {
     model: {
       path: folder.dir,
       weightsFile: relative(folder.dir, onnxPath),
-      weightsHash,
+      weightsHash: scan.weightsHash,
       numLayers: layers.length,
       hiddenSize: layers[0]!.hiddenSize,
       intermediateSizes: layers.map((l) => l.intermediateSize),
@@ -98,18 +95,27 @@ export async function analyzeModel(modelDir: string, options: AnalyzeOptions & {
     analyzeOptions: analysisSettingsOf(options),
     before: analysis.report,
     neuronBias: analysis.neuronBias.layers.map((layer) => Array.from(layer)),
-    importance,
+    importance: Object.fromEntries([...scan.importance].map(([method, layers]) => [method, layers.map((layer) => Array.from(layer))])),
     ...(analysis.tokenActivations ? { tokenActivations: analysis.tokenActivations } : {}),
   };
 }
 
+/** What a reused {@link ModelAnalysis} gives a run in place of measuring and scanning. */
+export type ReusedAnalysis = Awaited<ReturnType<typeof reuseAnalysis>>;
+
 /**
- * Checks that `analysis` was made on this model folder with the run's analysis settings and holds its importance
- * method, and returns what the run would otherwise measure and scan.
+ * Checks that `analysis` was made on these weights (its hash against one scan of this model's gate/up weights, which
+ * costs a read of them but no forward) with the run's analysis settings and holds its importance method, and returns
+ * what the run would otherwise measure and scan.
  * @throws naming the field that differs and both values.
  */
-export function reuseAnalysis(analysis: ModelAnalysis, folder: { dir: string }, onnxPath: string, options: AnalyzeOptions & { importance?: ImportanceMethod }) {
-  const method = options.importance ?? 'maw';
+export async function reuseAnalysis(
+  analysis: ModelAnalysis,
+  folder: { dir: string },
+  onnxPath: string,
+  options: AnalyzeOptions & { importance?: ImportanceMethod; kernelDevice?: Device },
+) {
+  const method = options.importance ?? PRUNE_DEFAULTS.importance;
   const expected = { path: folder.dir, weightsFile: relative(folder.dir, onnxPath), ...analysisSettingsOf(options) };
   const given = { path: analysis.model.path, weightsFile: analysis.model.weightsFile, ...analysis.analyzeOptions };
   for (const key of Object.keys({ ...expected, ...given }) as (keyof typeof expected)[]) {
@@ -119,11 +125,24 @@ export function reuseAnalysis(analysis: ModelAnalysis, folder: { dir: string }, 
   }
   const scores = analysis.importance[method];
   if (!scores) throw new Error(`The model analysis given has no "${method}" importance (it has ${Object.keys(analysis.importance).join(', ') || 'none'})`);
+  const weights = new OnnxWeights(onnxPath);
+  let weightsHash: string;
+  try {
+    ({ weightsHash } = await scanModelImportance(weights, weights.map.layers.length, [], options.kernelDevice ? { device: options.kernelDevice } : {}));
+  } finally {
+    weights.close();
+  }
+  if (weightsHash !== analysis.model.weightsHash) {
+    throw new Error(
+      `The model analysis given was made on weights with hash ${analysis.model.weightsHash.slice(0, 12)}…, ${onnxPath} has ` +
+        `${weightsHash.slice(0, 12)}… (the weights changed since); analyse again`,
+    );
+  }
   return {
     before: analysis.before,
     neuronBias: analysis.neuronBias.map((layer) => Float32Array.from(layer)),
     tokenActivations: analysis.tokenActivations,
-    importance: { method, layers: scores.map((layer) => Float32Array.from(layer)), weightsHash: analysis.model.weightsHash },
+    importance: { method, layers: scores.map((layer) => Float32Array.from(layer)), weightsHash },
     map: { layers: analysis.model.intermediateSizes.map((intermediateSize) => ({ intermediateSize, hiddenSize: analysis.model.hiddenSize })) },
   };
 }

@@ -1,40 +1,29 @@
 import { writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Device } from '@fairprune/native-cuda';
-import {
-  analyzeBias,
-  analyzeOpenedModel,
-  openForAnalysis,
-  validateAnalyzeOptions,
-  type AnalyzeOptions,
-  type BiasReport,
-  type PairTokenActivations,
-} from '../bias/analyze.js';
+import type { ModelProto } from 'onnx-buf';
+import { openForAnalysis, resolveAnalyzeOptions, type AnalyzeOptions, type BiasReport, type PairTokenActivations, type ResolvedAnalyzeOptions } from '../bias/analyze.js';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import { readOnnxModel, tensorDims, tensorDtype } from '../model/onnx-codec.js';
 import { SafetensorsFile } from '../model/safetensors.js';
-import { OnnxWeights } from '../model/weights.js';
 import { ARTIFACTS } from '../io/artifacts.js';
 import { jsonText, writeOutput } from '../io/output.js';
-import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
+import * as stages from '../pipeline/prune-stages.js';
+import type { PruneRun } from '../pipeline/prune-stages.js';
+import { invalidOption, PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
+import { checkOutputOutsideInput } from './apply.js';
 import { writeModelCard } from './model-card.js';
-import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
-import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
+import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
+import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
-import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import { SCORE_METHODS, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
-import {
-  behaviourSettings,
-  calibrationMeans,
-  chooseByBehaviour,
-  meanCompensation,
-  validateBehaviourOptions,
-  type BehaviourPlanRecord,
-  type BehaviourPruneOptions,
-} from './behaviour-run.js';
+import { validateBehaviourOptions, type BehaviourPruneOptions } from './behaviour-run.js';
 
 /** How neurons are chosen: the article's prunability score (`hybrid`, `bias`) or their measured effect on behaviour. */
 export type PruneMethod = ScoreMethod | 'behaviour';
+/** Every {@link PruneMethod}, for option validation and UIs. */
+export const PRUNE_METHODS: readonly PruneMethod[] = [...SCORE_METHODS, 'behaviour'];
 
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
@@ -149,23 +138,23 @@ export interface PruneResult {
   };
 }
 
-/** The prune mode with its default: `zero` for `behaviour`, else `remove`. */
+/** The prune mode with its default: `zero` for `behaviour`, else {@link PRUNE_DEFAULTS}.mode. */
 export function pruneModeOf(options: Pick<PruneOptions, 'mode' | 'method'>): PruneMode {
-  return options.mode ?? (options.method === 'behaviour' ? 'zero' : 'remove');
+  return options.mode ?? (options.method === 'behaviour' ? 'zero' : PRUNE_DEFAULTS.mode);
 }
 
 /** The compensation with its default: {@link BEHAVIOUR_DEFAULTS}.compensate for `behaviour`, else `none`. */
-export function compensationOf(options: Pick<PruneOptions, 'compensate' | 'method'>): Compensation {
+function compensationOf(options: Pick<PruneOptions, 'compensate' | 'method'>): Compensation {
   return options.compensate ?? (options.method === 'behaviour' ? BEHAVIOUR_DEFAULTS.compensate : 'none');
 }
 
-/** Selection options from prune options, with the project defaults (the article's methods; not `behaviour`). */
-export function selectionOptionsOf(options: PruneOptions & { method?: ScoreMethod }): SelectionOptions {
+/** Selection options from prune options, with the project defaults ({@link PRUNE_DEFAULTS}; the article's methods, not `behaviour`). */
+function selectionOptionsOf(options: PruneOptions & { method?: ScoreMethod }): SelectionOptions {
   const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
   return {
-    method: options.method ?? 'hybrid',
-    biasWeight: options.biasWeight ?? 0.5,
-    ...(options.fraction !== undefined || !explicitMode ? { fraction: options.fraction ?? 0.002 } : {}),
+    method: options.method ?? PRUNE_DEFAULTS.method,
+    biasWeight: options.biasWeight ?? PRUNE_DEFAULTS.biasWeight,
+    ...(options.fraction !== undefined || !explicitMode ? { fraction: options.fraction ?? PRUNE_DEFAULTS.fraction } : {}),
     ...(options.layerFractions !== undefined ? { layerFractions: options.layerFractions } : {}),
     ...(options.globalTopK !== undefined ? { globalTopK: options.globalTopK } : {}),
     ...(options.layers !== undefined ? { layers: options.layers } : {}),
@@ -173,36 +162,63 @@ export function selectionOptionsOf(options: PruneOptions & { method?: ScoreMetho
   };
 }
 
-/** Every check that needs no model: run first so bad input fails before minutes of work. */
-export function validatePruneOptions(options: PruneOptions): void {
-  validateAnalyzeOptions(options);
-  if (typeof options.outDir !== 'string' || options.outDir === '') throw new Error('An output folder (--out) is required');
-  const importance = options.importance ?? 'maw';
-  if (!IMPORTANCE_METHODS.includes(importance)) throw new Error(`Unknown importance method "${importance}" (use ${IMPORTANCE_METHODS.join(', ')})`);
+/** Prune options validated once, with every default filled in: what the pipeline's stages read. */
+export type ResolvedPruneOptions = PruneOptions &
+  ResolvedAnalyzeOptions & {
+    /** Weight-importance method. */
+    importance: ImportanceMethod;
+    /** How neurons are chosen. */
+    method: PruneMethod;
+    /** Remove or zero. */
+    mode: PruneMode;
+    /** Mean compensation of the removed neurons, or none. */
+    compensate: Compensation;
+    /** The selection the prunability score makes; undefined for `behaviour`. */
+    selection: SelectionOptions | undefined;
+  };
+
+/**
+ * Every check that needs no model, once, and the defaults ({@link PRUNE_DEFAULTS}) filled in: run first so bad input
+ * fails before minutes of work.
+ * @throws {@link invalidOption} errors naming the option, and {@link validatePlan}'s for a given plan.
+ */
+export function resolvePruneOptions(options: PruneOptions): ResolvedPruneOptions {
+  const analysis = resolveAnalyzeOptions(options);
+  if (typeof options.outDir !== 'string' || options.outDir === '') throw invalidOption('outDir', 'the path of the output folder', options.outDir);
+  const importance = options.importance ?? PRUNE_DEFAULTS.importance;
+  requireOneOf('importance', IMPORTANCE_METHODS, importance);
+  const method = options.method ?? PRUNE_DEFAULTS.method;
+  requireOneOf('method', PRUNE_METHODS, method);
   const mode = pruneModeOf(options);
-  if (!PRUNE_MODES.includes(mode)) throw new Error(`Unknown mode "${mode}" (use remove or zero)`);
-  const behaviour = options.method === 'behaviour';
+  requireOneOf('mode', PRUNE_MODES, mode);
+  const compensate = compensationOf(options);
+  const behaviour = method === 'behaviour';
   if (behaviour && (options.layerFractions !== undefined || options.globalTopK !== undefined || options.divisor !== undefined)) {
     throw new Error('--method behaviour chooses its own per-layer counts: use --fraction or --max-neurons, not --layer-fractions, --global-top-k or --divisor');
   }
   if (behaviour && options.fraction !== undefined && !(options.fraction > 0 && options.fraction < 1)) {
-    throw new Error(`--fraction must lie strictly between 0 and 1, got ${String(options.fraction)}`);
+    throw invalidOption('fraction', 'a number strictly between 0 and 1', options.fraction);
   }
   if (behaviour && !(options.pairs ?? []).some((p) => p.negative && p.positive)) {
     throw new Error(`--method behaviour needs pairs with "negative" and "positive" continuations; ${options.pairsSource ?? 'the built-in seed pair'} has none`);
   }
   validateBehaviourOptions({
     ...(options.behaviour ? { behaviour: options.behaviour } : {}),
-    compensate: compensationOf(options),
+    compensate,
     ...(options.calibrationTexts ? { calibrationTexts: options.calibrationTexts } : {}),
-    needsCalibration: behaviour || compensationOf(options) === 'mean',
+    needsCalibration: behaviour || compensate === 'mean',
   });
-  if (!behaviour) validateSelectionOptions(selectionOptionsOf({ ...options, method: options.method as ScoreMethod | undefined }));
+  const selection = behaviour ? undefined : selectionOptionsOf({ ...options, method });
+  if (selection) validateSelectionOptions(selection);
   if (options.plan) validatePlan(options.plan, 'given');
+  return { ...options, ...analysis, importance, method, mode, compensate, selection };
 }
 
-/** Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its ONNX file. */
-export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>): number {
+/**
+ * Parameters of a model folder: every tensor of its safetensors files, else the non-scalar float initializers of its
+ * ONNX file (`model`, when the caller has decoded it already).
+ */
+export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | 'onnxPath'>, model?: ModelProto): number {
   let total = 0;
   if (folder.safetensorsFiles.length > 0) {
     for (const path of folder.safetensorsFiles) {
@@ -215,8 +231,7 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
     }
     return total;
   }
-  const model = readOnnxModel(folder.onnxPath!);
-  for (const tensor of model.graph!.initializer) {
+  for (const tensor of (model ?? readOnnxModel(folder.onnxPath!)).graph!.initializer) {
     const dims = tensorDims(tensor);
     // Scalars are exporter constants (eps, scales), not parameters.
     if (tensorDtype(tensor) && dims.length > 0) total += dims.reduce((a, b) => a * b, 1);
@@ -264,13 +279,7 @@ function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder)
  *   (without `applyToOtherWeights`); and the errors of {@link analyzeBias} and {@link writePrunedFolder}.
  */
 export async function runFairnessPruning(modelDir: string, options: PruneOptions): Promise<PruneResult> {
-  validatePruneOptions(options);
-  const progress = options.onProgress ?? (() => {});
-  const importanceMethod = options.importance ?? 'maw';
-  const mode = pruneModeOf(options);
-  const method: PruneMethod = options.method ?? 'hybrid';
-  const compensate = compensationOf(options);
-  const selectionOptions = method === 'behaviour' ? undefined : selectionOptionsOf({ ...options, method });
+  const resolved = resolvePruneOptions(options);
   const timings: Record<string, number> = {};
   const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
     const start = performance.now();
@@ -280,201 +289,34 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
     }
   };
-
+  const progress = options.onProgress ?? (() => {});
   const folder = openModelFolder(modelDir, options.onnxFile === undefined ? {} : { onnxFile: options.onnxFile });
   checkRemovalFitsSafetensors(options, folder);
   const outDir = resolve(options.outDir);
   checkOutputOutsideInput(modelDir, outDir);
-  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, pruneInto);
-
-  /** The whole run, writing into the output's temp folder `work`; the result names the final paths. */
-  async function pruneInto(work: string): Promise<PruneResult> {
-    const reused = options.analysis ? reuseAnalysis(options.analysis, folder, requireOnnxPath(folder), options) : undefined;
+  return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, async (work) => {
+    const reused = options.analysis ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options)) : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
+    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, resolved));
     const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
-    let before: BiasReport;
-    let neuronBias: Float32Array[];
-    let tokenActivations: PairTokenActivations | undefined;
-    if (reused) ({ before, neuronBias, tokenActivations } = reused);
-    else try {
-      // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
-      if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
-      const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
-      before = analysis.report;
-      if (opened) before.timings = { open: timings['open']!, ...before.timings };
-      for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;
-      neuronBias = analysis.neuronBias.layers;
-      tokenActivations = analysis.tokenActivations;
-    } finally {
-      // The session holds a copy of every weight: free it before the weights are read again.
-      await opened?.capture.release();
-    }
-    const [importance, map] = reused ? [reused.importance, reused.map] : await time('importance', async () => {
-      const weights = new OnnxWeights(onnxPath);
-      try {
-        const importance = await modelImportance(weights, weights.map.layers.length, importanceMethod, {
-          ...(options.kernelDevice ? { device: options.kernelDevice } : {}),
-          onProgress: progress,
-        });
-        return [importance, weights.map] as const;
-      } finally {
-        weights.close();
-      }
-    });
+    const calibrationMeans = stages.lazyCalibrationMeans(folder, onnxPath, resolved);
+    const run: PruneRun = { folder, onnxPath, opened, options: resolved, given: options, progress, time, timings, calibrationMeans };
 
-    const calibrationInputs = {
-      folder,
-      onnxPath,
-      calibrationTexts: options.calibrationTexts ?? [],
-      ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
-      ...(options.threads !== undefined ? { threads: options.threads } : {}),
-    };
-    // Calibration means serve both mean replacement while selecting and compensation when writing: computed once.
-    let meansOnce: Promise<Float32Array[]> | undefined;
-    const means = () => (meansOnce ??= calibrationMeans(calibrationInputs));
-    let behaviourEffects: { layer: number; neuron: number; deltaA: number }[] = [];
-
-    const hidden = map.layers[0]!.hiddenSize;
-    const identity: PlanModelIdentity = {
-      path: folder.dir,
-      weightsFile: relative(folder.dir, onnxPath),
-      weightsHash: importance.weightsHash,
-      numLayers: map.layers.length,
-      hiddenSize: hidden,
-      intermediateSizes: map.layers.map((l) => l.intermediateSize),
-    };
-    const planOf = (
-      layers: readonly (readonly number[])[],
-      planOptions: Record<string, unknown>,
-      extra: { origin?: PruningPlan['origin']; behaviour?: BehaviourPlanRecord } = {},
-    ) =>
-      buildPlan({
-        model: identity,
-        options: planOptions,
-        mode,
-        layers,
-        ...extra,
-        parametersBefore: countParameters(folder),
-        // gate row + up row + down column, plus the gate/up biases when the MLP has them.
-        parametersPerNeuron: 3 * hidden + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
-        tool: '@fairprune/core',
-      });
-    const plan = await time('select', async () => {
-      if (options.plan) {
-        const given = validatePlan(options.plan, 'given');
-        requirePlanFitsModel(given, identity.intermediateSizes, 'given');
-        if (given.model.weightsHash === importance.weightsHash) return given;
-        if (!options.applyToOtherWeights) {
-          throw new Error(
-            `The plan was made on weights with hash ${given.model.weightsHash.slice(0, 12)}… (${given.model.path}), this model's are ` +
-              `${importance.weightsHash.slice(0, 12)}…; pass --plan-mismatch-ok to apply it to these weights anyway`,
-          );
-        }
-        const extra = Object.keys(given.layers).filter((layer) => Number(layer) >= identity.numLayers);
-        if (extra.length > 0) throw new Error(`Pruning plan given: layers ${extra.join(', ')} do not exist in ${modelDir} (${identity.numLayers} layers)`);
-        progress(`applying a plan made on ${given.model.path} (weights ${given.model.weightsHash.slice(0, 12)}…) to these weights`);
-        return planOf(
-          identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
-          given.options,
-          { origin: given.origin ?? { model: given.model, createdAt: given.createdAt } },
-        );
-      }
-      progress('selecting neurons');
-      let layers: number[][];
-      let behaviourRecord: BehaviourPlanRecord | undefined;
-      if (selectionOptions) {
-        layers = selectNeurons(neuronBias, importance.layers, selectionOptions).map((s) => s.pruned);
-      } else {
-        const settings = behaviourSettings({ ...options, compensate }, map.layers.reduce((n, l) => n + l.intermediateSize, 0));
-        const chosen = await chooseByBehaviour(
-          {
-            ...calibrationInputs,
-            pairs: options.pairs ?? [],
-            calibrationSource: options.calibrationSource ?? 'given texts',
-            ...(settings.compensate === 'mean' ? { means: await means() } : {}),
-          },
-          settings,
-          progress,
-        );
-        layers = chosen.selection.layers;
-        behaviourRecord = chosen.record;
-        behaviourEffects = chosen.selection.effects;
-      }
-      return planOf(
-        layers,
-        {
-          pairs: options.pairsSource ?? 'builtin:seed',
-          ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
-          estimator: options.estimator ?? 'positionwise',
-          aggregation: options.aggregation ?? 'mean',
-          components: options.components ?? null,
-          importance: importanceMethod,
-          ...(selectionOptions ?? { method }),
-          compensate,
-          ...(options.calibrationSource !== undefined ? { calibration: options.calibrationSource } : {}),
-          mode,
-          // What the run proceeded past, so the plan says so wherever it travels.
-          ...(options.allowMismatch ? { allowMismatch: true, mismatches: before.inputChecks.mismatches } : {}),
-          ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
-        },
-        behaviourRecord ? { behaviour: behaviourRecord } : {},
-      );
-    });
-
+    const measured = await stages.measure(run, reused, modelDir);
+    const scored = await stages.score(run, reused);
+    const selected = await time('select', () => stages.select(run, measured, scored, modelDir));
+    const { plan } = selected;
     progress(`writing the pruned model to ${outDir}`);
-    const mlpBiases = compensate === 'mean' ? await time('compensate', async () => meanCompensation(onnxPath, await means(), planLayerMap(plan))) : undefined;
-    await time('apply', () =>
-      writePrunedModel(modelDir, work, {
-        ...(mlpBiases ? { mlpBiases } : {}),
-        selection: planLayerMap(plan),
-        mode: plan.mode,
-        ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
-        ...(options.onnxFile !== undefined ? { onnxFiles: [options.onnxFile] } : {}),
-        onProgress: progress,
-      }),
-    );
+    await stages.write(run, work, plan, modelDir);
+    const neuronScores = stages.neuronScores(run, measured, scored, selected);
+    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir);
 
-    const prunedSets = map.layers.map((_, layer) => new Set(plan.layers[String(layer)] ?? []));
-    const neuronScores: NeuronScoresFile = {
-      format: 'fairprune.neuron-scores',
-      version: 1,
-      estimator: options.estimator ?? 'positionwise',
-      aggregation: options.aggregation ?? 'mean',
-      importance: importanceMethod,
-      method,
-      biasWeight: selectionOptions?.biasWeight ?? options.biasWeight ?? 0.5,
-      layers: neuronBias.map((bias, layer) => ({
-        layer,
-        bias: Array.from(bias),
-        importance: Array.from(importance.layers[layer]!),
-        prunability: selectionOptions
-          ? Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight))
-          : behaviourPrunability(behaviourEffects, layer, bias.length),
-        pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
-      })),
-      ...(tokenActivations ? { tokenActivations } : {}),
-    };
+    const { before } = measured;
     writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
     writeFileSync(join(work, ARTIFACTS.biasBefore), jsonText(before));
     writeFileSync(join(work, ARTIFACTS.neuronScores), jsonText(neuronScores));
-    const files = {
-      plan: join(outDir, ARTIFACTS.plan),
-      before: join(outDir, ARTIFACTS.biasBefore),
-      neuronScores: join(outDir, ARTIFACTS.neuronScores),
-    };
-
-    let after: BiasReport | undefined;
-    let afterFile: string | undefined;
-    if (options.analyzeAfter !== false) {
-      progress('measuring the pruned model');
-      const measured = (await time('analyzeAfter', () => analyzeBias(work, { ...options, tokenActivations: false }))).report;
-      // Measured in the temp folder; the report names the folder the model will be read from.
-      after = { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
-      writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
-      afterFile = join(outDir, ARTIFACTS.biasAfter);
-    }
+    if (after) writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
     writeModelCard(work, outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
     return {
       outDir,
@@ -483,14 +325,13 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       ...(after ? { after } : {}),
       neuronScores,
       timings,
-      files: { ...files, ...(afterFile ? { after: afterFile } : {}), card: join(outDir, ARTIFACTS.modelCard) },
+      files: {
+        plan: join(outDir, ARTIFACTS.plan),
+        before: join(outDir, ARTIFACTS.biasBefore),
+        neuronScores: join(outDir, ARTIFACTS.neuronScores),
+        ...(after ? { after: join(outDir, ARTIFACTS.biasAfter) } : {}),
+        card: join(outDir, ARTIFACTS.modelCard),
+      },
     };
-  }
-}
-
-/** Minus each neuron's measured effect on L_A (higher = removing it helps side A more); 0 where not measured. */
-function behaviourPrunability(effects: readonly { layer: number; neuron: number; deltaA: number }[], layer: number, width: number): number[] {
-  const out = new Array<number>(width).fill(0);
-  for (const e of effects) if (e.layer === layer) out[e.neuron] = -e.deltaA;
-  return out;
+  });
 }

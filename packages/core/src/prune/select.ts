@@ -1,5 +1,7 @@
 /** Which neurons to prune: per-layer min-max normalisation, the prunability score, and the selection modes. */
 
+import { invalidOption, requireOneOf } from '../pipeline/options.js';
+
 /** `hybrid`: P = w·bias_n + (1 − w)·(1 − imp_n). `bias`: P = raw bias (the notebook's bias-only mode). */
 export type ScoreMethod = 'hybrid' | 'bias';
 /** Every {@link ScoreMethod}, for option validation and UIs. */
@@ -82,29 +84,29 @@ function isFraction(value: unknown): value is number {
 /** Checks selection options with messages naming the argument; runs before any model work. */
 export function validateSelectionOptions(options: SelectionOptions, numLayers?: number): void {
   const { method, biasWeight } = options;
-  if (!SCORE_METHODS.includes(method)) throw new Error(`Unknown selection method "${String(method)}" (use ${SCORE_METHODS.join(' or ')})`);
+  requireOneOf('method', SCORE_METHODS, method);
   if (typeof biasWeight !== 'number' || !Number.isFinite(biasWeight) || biasWeight < 0 || biasWeight > 1) {
-    throw new Error(`--bias-weight must lie in [0, 1], got ${String(biasWeight)}`);
+    throw invalidOption('biasWeight', 'a number in [0, 1]', biasWeight);
   }
   const modes = [options.fraction !== undefined, options.layerFractions !== undefined, options.globalTopK !== undefined];
   if (modes.filter(Boolean).length !== 1) {
     throw new Error('Give exactly one of a uniform fraction, per-layer fractions or a global top-K');
   }
   if (options.fraction !== undefined && !isFraction(options.fraction)) {
-    throw new Error(`--fraction must lie strictly between 0 and 1, got ${String(options.fraction)}`);
+    throw invalidOption('fraction', 'a number strictly between 0 and 1', options.fraction);
   }
   if (options.layerFractions !== undefined) {
     const entries = Object.entries(options.layerFractions);
     if (entries.length === 0) throw new Error('Per-layer fractions are empty');
     for (const [layer, fraction] of entries) {
-      if (!isFraction(fraction)) throw new Error(`Fraction for layer ${layer} must lie strictly between 0 and 1, got ${String(fraction)}`);
+      if (!isFraction(fraction)) throw invalidOption(`layerFractions[${layer}]`, 'a number strictly between 0 and 1', fraction);
       checkLayerIndex(Number(layer), numLayers, 'per-layer fractions');
     }
     if (options.layers !== undefined) throw new Error('Per-layer fractions already choose the layers; do not also give a layer subset');
   }
   if (options.globalTopK !== undefined) {
     if (!Number.isInteger(options.globalTopK) || options.globalTopK < 1) {
-      throw new Error(`Global top-K must be a positive integer, got ${String(options.globalTopK)}`);
+      throw invalidOption('globalTopK', 'a positive integer', options.globalTopK);
     }
     if (options.divisor !== undefined) throw new Error('Rounding to a divisor applies to per-layer counts, not to a global top-K');
   }
@@ -114,7 +116,7 @@ export function validateSelectionOptions(options: SelectionOptions, numLayers?: 
     for (const layer of options.layers) checkLayerIndex(layer, numLayers, 'the layer subset');
   }
   if (options.divisor !== undefined && (!Number.isInteger(options.divisor) || options.divisor < 1)) {
-    throw new Error(`The divisor must be a positive integer, got ${String(options.divisor)}`);
+    throw invalidOption('divisor', 'a positive integer', options.divisor);
   }
 }
 

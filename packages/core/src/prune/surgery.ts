@@ -4,6 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, TensorProto_DataLocation, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
 import { bytesPerElement, encodeFromFloat32, type WeightDType } from '../model/dtype.js';
 import type { GraphMap, LayerMap, WeightInfo } from '../model/graph-map.js';
+import { fusedGateUpIndices, neuronAxis, neuronEdit, parseHfMlpTensor, type NeuronRole } from '../model/neurons.js';
 import {
   ExternalDataWriter,
   OnnxFormatError,
@@ -51,18 +52,11 @@ export function normalizeSelection(selection: NeuronSelection, intermediateSizes
 }
 
 /** The row/column edit pruning `neurons` means for one weight, given where its neurons lie. */
-function weightEdit(weight: WeightInfo, neurons: readonly number[], role: 'input' | 'output', mode: PruneMode): MatrixEdit {
+function weightEdit(weight: WeightInfo, neurons: readonly number[], role: NeuronRole, mode: PruneMode): MatrixEdit {
   const [rows, cols] = weight.shape.length === 1 ? [1, weight.shape[0]!] : [weight.shape[0]!, weight.shape[1]!];
-  // gate/up produce the neurons (output axis), down consumes them (input axis).
-  const neuronAxis: 'rows' | 'cols' =
-    weight.shape.length === 1 ? 'cols' : (role === 'output') === (weight.layout === 'in_out') ? 'cols' : 'rows';
-  let indices = [...neurons];
-  if (weight.fusedHalf !== undefined) {
-    const half = (neuronAxis === 'cols' ? cols : rows) / 2;
-    indices = [...neurons, ...neurons.map((n) => n + half)];
-  }
-  const key = `${mode === 'remove' ? 'drop' : 'zero'}${neuronAxis === 'rows' ? 'Rows' : 'Cols'}` as const;
-  return { rows, cols, elementBytes: bytesPerElement(weight.dtype), [key]: indices };
+  const axis = neuronAxis(weight.layout, role, weight.shape.length);
+  const indices = weight.fusedHalf !== undefined ? fusedGateUpIndices(neurons, axis === 'cols' ? cols : rows) : neurons;
+  return neuronEdit({ rows, cols, elementBytes: bytesPerElement(weight.dtype) }, axis, indices, mode);
 }
 
 /** Per-initializer edits for an ONNX model, keyed by initializer name. */
@@ -230,8 +224,6 @@ export function writeOnnxModelStreamed(
   writeFileSync(outPath, encodeOnnxModel(model), { flag: 'wx' });
 }
 
-const HF_MLP_WEIGHT = /(^|\.)layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)\.(weight|bias)$/;
-
 /**
  * Streams a safetensors file to `outPath` with the selected neurons removed or zeroed (HF [out, in] layout:
  * gate/up rows, down columns; fused gate_up rows i and I+i). With `mlpBiases`, each listed layer gets
@@ -250,28 +242,25 @@ export function pruneSafetensorsFile(
     const outputs: SafetensorsOutput[] = [];
     for (const entry of [...source.entries.values()].sort((a, b) => a.begin - b.begin)) {
       const read = (start: number, length: number) => source.read(entry.name, start, length, (n) => input.get(n));
-      const match = HF_MLP_WEIGHT.exec(entry.name);
-      const bias = match && match[3] === 'down_proj' && match[4] === 'weight' ? mlpBiases?.get(Number(match[2])) : undefined;
-      if (bias) outputs.push(...mlpBiasOutputs(entry.name, entry.dtype, entry.shape, bias, mode === 'remove' ? (selection.get(Number(match![2]))?.length ?? 0) : 0, srcPath));
-      const neurons = match ? selection.get(Number(match[2])) : undefined;
-      const projection = match?.[3];
-      if (!neurons || (projection === 'down_proj' && match![4] === 'bias')) {
+      const mlp = parseHfMlpTensor(entry.name);
+      const bias = mlp?.projection === 'down_proj' && mlp.kind === 'weight' ? mlpBiases?.get(mlp.layer) : undefined;
+      if (bias) outputs.push(...mlpBiasOutputs(entry.name, entry.dtype, entry.shape, bias, mode === 'remove' ? (selection.get(mlp!.layer)?.length ?? 0) : 0, srcPath));
+      const neurons = mlp ? selection.get(mlp.layer) : undefined;
+      if (!mlp || !neurons || (mlp.projection === 'down_proj' && mlp.kind === 'bias')) {
         outputs.push({ name: entry.name, dtype: entry.dtype, shape: entry.shape, chunks: () => streamBytes(read, entry.end - entry.begin) });
         continue;
       }
       const elementBytes = safetensorsElementBytes(entry.dtype)!;
       const isMatrix = entry.shape.length === 2;
       const [rows, cols] = isMatrix ? [entry.shape[0]!, entry.shape[1]!] : [1, entry.shape[0]!];
-      const produces = projection !== 'down_proj';
-      // [out, in]: produced neurons are rows (or the entries of a bias), consumed neurons are columns.
-      const onRows = isMatrix && produces;
-      const span = onRows ? rows : cols;
-      const indices = projection === 'gate_up_proj' ? [...neurons, ...neurons.map((n) => n + span / 2)] : neurons;
+      // HF [out, in]: produced neurons are rows (or the entries of a bias), consumed neurons are columns.
+      const axis = neuronAxis('out_in', mlp.projection === 'down_proj' ? 'input' : 'output', entry.shape.length);
+      const span = axis === 'rows' ? rows : cols;
+      const indices = mlp.projection === 'gate_up_proj' ? fusedGateUpIndices(neurons, span) : neurons;
       if (indices.some((i) => i >= span)) {
         throw new SurgeryError(`${srcPath}: tensor "${entry.name}" [${entry.shape}] is too small for neuron ${Math.max(...neurons)}`);
       }
-      const key = `${mode === 'remove' ? 'drop' : 'zero'}${onRows ? 'Rows' : 'Cols'}` as const;
-      const edit: MatrixEdit = { rows, cols, elementBytes, [key]: [...indices].sort((a, b) => a - b) };
+      const edit = neuronEdit({ rows, cols, elementBytes }, axis, indices, mode);
       const [newRows, newCols] = editedShape(edit);
       outputs.push({
         name: entry.name,

@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
-import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import { checkExternalData, encodeOnnxModel, graphCopy, readOnnxModel } from '../model/onnx-codec.js';
 import { requireFinite } from './finite.js';
 import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
 
@@ -23,7 +23,7 @@ export interface ActivationCaptureOptions extends ModelSessionOptions {
   layers?: readonly number[];
   /** Which tensors (default all seven keys). */
   keys?: readonly ActivationKey[];
-  /** The model at `onnxPath` when the caller has decoded (and checked) it already; it gets the capture outputs added. */
+  /** The model at `onnxPath` when the caller has decoded (and checked) it already; it is not modified. */
   model?: ModelProto;
 }
 
@@ -46,7 +46,8 @@ export class ActivationCapture {
    * @throws {@link OnnxFormatError} or {@link GraphMapError} naming the file, or onnxruntime's load error.
    */
   static async create(onnxPath: string, options: ActivationCaptureOptions = {}): Promise<ActivationCapture> {
-    const model = options.model ?? readOnnxModel(onnxPath);
+    // The caller's decode serves weight reads and surgery too: the outputs are added to a copy of its graph.
+    const model = options.model ? graphCopy(options.model) : readOnnxModel(onnxPath);
     if (!options.model) checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);

@@ -6,6 +6,8 @@ import { requireFinite } from './finite.js';
 
 /** onnxruntime execution provider. */
 export type SessionDevice = 'cpu' | 'cuda';
+/** Every {@link SessionDevice}, for option checks and UIs (the CLI's `--device` choices). */
+export const SESSION_DEVICES: readonly SessionDevice[] = ['cpu', 'cuda'];
 
 /** Options of {@link ModelSession.create}. */
 export interface ModelSessionOptions {

@@ -27,8 +27,8 @@ describe.each(ARCHITECTURES)('analyzeBias through ORT on %s', (arch) => {
 
 test('bad options fail before the model is opened', async () => {
   const missing = '/nonexistent/model';
-  await expect(analyzeBias(missing, { estimator: 'magic' as 'pooled' })).rejects.toThrow(/Unknown bias estimator "magic"/);
-  await expect(analyzeBias(missing, { aggregation: 'median' as 'mean' })).rejects.toThrow(/Unknown aggregation "median"/);
+  await expect(analyzeBias(missing, { estimator: 'magic' as 'pooled' })).rejects.toThrow(/Option estimator: expected one of positionwise, pooled, glu, got "magic"/);
+  await expect(analyzeBias(missing, { aggregation: 'median' as 'mean' })).rejects.toThrow(/Option aggregation: expected one of mean, max, got "median"/);
   await expect(analyzeBias(missing, { pairs: [], pairsSource: 'x.json' })).rejects.toThrow(/No prompt pairs in x\.json/);
-  await expect(analyzeBias(missing, { components: ['attn'] })).rejects.toThrow(/Unknown component "attn"/);
+  await expect(analyzeBias(missing, { components: ['attn'] })).rejects.toThrow(/Option components: expected one of .*glu_product, got "attn"/);
 });

@@ -94,3 +94,10 @@ describe('a folder whose ONNX graph has another name', () => {
     expect(openModelFolder(out).onnxPath).toBe(join(out, 'onnx/model_kv.onnx'));
   });
 });
+
+test('a tokenizer given is used instead of loading the folder\'s (one load for a model and its pruned copy)', () => {
+  const original = openModelFolder(fixtureDir('llama'));
+  const shared = openModelFolder(fixtureDir('llama'), { tokenizer: original.tokenizer });
+  expect(shared.tokenizer).toBe(original.tokenizer);
+  expect(openModelFolder(fixtureDir('llama')).tokenizer).not.toBe(original.tokenizer);
+});

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { join } from 'node:path';
 import { OnnxWeights } from '../../src/model/weights.js';
-import { IMPORTANCE_METHODS, layerImportance, modelImportance, type ImportanceMethod } from '../../src/prune/importance.js';
+import { IMPORTANCE_METHODS, layerImportance, modelImportance, scanModelImportance, type ImportanceMethod } from '../../src/prune/importance.js';
 import { ARCHITECTURES, FIXTURES, readRefs, readSafetensorsF32, type RefTensor, row } from '@fairprune/fixtures';
 
 /** Plain float64 definitions over one neuron's gate row g and up row u. */
@@ -89,6 +89,28 @@ describe('importance read from ONNX initializers', () => {
       const expected = plain.ppm(row(gateUp, i), row(gateUp, width + i));
       expect(result.layers[2]![i]).toBeCloseTo(expected, 5);
     }
+  });
+
+  test('several methods from one scan: each equals the plain formula on the safetensors rows, one hash for all', async () => {
+    const weights = new OnnxWeights(join(FIXTURES, 'llama/onnx/model.onnx'));
+    let reads = 0;
+    const source = { layerMlp: (layer: number) => (reads++, weights.layerMlp(layer)) };
+    const scan = await scanModelImportance(source, 4, IMPORTANCE_METHODS);
+    weights.close();
+    expect(reads).toBe(4);
+    const hf = readSafetensorsF32('llama');
+    for (const method of IMPORTANCE_METHODS) {
+      const gate = hf.get('model.layers.1.mlp.gate_proj.weight')!;
+      const up = hf.get('model.layers.1.mlp.up_proj.weight')!;
+      const actual = scan.importance.get(method)![1]!;
+      for (let i = 0; i < actual.length; i++) {
+        const expected = plain[method](row(gate, i), row(up, i));
+        expect(Math.abs(actual[i]! - expected), `${method} neuron ${i}`).toBeLessThanOrEqual(1e-5 * Math.abs(expected) + 1e-6);
+      }
+    }
+    const alone = new OnnxWeights(join(FIXTURES, 'llama/onnx/model.onnx'));
+    expect((await scanModelImportance(alone, 4, [])).weightsHash).toBe(scan.weightsHash);
+    alone.close();
   });
 
   test('the weights hash: same for the same weights in another file form, different when one weight changes', async () => {

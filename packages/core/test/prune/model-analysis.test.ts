@@ -41,6 +41,10 @@ describe('a model analysis reused by several prune runs', () => {
       expect(Object.values(alone.plan.layers).flat().length).toBeGreaterThan(0);
     }
     await expect(runFairnessPruning(llama, { ...settings, estimator: 'pooled', analysis, outDir: join(tmp, 'other') })).rejects.toThrow(/estimator "positionwise".*"pooled"/);
+    const otherWeights = { ...analysis, model: { ...analysis.model, weightsHash: 'f'.repeat(64) } };
+    await expect(runFairnessPruning(llama, { ...settings, analysis: otherWeights, outDir: join(tmp, 'other') })).rejects.toThrow(
+      /made on weights with hash ffffffffffff…, .*model\.onnx has [0-9a-f]{12}…/,
+    );
     await expect(runFairnessPruning(llama, { ...settings, importance: 'l2', analysis, outDir: join(tmp, 'other') })).rejects.toThrow(/no "l2" importance/);
   });
 });

@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { analyzeBias } from '../../src/bias/analyze.js';
+import { analyzeBias, type BiasReport } from '../../src/bias/analyze.js';
 import { loadPairs, type PromptPair } from '../../src/bias/pairs.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { writePrunedFolder } from '../../src/prune/apply.js';
@@ -83,6 +83,25 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     expect(scores.bias).toHaveLength(256);
     expect(scores.pruned.filter(Boolean)).toHaveLength(25);
     expect(scores.pruned.map((p, i) => (p ? i : -1)).filter((i) => i >= 0)).toEqual(result.plan.layers['2']);
+  });
+
+  test('bias-report.after.json equals a fresh analysis of the written folder (within 1e-5)', async () => {
+    const written = JSON.parse(readFileSync(join(result.outDir, 'bias-report.after.json'), 'utf8')) as BiasReport;
+    const fresh = (
+      await analyzeBias(result.outDir, { pairs: [pairs[0]!], pairsSource: 'behaviour.json#0', evalPairs: [pairs[1]!], evalPairsSource: 'behaviour.json#1', tokenActivations: false })
+    ).report;
+    expect(written.model).toEqual(fresh.model);
+    const close = (a: unknown, b: unknown, path: string): void => {
+      if (typeof a === 'number' && typeof b === 'number') expect(Math.abs(a - b), path).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b)));
+      else if (a && typeof a === 'object' && b && typeof b === 'object') {
+        expect(Object.keys(a).sort(), path).toEqual(Object.keys(b).sort());
+        for (const key of Object.keys(a)) close((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`);
+      } else expect(a, path).toEqual(b);
+    };
+    const { timings: _w, ...writtenRest } = written;
+    const { timings: _f, ...freshRest } = fresh;
+    close(writtenRest, freshRest, 'report');
+    expect(written.metric!.overall.mean_difference).toBeGreaterThan(0);
   });
 
   test('the held-out gap falls by at least 25%; both sides are reported', () => {
@@ -249,14 +268,15 @@ describe('bad input fails before any model work', () => {
   const missing = '/nonexistent/model';
   const base = { outDir: join(tmp, 'never') };
   test.each([
-    [{ fraction: 0 }, /--fraction must lie strictly between 0 and 1, got 0/],
-    [{ fraction: 1 }, /--fraction must lie strictly between 0 and 1, got 1/],
-    [{ biasWeight: 1.5 }, /--bias-weight must lie in \[0, 1\], got 1\.5/],
-    [{ biasWeight: -1 }, /--bias-weight/],
-    [{ importance: 'magic' }, /Unknown importance method "magic"/],
-    [{ method: 'magic' }, /Unknown selection method "magic"/],
-    [{ mode: 'cut' }, /Unknown mode "cut"/],
-    [{ estimator: 'magic' }, /Unknown bias estimator "magic"/],
+    [{ fraction: 0 }, /Option fraction: expected a number strictly between 0 and 1, got 0/],
+    [{ fraction: 1 }, /Option fraction: expected a number strictly between 0 and 1, got 1/],
+    [{ biasWeight: 1.5 }, /Option biasWeight: expected a number in \[0, 1\], got 1\.5/],
+    [{ biasWeight: -1 }, /Option biasWeight: expected a number in \[0, 1\], got -1/],
+    [{ outDir: '' }, /Option outDir: expected the path of the output folder, got ""/],
+    [{ importance: 'magic' }, /Option importance: expected one of maw, ppm, vow, pon, l2, got "magic"/],
+    [{ method: 'magic' }, /Option method: expected one of hybrid, bias, behaviour, got "magic"/],
+    [{ mode: 'cut' }, /Option mode: expected one of remove, zero, got "cut"/],
+    [{ estimator: 'magic' }, /Option estimator: expected one of positionwise, pooled, glu, got "magic"/],
     [{ pairs: [], pairsSource: 'empty.json' }, /No prompt pairs in empty\.json/],
   ])('%o', async (options, message) => {
     await expect(runFairnessPruning(missing, { ...base, ...(options as object) })).rejects.toThrow(message);

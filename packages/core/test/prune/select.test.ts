@@ -107,15 +107,15 @@ describe('selection modes', () => {
 
   test('bad options fail with the argument named', () => {
     const check = (options: Partial<SelectionOptions>) => () => validateSelectionOptions({ ...base, ...options } as SelectionOptions, 4);
-    expect(check({ fraction: 0 })).toThrow(/--fraction must lie strictly between 0 and 1, got 0/);
-    expect(check({ fraction: 1 })).toThrow(/--fraction must lie strictly between 0 and 1, got 1/);
-    expect(check({ fraction: -0.1 })).toThrow(/--fraction/);
-    expect(check({ fraction: 0.1, biasWeight: 1.5 })).toThrow(/--bias-weight must lie in \[0, 1\], got 1\.5/);
-    expect(check({ fraction: 0.1, biasWeight: -0.01 })).toThrow(/--bias-weight/);
-    expect(check({ fraction: 0.1, method: 'magic' as 'bias' })).toThrow(/Unknown selection method "magic"/);
+    expect(check({ fraction: 0 })).toThrow(/Option fraction: expected a number strictly between 0 and 1, got 0/);
+    expect(check({ fraction: 1 })).toThrow(/Option fraction: expected a number strictly between 0 and 1, got 1/);
+    expect(check({ fraction: -0.1 })).toThrow(/Option fraction:/);
+    expect(check({ fraction: 0.1, biasWeight: 1.5 })).toThrow(/Option biasWeight: expected a number in \[0, 1\], got 1\.5/);
+    expect(check({ fraction: 0.1, biasWeight: -0.01 })).toThrow(/Option biasWeight:/);
+    expect(check({ fraction: 0.1, method: 'magic' as 'bias' })).toThrow(/Option method: expected one of hybrid, bias, got "magic"/);
     expect(check({})).toThrow(/exactly one of/);
     expect(check({ fraction: 0.1, layers: [7] })).toThrow(/Layer 7 in the layer subset is not a layer of this model \(0\.\.3\)/);
-    expect(check({ layerFractions: { 2: 1.2 } })).toThrow(/Fraction for layer 2/);
-    expect(check({ globalTopK: 0 })).toThrow(/Global top-K must be a positive integer/);
+    expect(check({ layerFractions: { 2: 1.2 } })).toThrow(/Option layerFractions\[2\]: expected a number strictly between 0 and 1, got 1\.2/);
+    expect(check({ globalTopK: 0 })).toThrow(/Option globalTopK: expected a positive integer/);
   });
 });
