@@ -9,6 +9,7 @@ import { comparePairs, type ActivationSet } from './compare.js';
 import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
+import { planMeasure } from './measure-path.js';
 import { analyzeStreamed } from './streamed-measure.js';
 
 /** Components the metric may be computed over: optiPfair's six hook types, plus the GLU product (down_proj input). */
@@ -55,9 +56,14 @@ export interface AnalyzeOptions {
   onProgress?: (message: string) => void;
   /**
    * Measure layer by layer ({@link analyzeStreamed}): one decoder layer's onnxruntime session at a time, for models
-   * larger than memory. Same numbers as the whole-model path. Default false.
+   * larger than memory. Same numbers as the whole-model path. Default: chosen by size ({@link planMeasure}).
    */
   streamed?: boolean;
+  /**
+   * Bytes the measure stage may use: the whole-model path runs when its estimated working set fits, the streamed
+   * path when not. Default {@link defaultMemoryBudget} (a fraction of the memory available).
+   */
+  memoryBudget?: number;
 }
 
 /** Measurements of one pair set. */
@@ -170,6 +176,7 @@ export function validateAnalyzeOptions(options: AnalyzeOptions): void {
   if (options.evalPairs && options.evalPairs.length === 0) throw new Error(`No prompt pairs in ${options.evalPairsSource ?? 'the eval pair list'}`);
   const components = options.components ?? HOOK_TYPES;
   if (components.length === 0) throw new Error('--components is empty');
+  if (options.memoryBudget !== undefined && !(options.memoryBudget > 0)) throw new Error(`memoryBudget (--memory-budget) must be a positive number of bytes, got ${options.memoryBudget}`);
   for (const c of components) {
     if (!METRIC_COMPONENTS.includes(c)) throw new Error(`Unknown component "${c}" in --components (use ${METRIC_COMPONENTS.join(', ')})`);
   }
@@ -266,7 +273,7 @@ function requirePairsFitContext(pairs: readonly PromptPair[], tokenizer: ModelFo
  */
 export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
-  if (options.streamed) return analyzeStreamed(modelDir, options);
+  if (planMeasure(modelDir, options).path === 'streamed') return analyzeStreamed(modelDir, options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir}`);
@@ -281,7 +288,8 @@ export async function analyzeBias(modelDir: string, options: AnalyzeOptions = {}
   }
 }
 
-const PAIRS_PER_BATCH = 8;
+/** Pairs per whole-model forward (both sides in one batch). */
+export const PAIRS_PER_BATCH = 8;
 
 /** The analysis proper, on an already opened model (prune reuses the session for its "before" measurement). */
 export async function analyzeOpenedModel(opened: OpenedModel, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {

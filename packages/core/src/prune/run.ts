@@ -20,6 +20,7 @@ import { checkOutputOutsideInput, writePrunedModel } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, modelImportance, type ImportanceMethod } from './importance.js';
 import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePlan, type PlanModelIdentity, type PruneMode, type PruningPlan } from './plan.js';
+import { planMeasure } from '../bias/measure-path.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 
@@ -241,7 +242,8 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     const reused = options.analysis ? reuseAnalysis(options.analysis, folder, requireOnnxPath(folder), options) : undefined;
     progress(`opening ${modelDir}`);
     // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
+    const streamed = !reused && planMeasure(modelDir, options).path === 'streamed';
+    const opened = streamed || reused ? undefined : await time('open', () => openForAnalysis(modelDir, options));
     const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
     let before: BiasReport;
     let neuronBias: Float32Array[];
@@ -250,7 +252,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     else try {
       // A plan for other MLP widths is refused before the analysis (the streamed path checks it when the map is read).
       if (options.plan && opened) requirePlanFitsModel(options.plan, opened.capture.map.layers.map((l) => l.intermediateSize), 'given');
-      const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, options);
+      const analysis = opened ? await analyzeOpenedModel(opened, options) : await analyzeBias(modelDir, { ...options, streamed: true });
       before = analysis.report;
       if (opened) before.timings = { open: timings['open']!, ...before.timings };
       for (const [stage, ms] of Object.entries(analysis.report.timings)) if (stage !== 'open' || !opened) timings[stage] = ms;

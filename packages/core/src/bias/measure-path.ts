@@ -1,0 +1,43 @@
+import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
+import { chooseMeasurePath, defaultMemoryBudget, estimateWorkingSet, type MeasurePath, type WorkingSetEstimate, type Workload } from '../model/working-set.js';
+import { PAIRS_PER_BATCH, type AnalyzeOptions } from './analyze.js';
+import { SEED_PAIRS } from './pairs.js';
+
+/** {@link planMeasure}'s answer: the path, and when it was chosen by size, the estimate and budget behind it. */
+export interface MeasurePlan {
+  /** The path the measure stage takes. */
+  path: MeasurePath;
+  /** Working-set estimate for the analysis' pairs (absent when `streamed` forced the path). */
+  estimate?: WorkingSetEstimate;
+  /** The budget compared against, bytes. */
+  budget?: number;
+}
+
+/** The tokens an analysis pushes through the model: every prompt of both pair sets, and its largest whole-model batch. */
+export function analysisWorkload(folder: ModelFolder, options: Pick<AnalyzeOptions, 'pairs' | 'evalPairs' | 'estimator'> = {}): Workload {
+  const lengths = [...(options.pairs ?? SEED_PAIRS), ...(options.evalPairs ?? [])].flatMap((pair) => [
+    folder.tokenizer.encode(pair.a).length,
+    folder.tokenizer.encode(pair.b).length,
+  ]);
+  return { tokens: lengths.reduce((a, b) => a + b, 0), batchTokens: 2 * PAIRS_PER_BATCH * Math.max(0, ...lengths) };
+}
+
+/**
+ * Chooses how the measure stage runs for `modelDir`: streamed when `options.streamed` forces it, else the whole model
+ * when its working set for these pairs fits `options.memoryBudget` (default {@link defaultMemoryBudget}), else
+ * streamed. Reads the graph, not the weights; says its choice through `options.onProgress`.
+ */
+export function planMeasure(modelDir: string, options: AnalyzeOptions = {}): MeasurePlan {
+  if (options.streamed) return { path: 'streamed' };
+  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+  const estimate = estimateWorkingSet(requireOnnxPath(folder), folder.config, analysisWorkload(folder, options));
+  const budget = options.memoryBudget ?? defaultMemoryBudget();
+  const path = chooseMeasurePath(estimate, { memoryBudget: budget });
+  options.onProgress?.(`working set: whole model ${gb(estimate.whole)}, streamed ${estimate.streamed === null ? 'n/a' : gb(estimate.streamed)}; budget ${gb(budget)} → ${path}`);
+  return { path, estimate, budget };
+}
+
+/** Bytes as GB with one decimal (`4.9 GB`). */
+function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
+}
