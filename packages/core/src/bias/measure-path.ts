@@ -15,11 +15,14 @@ export interface MeasurePlan {
 
 /** The tokens an analysis pushes through the model: every prompt of both pair sets, and its largest whole-model batch. */
 export function analysisWorkload(folder: ModelFolder, options: Pick<AnalyzeOptions, 'pairs' | 'evalPairs' | 'estimator'> = {}): Workload {
-  const lengths = [...(options.pairs ?? SEED_PAIRS), ...(options.evalPairs ?? [])].flatMap((pair) => [
+  const pairs = [...(options.pairs ?? SEED_PAIRS), ...(options.evalPairs ?? [])];
+  const lengths = pairs.flatMap((pair) => [
     folder.tokenizer.encode(pair.a).length,
     folder.tokenizer.encode(pair.b).length,
   ]);
-  return { tokens: lengths.reduce((a, b) => a + b, 0), batchTokens: 2 * PAIRS_PER_BATCH * Math.max(0, ...lengths) };
+  // Only behaviour pairs (with continuations) need logits.
+  const logits = pairs.some((pair) => (pair.negative?.length ?? 0) + (pair.positive?.length ?? 0) > 0);
+  return { tokens: lengths.reduce((a, b) => a + b, 0), batchTokens: 2 * PAIRS_PER_BATCH * Math.max(0, ...lengths), logits };
 }
 
 /**

@@ -40,6 +40,8 @@ export interface Workload {
   tokens: number;
   /** Tokens of the largest batch one whole-model forward takes. */
   batchTokens: number;
+  /** Whether the run needs logits (behaviour pairs, eval): the streamed path then also runs the suffix. Default true. */
+  logits?: boolean;
 }
 
 /**
@@ -61,7 +63,7 @@ export function estimateWorkingSet(
   const all: GraphSegment = { name: 'model', index: -2, nodes: graph.node, inputs: [], outputs: [], initializers: graph.initializer };
   const weights = graph.initializer.reduce((sum, t) => sum + storedBytes(t), 0);
   const largestSegment = segments
-    ? [segments.prefix, ...segments.layers, segments.suffix].map((segment) => ({ name: segment.name, bytes: float32Bytes(segment) })).reduce((a, b) => (b.bytes > a.bytes ? b : a))
+    ? [segments.prefix, ...segments.layers, ...(workload.logits === false ? [] : [segments.suffix])].map((segment) => ({ name: segment.name, bytes: float32Bytes(segment) })).reduce((a, b) => (b.bytes > a.bytes ? b : a))
     : null;
   const hidden = map.layers[0]!.hiddenSize;
   // One layer's captures: three tensors of MLP width (gate, up, product) and three of hidden width, float32.

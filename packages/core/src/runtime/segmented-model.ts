@@ -9,7 +9,7 @@ import { mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.
 import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocation, readOnnxModel } from '../model/onnx-codec.js';
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
 import { addCaptureOutputs, type CapturedActivations } from './capture.js';
-import { decoderFeeds, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult } from './session.js';
+import { decoderFeeds, openOrtSession, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult, type SessionDevice } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
 export interface SegmentedModelOptions {
@@ -19,6 +19,13 @@ export interface SegmentedModelOptions {
   threads?: number;
   /** KV head count / head dim when the graph leaves them symbolic. */
   config?: Pick<ModelConfig, 'numKeyValueHeads' | 'headDim'>;
+  /**
+   * Execution provider of every segment's session (default cpu). `cuda` holds one segment's weights on the GPU at a
+   * time; without the CUDA provider libraries it falls back to CPU, saying so once through `onFallback`.
+   */
+  device?: SessionDevice;
+  /** Called once with the reason when `cuda` was asked for but CPU is used. Default: a line on stderr. */
+  onFallback?: (message: string) => void;
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
@@ -63,7 +70,13 @@ export class SegmentedModel {
     /** The temp folder holding embedded weights, if any. */
     readonly tempDir: string | undefined,
     private readonly threads: number | undefined,
+    /** Where the segments run; becomes `cpu` after the first segment's CUDA provider failed to load. */
+    private device: SessionDevice,
+    private readonly onFallback: ((message: string) => void) | undefined,
   ) {}
+
+  /** Why the segments run on CPU although `cuda` was asked for; undefined otherwise. */
+  fallbackReason: string | undefined;
 
   /**
    * Maps and cuts the graph at `onnxPath`; for embedded weights, writes them to a temp file. Opens no session.
@@ -103,7 +116,9 @@ export class SegmentedModel {
       }
     }
     const inputs = decoderInputsOf(segments, onnxPath, options.config);
-    return new SegmentedModel(resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads);
+    return new SegmentedModel(
+      resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads, options.device ?? 'cpu', options.onFallback,
+    );
   }
 
   /**
@@ -191,12 +206,11 @@ export class SegmentedModel {
       prepackWeights: false,
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
     });
-    try {
-      const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
-      return await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
-    } catch (error) {
-      throw new Error(`onnxruntime could not load ${segment.name} of ${this.onnxPath}: ${(error as Error).message}`, { cause: error });
-    }
+    const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
+    const opened = await openOrtSession(bytes, options, this.device, `${segment.name} of ${this.onnxPath}`, this.onFallback);
+    // One fallback message per run: the other segments go straight to CPU.
+    if (opened.fallbackReason) [this.device, this.fallbackReason] = ['cpu', opened.fallbackReason];
+    return opened.session;
   }
 
   /** Reads the segment's external weight bytes once, so onnxruntime finds them in the page cache. */

@@ -34,6 +34,16 @@ describe('working-set estimate', () => {
     expect(Math.abs(fp16.whole - fp32.whole) / fp32.whole).toBeLessThan(0.05);
   });
 
+  test('without logits the streamed peak leaves out the suffix (final norm and lm_head)', () => {
+    const path = join(llama, 'onnx/model.onnx');
+    const withLogits = estimateWorkingSet(path, config, { tokens: 0, batchTokens: 0, logits: true });
+    const without = estimateWorkingSet(path, config, { tokens: 0, batchTokens: 0, logits: false });
+    expect(without.largestSegment!.name).not.toMatch(/suffix/);
+    expect(without.streamed!).toBeLessThanOrEqual(withLogits.streamed!);
+    // The fixture's lm_head is small: its largest segment is a layer either way.
+    expect(without.largestSegment).toEqual(withLogits.largestSegment);
+  });
+
   test('the workload adds per-token memory: all layers of one batch on the whole path, the residual streams of every sequence streamed', () => {
     const path = join(llama, 'onnx/model.onnx');
     const bare = estimateWorkingSet(path, config);
@@ -71,6 +81,8 @@ describe('choice of the measure path', () => {
     const lengths = pairs.flatMap((p) => [folder.tokenizer.encode(p.a).length, folder.tokenizer.encode(p.b).length]);
     expect(workload.tokens).toBe(lengths.reduce((a, b) => a + b, 0));
     expect(workload.batchTokens).toBe(16 * Math.max(...lengths));
+    expect(workload.logits).toBe(pairs.some((p) => (p.negative?.length ?? 0) > 0));
+    expect(analysisWorkload(folder, { pairs, evalPairs: await loadPairs(DATA.behaviour) }).logits).toBe(true);
   });
 
   test('analyzeBias streams when the budget is below the whole model and gives the whole-model numbers', async () => {
