@@ -28,6 +28,8 @@ export interface WorkingSetEstimate {
    * one layer's captures; null when the graph cannot be cut into layers (control flow).
    */
   streamed: number | null;
+  /** Bytes each token of the run's sequences adds to the streamed peak (chunk documents by it to fit a budget). */
+  streamedPerToken: number;
   /** Bytes of the weights as stored. */
   weights: number;
   /** The segment that sets the streamed peak and its float32 weight bytes; null when the graph cannot be cut. */
@@ -69,10 +71,12 @@ export function estimateWorkingSet(
   // One layer's captures: three tensors of MLP width (gate, up, product) and three of hidden width, float32.
   const layerCaptures = 4 * 3 * (Math.max(...map.layers.map((l) => l.intermediateSize)) + hidden);
   // Per token, one whole-model forward holds every layer's captures and the logits; the streamed path holds, for every
-  // sequence at once, the residual stream going in and out of a layer and that layer's captures.
+  // sequence at once, the residual stream going in and out of a layer, that layer's captures, and the suffix's logits.
+  const streamedPerToken = 2 * 4 * hidden + layerCaptures + (workload.logits === false ? 0 : 4 * config.vocabSize);
   return {
     whole: RUNTIME_BYTES + float32Bytes(all) + workload.batchTokens * (map.layers.length * layerCaptures + 4 * config.vocabSize),
-    streamed: largestSegment ? RUNTIME_BYTES + largestSegment.bytes + workload.tokens * (2 * 4 * hidden + layerCaptures) : null,
+    streamed: largestSegment ? RUNTIME_BYTES + largestSegment.bytes + workload.tokens * streamedPerToken : null,
+    streamedPerToken,
     weights,
     largestSegment,
   };

@@ -44,14 +44,15 @@ describe('working-set estimate', () => {
     expect(without.largestSegment).toEqual(withLogits.largestSegment);
   });
 
-  test('the workload adds per-token memory: all layers of one batch on the whole path, the residual streams of every sequence streamed', () => {
+  test('the workload adds per-token memory: all layers of one batch on the whole path; streamed, every sequence\'s residual streams, one layer\'s captures and its logits', () => {
     const path = join(llama, 'onnx/model.onnx');
     const bare = estimateWorkingSet(path, config);
     const loaded = estimateWorkingSet(path, config, { tokens: 1000, batchTokens: 100 });
     const hidden = config.hiddenSize;
     const layerCaptures = 4 * 3 * (config.intermediateSize + hidden);
     expect(loaded.whole - bare.whole).toBe(100 * (config.numHiddenLayers * layerCaptures + 4 * config.vocabSize));
-    expect(loaded.streamed! - bare.streamed!).toBe(1000 * (8 * hidden + layerCaptures));
+    expect(loaded.streamed! - bare.streamed!).toBe(1000 * (8 * hidden + layerCaptures + 4 * config.vocabSize));
+    expect(loaded.streamedPerToken).toBe(8 * hidden + layerCaptures + 4 * config.vocabSize);
   });
 });
 
