@@ -33,7 +33,12 @@ export interface WorkingSetEstimate {
   /** Bytes of the weights as stored. */
   weights: number;
   /** The segment that sets the streamed peak and its float32 weight bytes; null when the graph cannot be cut. */
-  largestSegment: { name: string; bytes: number } | null;
+  largestSegment: {
+    /** `prefix`, `layer N` or `suffix`. */
+    name: string;
+    /** Its weights as float32, bytes. */
+    bytes: number;
+  } | null;
 }
 
 /** The token counts a run will push through the model (default: none, the weights alone). */
