@@ -59,6 +59,7 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     config: folder.config,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
+    allowNonfinite: options.allowNonfinite ?? false,
     // The CUDA fallback is said once, with the progress lines (the CLI prints both on stderr).
     ...(options.onProgress ? { onFallback: options.onProgress } : {}),
   });

@@ -8,7 +8,8 @@ import type { ModelConfig } from '../model/folder.js';
 import { mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocation, readOnnxModel } from '../model/onnx-codec.js';
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
-import { addCaptureOutputs, type CapturedActivations } from './capture.js';
+import { addCaptureOutputs, checkCapture, type CapturedActivations } from './capture.js';
+import { requireFinite } from './finite.js';
 import { decoderFeeds, openOrtSession, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult, type SessionDevice } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
@@ -26,6 +27,8 @@ export interface SegmentedModelOptions {
   device?: SessionDevice;
   /** Called once with the reason when `cuda` was asked for but CPU is used. Default: a line on stderr. */
   onFallback?: (message: string) => void;
+  /** Hand on NaN/±Inf captures and logits instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
+  allowNonfinite?: boolean;
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
@@ -73,6 +76,7 @@ export class SegmentedModel {
     /** Where the segments run; becomes `cpu` after the first segment's CUDA provider failed to load. */
     private device: SessionDevice,
     private readonly onFallback: ((message: string) => void) | undefined,
+    private readonly allowNonfinite: boolean,
   ) {}
 
   /** Why the segments run on CPU although `cuda` was asked for; undefined otherwise. */
@@ -118,6 +122,7 @@ export class SegmentedModel {
     const inputs = decoderInputsOf(segments, onnxPath, options.config);
     return new SegmentedModel(
       resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads, options.device ?? 'cpu', options.onFallback,
+      options.allowNonfinite ?? false,
     );
   }
 
@@ -158,10 +163,16 @@ export class SegmentedModel {
             if ((this.segments.lastReader.get(name) ?? -Infinity) <= segment.index) live.delete(name);
           }
           for (const [key, output] of captures) {
-            splitBatch(out[output]!, indices, (sequence, data, shape) => captured[sequence]!.set(key, { data, shape }));
+            splitBatch(out[output]!, indices, (sequence, data, shape) => {
+              if (!this.allowNonfinite) checkCapture(data, shape[1], key, output, sequence);
+              captured[sequence]!.set(key, { data, shape });
+            });
           }
           if (segment === this.segments.suffix) {
-            splitBatch(out[this.map.logits]!, indices, (sequence, data, [, vocab]) => handlers.onLogits!(sequence, data, vocab));
+            splitBatch(out[this.map.logits]!, indices, (sequence, data, [, vocab]) => {
+              if (!this.allowNonfinite) requireFinite(data, vocab, `logits output "${this.map.logits}" of sequence ${sequence} (rows: positions; columns: vocabulary)`, '--allow-nonfinite');
+              handlers.onLogits!(sequence, data, vocab);
+            });
           }
         }
       } finally {
