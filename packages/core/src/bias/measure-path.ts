@@ -14,7 +14,7 @@ export interface MeasurePlan {
 }
 
 /** The tokens an analysis pushes through the model: every prompt of both pair sets, and its largest whole-model batch. */
-export function analysisWorkload(folder: ModelFolder, options: Pick<AnalyzeOptions, 'pairs' | 'evalPairs' | 'estimator'> = {}): Workload {
+export function analysisWorkload(folder: ModelFolder, options: Pick<AnalyzeOptions, 'pairs' | 'evalPairs'> = {}): Workload {
   const pairs = [...(options.pairs ?? SEED_PAIRS), ...(options.evalPairs ?? [])];
   const lengths = pairs.flatMap((pair) => [
     folder.tokenizer.encode(pair.a).length,
