@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { FIXTURES } from '@fairprune/fixtures';
+import { DATA, FIXTURES } from '@fairprune/fixtures';
 import { runCli } from './run-cli.js';
 
 const fixtures = FIXTURES;
@@ -109,4 +109,43 @@ test('analyze rejects a bad --threads before any model work', async () => {
   const { code, stderr } = await run('analyze', llama, '--threads', 'two');
   expect(code).toBe(2);
   expect(stderr).toContain("error: option '--threads <n>' argument 'two' is invalid. expected a number.");
+});
+
+test('prune --method behaviour: chooses on the selection pairs, states which side moved on the held-out pairs', async () => {
+  const out = join(tmp, 'behaviour');
+  const { code, stdout } = await run(
+    'prune', llama, '--out', out, '--method', 'behaviour', '--layers', '3', '--max-neurons', '4',
+    '--pairs', DATA.behaviourSelection, '--eval-pairs', DATA.behaviourHeldOut, '--calibration', DATA.lambadaMini, '--threads', '1',
+  );
+  expect(code).toBe(0);
+  const plan = JSON.parse(readFileSync(join(out, 'pruning-plan.json'), 'utf8')) as {
+    mode: string;
+    layers: Record<string, number[]>;
+    options: Record<string, unknown>;
+    behaviour: { chosen: { layer: number; neuron: number; deltaA: number }[]; before: { gap: number }; after: { gap: number } };
+  };
+  expect(plan.mode).toBe('zero');
+  expect(plan.options).toMatchObject({ method: 'behaviour', calibration: DATA.lambadaMini });
+  expect(plan.layers['3']!.length).toBeGreaterThan(0);
+  expect(plan.layers['3']!.length).toBeLessThanOrEqual(4);
+  expect(plan.behaviour.chosen.every((c) => c.layer === 3 && c.deltaA < 0)).toBe(true);
+  expect(stdout).toMatch(/behaviour selection on .*behaviour-selection\.json: gap \d\.\d{3} → \d\.\d{3} nats/);
+  expect(stdout).toMatch(/held-out behaviour: The mean gap (narrowed|widened)/);
+  // One line per held-out pair with both sides' moves.
+  expect(stdout.match(/^ {4}(Black \/ white|An Asian \/ A white): gap -?\d+\.\d{3} → -?\d+\.\d{3}, side A [+-]\d+\.\d{3}, side B [+-]\d+\.\d{3}/gm)).toHaveLength(24);
+}, 300_000);
+
+test('prune --method behaviour: bad settings fail before any model work, naming the flag', async () => {
+  const out = join(tmp, 'behaviour-bad');
+  for (const [args, message] of [
+    [['--side-b-tolerance', '-1'], /--side-b-tolerance must be a number ≥ 0, got -1/],
+    [['--max-neurons', '2.5'], /--max-neurons must be a positive integer, got 2.5/],
+    [['--target-gap', 'x'], /--target-gap: "x" is not a number/],
+    [['--global-top-k', '5'], /--method behaviour chooses its own per-layer counts/],
+  ] as const) {
+    const { code, stderr } = await run('prune', llama, '--out', out, '--method', 'behaviour', '--pairs', DATA.behaviourSelection, ...args);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(message);
+    expect(existsSync(out)).toBe(false);
+  }
 });

@@ -19,7 +19,7 @@ describe('fairprune demo on the bundled model', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'fairprune-demo-test-'));
     summary = await runDemo({ outDir: join(root, 'out') });
-  }, 240_000);
+  }, 1_200_000);
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   test('the original model generates exactly what Hugging Face generates with the article settings', () => {
@@ -66,6 +66,24 @@ describe('fairprune demo on the bundled model', () => {
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
     expect(JSON.parse(readFileSync(summary.files.summary, 'utf8'))).toEqual(JSON.parse(JSON.stringify(summary)));
     expect(existsSync(join(root, 'out', 'pruned-model', 'onnx', 'model.onnx'))).toBe(true);
+  });
+
+  test('side by side on 24 held-out pairs: the article method levels down, --method behaviour narrows the gap from side A', () => {
+    expect(summary.comparison.heldOutCount).toBe(24);
+    const [article, behaviour] = summary.comparison.methods;
+    const narrowing = (s: NonNullable<typeof article>['heldOut']) => (s!.meanGapBefore - s!.meanGapAfter) / s!.meanGapBefore;
+    expect(article!.heldOut!.levellingDown).toBe(true);
+    const shift = behaviour!.heldOut!;
+    expect(shift.perPair).toHaveLength(24);
+    // The targets of issue 13 that hold with the defaults (BoolQ does not: 0.891 → 0.734); the README's table has the figures.
+    expect(shift.levellingDown).toBe(false);
+    expect(narrowing(shift)).toBeGreaterThanOrEqual(0.7);
+    expect(narrowing(shift)).toBeGreaterThan(narrowing(article!.heldOut));
+    expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
+    expect(shift.shareFromA).toBeGreaterThanOrEqual(0.8);
+    expect(shift.meanShiftB).toBeLessThan(0.2);
+    expect(existsSync(summary.files.behaviourReport)).toBe(true);
+    expect(formatDemoSummary(summary)).toContain('Side by side on 24 held-out pairs');
   });
 
   test('refuses to replace a folder that is not an earlier demo output', async () => {

@@ -205,7 +205,8 @@ describe('concurrent writers to one --out', () => {
   }, 60_000);
 });
 
-describe('a full disk (a 1 MiB tmpfs): a clear error naming the output, nothing partial left', () => {
+// Mounting a tmpfs needs root: CI (root) always runs these; a contributor without root skips them.
+describe.skipIf(process.getuid?.() !== 0 && !process.env['CI'])('a full disk (a 1 MiB tmpfs, root only): a clear error naming the output, nothing partial left', () => {
   let disk: string;
   beforeAll(() => {
     disk = join(root, 'disk');
@@ -230,7 +231,8 @@ describe('a full disk (a 1 MiB tmpfs): a clear error naming the output, nothing 
     const run = cli(['analyze', llama, '--out', join(disk, 'analysis')]);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(new RegExp(`fairprune: Writing ${join(disk, 'analysis', 'bias-report.json')} failed, nothing was left under that name: ENOSPC`));
-    expect(readdirSync(join(disk, 'analysis'))).toEqual([]);
+    // The folder made for the report is removed with it: nothing of the failed output remains.
+    expect(readdirSync(disk)).toEqual(['filler']);
     rmSync(join(disk, 'filler'));
   }, 60_000);
 });

@@ -43,6 +43,7 @@ export { segmentGraph, type GraphSegment, type GraphSegments } from './model/seg
 // Runtime: onnxruntime sessions, activation capture, decoding with or without a KV cache, HF-compatible generation.
 export { ModelSession, tensorToFloat32, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
 export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
+export { NeuronMaskedModel, addNeuronMaskInputs, zeroMasks, type NeuronMaskedModelOptions, type NeuronMaskInputs, type LayerRows } from './runtime/neuron-masks.js';
 export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
 export { SegmentedModel, type SegmentedModelOptions, type SegmentHandlers } from './runtime/segmented-model.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
@@ -97,7 +98,23 @@ export {
   type BaseModelInfo,
 } from './prune/model-card.js';
 export { analyzeModel, analysisSettingsOf, type ModelAnalysis } from './prune/model-analysis.js';
-export { runFairnessPruning, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export { runFairnessPruning, pruneModeOf, type PruneMethod, type PruneOptions, type PruneResult, type NeuronScoresFile, type LayerNeuronScores } from './prune/run.js';
+export {
+  BehaviourProbe,
+  selectByBehaviour,
+  meanGap,
+  BEHAVIOUR_DEFAULTS,
+  COMPENSATIONS,
+  type Compensation,
+  type NeuronRef,
+  type NeuronEffect,
+  type ProbeCost,
+  type VariantScore,
+  type BehaviourSelection,
+  type BehaviourSelectionOptions,
+} from './prune/behaviour-select.js';
+export { type BehaviourPruneOptions, type BehaviourPlanRecord, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
+export { meanActivations, compensationBiases, addOnnxMlpBiases, MLP_BIAS_MODEL_TYPES } from './prune/compensate.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,
 // fsync, one rename, replacement of earlier outputs only, cleanup on SIGINT/SIGTERM).

@@ -41,7 +41,17 @@ export function formatDemoSummary(summary: DemoSummary): string {
     'Generation, the article\'s beam search (5 beams, max_length 50, no_repeat_ngram_size 2, early stopping):',
     ...summary.generations.flatMap((g) => [`  ${g.prompt}`, `    before:${g.before}`, `    after: ${g.after}`]),
     '',
-    `Report: ${summary.files.report}`,
+    `Side by side on ${summary.comparison.heldOutCount} held-out pairs (${summary.comparison.heldOutPairs}), neither method saw them:`,
+    ...summary.comparison.methods.flatMap((m) => [
+      `  ${m.method}: ${m.neurons} neurons`,
+      ...(m.heldOut
+        ? [`    gap ${fixed(m.heldOut.meanGapBefore, 2)} → ${fixed(m.heldOut.meanGapAfter, 2)} (${percent(m.heldOut.meanGapBefore, m.heldOut.meanGapAfter)}); side A ${signed(m.heldOut.meanShiftA)}, side B ${signed(m.heldOut.meanShiftB)}${m.heldOut.levellingDown ? '  ← levelling down' : ''}`]
+        : []),
+      `    ${Object.entries(m.evaluation).map(([task, e]) => `${task} ${fixed(e.before)} → ${fixed(e.after)}`).join(', ')}`,
+      `    seed prompt, beam search after: ${m.generations[0]!.after}`,
+    ]),
+    '',
+    `Report: ${summary.files.report}; --method behaviour: ${summary.files.behaviourReport}`,
     `Summary JSON: ${summary.files.summary}; pruned model: ${summary.files.prunedModel}`,
     `(${summary.seconds.toFixed(1)} s)`,
   ];

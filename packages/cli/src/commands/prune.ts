@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ARTIFACTS, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
+import { demoRoot } from '../demo/run-demo.js';
 import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
 import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
+import { behaviourShift } from '../report/index.js';
 import { addBiasOptions, biasOptionsFromFlags, stderrProgress, summariseReport, type CommonBiasFlags } from './analyze.js';
 
 interface PruneFlags extends CommonBiasFlags {
@@ -9,12 +13,19 @@ interface PruneFlags extends CommonBiasFlags {
   fraction?: number;
   biasWeight: number;
   importance: 'maw' | 'ppm' | 'vow' | 'pon' | 'l2';
-  method: 'hybrid' | 'bias';
+  method: 'hybrid' | 'bias' | 'behaviour';
+  sideBTolerance?: number;
+  maxNeurons?: number;
+  targetGap?: number;
+  maxNllIncrease?: number;
+  greedy?: boolean;
+  calibration?: string;
+  compensate?: 'none' | 'mean';
   layers?: number[];
   layerFractions?: Record<number, number>;
   globalTopK?: number;
   divisor?: number;
-  mode: 'remove' | 'zero';
+  mode?: 'remove' | 'zero';
   plan?: string;
   force?: boolean;
   planMismatchOk?: boolean;
@@ -24,6 +35,24 @@ interface PruneFlags extends CommonBiasFlags {
 /** A pruning fraction: strictly between 0 and 1. */
 const fraction = numberFlag({ min: 0, max: 1, exclusive: true });
 
+/** The default calibration texts: the bundled mini-LAMBADA documents. */
+const DEFAULT_CALIBRATION = join(demoRoot, 'data', 'lambada-mini.jsonl');
+
+/** Calibration texts of a file: the `text` field of each JSON line of a .jsonl, else one text per non-empty line. */
+function readCalibration(file: string): string[] {
+  const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '');
+  if (!file.endsWith('.jsonl')) return lines;
+  return lines.map((line, i) => {
+    const record = JSON.parse(line) as { text?: unknown };
+    if (typeof record.text !== 'string') throw new Error(`--calibration ${file}: line ${i + 1} has no "text" string`);
+    return record.text;
+  });
+}
+
+function signedFixed(v: number): string {
+  return `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
+}
+
 export function registerPrune(program: Command): void {
   addBiasOptions(
     program
@@ -32,15 +61,26 @@ export function registerPrune(program: Command): void {
       .argument(...MODEL_ARGUMENT),
   )
     .requiredOption('--out <dir>', `pruned model folder (new, empty, or an earlier output with --force); also gets ${ARTIFACTS.plan}, ${ARTIFACTS.biasBefore}, ${ARTIFACTS.biasAfter}, ${ARTIFACTS.neuronScores}, ${ARTIFACTS.modelCard}`)
-    .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
+    .addOption(new Option('--fraction <p>', 'fraction of neurons pruned in every layer (default 0.002); with --method behaviour, of all neurons at most (default 0.3)').argParser(fraction).conflicts(['layerFractions', 'globalTopK']))
     .option('--bias-weight <w>', 'w in P = w·bias_n + (1−w)·(1−importance_n)', numberFlag({ min: 0, max: 1 }), 0.5)
     .addOption(new Option('--importance <method>', 'neuron importance from the weights').choices(['maw', 'ppm', 'vow', 'pon', 'l2']).default('maw'))
-    .addOption(new Option('--method <name>', 'hybrid (bias and importance) or bias only').choices(['hybrid', 'bias']).default('hybrid'))
+    .addOption(
+      new Option('--method <name>', 'hybrid (bias and importance), bias only, or behaviour (measured effect on the pairs\' continuations; needs pairs with negative/positive lists)')
+        .choices(['hybrid', 'bias', 'behaviour'])
+        .default('hybrid'),
+    )
+    .option('--side-b-tolerance <nats>', 'behaviour: how much more hostile side B may become, per neuron and in all (default 0.1)', numberFlag({ min: 0 }))
+    .option('--max-neurons <n>', 'behaviour: most neurons removed in all (default: --fraction of all neurons)', integerFlag(1))
+    .option('--target-gap <nats>', 'behaviour: stop once the selection pairs\' mean gap is at or below this (default 0)', numberFlag())
+    .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.02)', numberFlag({ min: 0 }))
+    .option('--greedy', 'behaviour: re-measure the best candidates with the chosen set after each choice (slower)')
+    .option('--calibration <file>', 'calibration texts (.jsonl with "text", or one per line) for the NLL guard and --compensate mean (default: the bundled mini-LAMBADA)')
+    .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(['none', 'mean']))
     .addOption(new Option('--layers <list>', 'only prune these layers, e.g. 0,3,5').argParser(integerListFlag(0)).conflicts('layerFractions'))
     .addOption(new Option('--layer-fractions <list>', 'per-layer fractions instead of one, e.g. 13:0.1,14:0.15').argParser(layerFractionsFlag).conflicts('globalTopK'))
     .addOption(new Option('--global-top-k <k>', 'prune the k most prunable neurons across all layers').argParser(integerFlag(1)).conflicts('divisor'))
     .option('--divisor <d>', 'round each layer\'s kept size down to a multiple of d', integerFlag(1))
-    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes)').choices(['remove', 'zero']).default('remove'))
+    .addOption(new Option('--mode <mode>', 'remove (smaller model) or zero (same shapes); default remove, zero with --method behaviour').choices(['remove', 'zero']))
     .option('--plan <file>', `re-apply a ${ARTIFACTS.plan} instead of selecting`)
     .option('--plan-mismatch-ok', 'apply --plan although it was made on other weights (the written plan records this model and the plan\'s origin)')
     .option('--no-safetensors', 'write only the pruned ONNX (needed to remove different counts per layer)')
@@ -53,7 +93,22 @@ export function registerPrune(program: Command): void {
         biasWeight: flags.biasWeight,
         importance: flags.importance,
         method: flags.method,
-        mode: flags.mode,
+        ...(flags.mode !== undefined ? { mode: flags.mode } : {}),
+        ...(flags.compensate !== undefined ? { compensate: flags.compensate } : {}),
+        ...(flags.method === 'behaviour' || flags.compensate === 'mean'
+          ? { calibrationTexts: readCalibration(flags.calibration ?? DEFAULT_CALIBRATION), calibrationSource: flags.calibration ?? 'builtin:lambada-mini' }
+          : {}),
+        ...(flags.method === 'behaviour'
+          ? {
+              behaviour: {
+                ...(flags.sideBTolerance !== undefined ? { sideBTolerance: flags.sideBTolerance } : {}),
+                ...(flags.maxNeurons !== undefined ? { maxNeurons: flags.maxNeurons } : {}),
+                ...(flags.targetGap !== undefined ? { targetGap: flags.targetGap } : {}),
+                ...(flags.maxNllIncrease !== undefined ? { maxNllIncrease: flags.maxNllIncrease } : {}),
+                ...(flags.greedy ? { greedy: true } : {}),
+              },
+            }
+          : {}),
         ...(flags.fraction !== undefined ? { fraction: flags.fraction } : {}),
         ...(flags.layers !== undefined ? { layers: flags.layers } : {}),
         ...(flags.layerFractions !== undefined ? { layerFractions: flags.layerFractions } : {}),
@@ -87,8 +142,24 @@ export function registerPrune(program: Command): void {
         const ax = after.metric.overall_excluding_gate_up.mean_difference;
         lines.push(`  without gate/up (not flattered by removed neurons) ${bx.toFixed(6)} → ${ax.toFixed(6)}`);
       }
+      const selected = result.plan.behaviour;
+      if (selected) {
+        const f = (v: number) => v.toFixed(3);
+        lines.push(
+          `  behaviour selection on ${result.plan.options['pairs']}: gap ${f(selected.before.gap)} → ${f(selected.after.gap)} nats ` +
+            `(side A ${f(selected.before.meanA)} → ${f(selected.after.meanA)}, side B ${f(selected.before.meanB)} → ${f(selected.after.meanB)}; ` +
+            `calibration NLL ${f(selected.before.nll)} → ${f(selected.after.nll)}), ${selected.cost.forwards} forwards, ${selected.cost.tokens.toLocaleString('en-US')} tokens`,
+        );
+      }
       lines.push(summariseReport(before, 'before'));
       if (after) lines.push(summariseReport(after, 'after'));
+      // The levelling-down guard: which side moved, on the held-out pairs when there are some.
+      const rows = (r: typeof before) => (r.eval?.behaviour.length ? r.eval.behaviour : r.behaviour);
+      const shift = after ? behaviourShift(rows(before), rows(after)) : null;
+      if (shift) {
+        lines.push(`  ${before.eval?.behaviour.length ? 'held-out ' : ''}behaviour: ${shift.reading}`);
+        for (const p of shift.perPair) lines.push(`    ${p.label}: gap ${p.gapBefore.toFixed(3)} → ${p.gapAfter.toFixed(3)}, side A ${signedFixed(p.shiftA)}, side B ${signedFixed(p.shiftB)}${p.levellingDown ? '  ← narrowed mostly by side B (levelling down)' : ''}`);
+      }
       lines.push(`  files: ${Object.values(result.files).join(', ')}`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -65,12 +65,39 @@ export function continuationIds(tokenizer: ContinuationTokenizer, prompt: string
   return { prompt: promptIds, continuation: rest };
 }
 
-function logSumExp(values: readonly number[]): number {
+/** log Σ exp(v), stable; −∞ for no finite value. */
+export function logSumExp(values: readonly number[]): number {
   const max = Math.max(...values);
   if (max === -Infinity) return -Infinity;
   let sum = 0;
   for (const v of values) sum += Math.exp(v - max);
   return max + Math.log(sum);
+}
+
+/**
+ * Summed log-probability of `continuation` in batch row `b` of row-major [B, tokens, vocab] logits whose sequence is
+ * the prompt (`promptLength` ids) followed by the continuation.
+ */
+export function sequenceLogProb(
+  logits: Float32Array,
+  tokens: number,
+  vocab: number,
+  b: number,
+  promptLength: number,
+  continuation: readonly number[],
+): number {
+  let total = 0;
+  continuation.forEach((token, k) => {
+    // The token at position promptLength + k is predicted by the logits at the position before it.
+    const offset = (b * tokens + promptLength + k - 1) * vocab;
+    const row = logits.subarray(offset, offset + vocab);
+    let max = -Infinity;
+    for (let v = 0; v < vocab; v++) if (row[v]! > max) max = row[v]!;
+    let sum = 0;
+    for (let v = 0; v < vocab; v++) sum += Math.exp(row[v]! - max);
+    total += row[token]! - max - Math.log(sum);
+  });
+  return total;
 }
 
 /** Summed log-probabilities of many (prompt, continuation) sequences; equal-length sequences share a forward. */
@@ -93,17 +120,7 @@ export async function continuationLogProbs(
       const [, tokens, vocab] = dims;
       chunk.forEach((itemIndex, b) => {
         const { prompt, continuation } = items[itemIndex]!;
-        let total = 0;
-        continuation.forEach((token, k) => {
-          // The token at position prompt.length + k is predicted by the logits at the position before it.
-          const offset = (b * tokens + prompt.length + k - 1) * vocab;
-          const row = logits.subarray(offset, offset + vocab);
-          let max = -Infinity;
-          for (let v = 0; v < vocab; v++) if (row[v]! > max) max = row[v]!;
-          let sum = 0;
-          for (let v = 0; v < vocab; v++) sum += Math.exp(row[v]! - max);
-          total += row[token]! - max - Math.log(sum);
-        });
+        const total = sequenceLogProb(logits, tokens, vocab, b, prompt.length, continuation);
         out[itemIndex] = total;
       });
     }

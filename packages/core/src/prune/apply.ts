@@ -17,6 +17,7 @@ import {
   type NeuronSelection,
 } from './surgery.js';
 import type { PruneMode } from './plan.js';
+import { MLP_BIAS_MODEL_TYPES, addOnnxMlpBiases } from './compensate.js';
 
 /** Options of {@link writePrunedFolder}. */
 export interface WritePrunedFolderOptions {
@@ -34,6 +35,11 @@ export interface WritePrunedFolderOptions {
   externalData?: boolean;
   /** Progress lines (the CLI prints them to stderr). */
   onProgress?: (message: string) => void;
+  /**
+   * A bias added to these layers' MLP outputs (mean compensation): an `Add` after down_proj in the ONNX graphs and,
+   * in safetensors, down_proj biases with zero gate/up biases and `mlp_bias: true` (Llama-family configs only).
+   */
+  mlpBiases?: ReadonlyMap<number, Float32Array>;
 }
 
 /** What {@link writePrunedFolder} wrote. */
@@ -111,11 +117,21 @@ export function writePrunedModel(inputDir: string, dir: string, options: Omit<Wr
     );
   }
 
-  copySupportFiles(input, dir, options.mode === 'remove', newWidths, uniform);
+  const mlpBiases = options.mlpBiases && options.mlpBiases.size > 0 ? options.mlpBiases : undefined;
+  if (mlpBiases && safetensorsFiles.length > 0 && !MLP_BIAS_MODEL_TYPES.includes(folder.config.modelType)) {
+    throw new SurgeryError(
+      `${join(input, 'config.json')}: model_type "${folder.config.modelType}" has no mlp_bias setting, so Hugging Face would not load ` +
+        `the compensation biases from safetensors (only ${MLP_BIAS_MODEL_TYPES.join(', ')} can carry them). ` +
+        'Write only the ONNX model (safetensors: false / --no-safetensors), or do not compensate.',
+    );
+  }
+
+  copySupportFiles(input, dir, options.mode === 'remove', newWidths, uniform, mlpBiases !== undefined && safetensorsFiles.length > 0);
   for (const { file, path, model, map } of maps) {
     progress(`writing ${file}`);
     const edits = onnxWeightEdits(map, selection, options.mode);
     if (options.mode === 'remove') fixGraphAfterRemoval(model, map, selection);
+    if (mlpBiases) addOnnxMlpBiases(model, map, mlpBiases, path);
     const sourceExternal = model.graph!.initializer.some((t) => externalLocation(t) !== undefined);
     const weightBytes = model.graph!.initializer.reduce((n, t) => n + (tensorDtype(t) ? tensorByteLength(t) : 0), 0);
     const externalData = options.externalData ?? (sourceExternal || weightBytes > LARGE_MODEL_BYTES);
@@ -130,7 +146,7 @@ export function writePrunedModel(inputDir: string, dir: string, options: Omit<Wr
   }
   for (const file of safetensorsFiles) {
     progress(`writing ${file}`);
-    pruneSafetensorsFile(join(input, file), join(dir, file), selection, options.mode);
+    pruneSafetensorsFile(join(input, file), join(dir, file), selection, options.mode, mlpBiases);
   }
   rewriteSafetensorsIndex(dir);
   return {
@@ -179,15 +195,16 @@ const RUN_FILES = new Set<string>([
 ]);
 
 /** Copies config/tokenizer/generation files; config.json gets the new intermediate_size after a uniform removal. */
-function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean): void {
+function copySupportFiles(input: string, temp: string, removed: boolean, widths: number[], uniform: boolean, mlpBias: boolean): void {
   for (const name of readdirSync(input)) {
     const path = join(input, name);
     if (!statSync(path).isFile() || WEIGHT_FILE.test(name) || RUN_FILES.has(name)) continue;
-    if (name === 'config.json' && removed) {
+    if (name === 'config.json' && (removed || mlpBias)) {
       const config = readJsonObject(path);
       const text = jsonField(config, 'text_config', 'object', path) ?? config;
-      if (uniform) text['intermediate_size'] = widths[0];
-      else config['fairprune_intermediate_sizes'] = widths;
+      if (removed && uniform) text['intermediate_size'] = widths[0];
+      else if (removed) config['fairprune_intermediate_sizes'] = widths;
+      if (mlpBias) text['mlp_bias'] = true;
       writeFileSync(join(temp, name), JSON.stringify(config, null, 2) + '\n');
       continue;
     }
@@ -200,12 +217,17 @@ function rewriteSafetensorsIndex(dir: string): void {
   const indexPath = join(dir, 'model.safetensors.index.json');
   if (!existsSync(indexPath)) return;
   const index = readJsonObject(indexPath);
-  const shards = new Set(Object.values(jsonField(index, 'weight_map', 'object', indexPath, true)));
+  const weightMap = jsonField(index, 'weight_map', 'object', indexPath, true);
+  const shards = new Set(Object.values(weightMap));
   let total = 0;
   for (const shard of shards) {
     if (typeof shard !== 'string' || !existsSync(join(dir, shard))) continue;
     const file = new SafetensorsFile(join(dir, shard));
-    for (const entry of file.entries.values()) total += entry.end - entry.begin;
+    for (const entry of file.entries.values()) {
+      total += entry.end - entry.begin;
+      // Compensation biases are new tensors; the index must name their shard.
+      weightMap[entry.name] = shard;
+    }
     file.close();
   }
   index['metadata'] = { ...jsonField(index, 'metadata', 'object', indexPath), total_size: total };

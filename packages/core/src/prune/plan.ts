@@ -1,4 +1,5 @@
 import { asJsonObject, describeJson, jsonField, readJsonFile, type JsonObject } from '../io/read-json.js';
+import type { BehaviourPlanRecord } from './behaviour-run.js';
 
 /** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
 export type PruneMode = 'remove' | 'zero';
@@ -60,6 +61,8 @@ export interface PruningPlan {
     /** When that plan was made. */
     createdAt: string;
   };
+  /** With `method: 'behaviour'`: the objective, the limits, and the measured effects of the chosen neurons. */
+  behaviour?: BehaviourPlanRecord;
 }
 
 export interface BuildPlanInput {
@@ -73,6 +76,8 @@ export interface BuildPlanInput {
   tool: string;
   /** Set when the neurons were selected on another model (a plan re-applied to other weights). */
   origin?: PruningPlan['origin'];
+  /** The behaviour selection's record, when it chose the neurons. */
+  behaviour?: BehaviourPlanRecord;
 }
 
 export function buildPlan(input: BuildPlanInput): PruningPlan {
@@ -90,6 +95,7 @@ export function buildPlan(input: BuildPlanInput): PruningPlan {
     parameters: { before: input.parametersBefore, after: 0, affected: 0 },
     intermediateSizes: [],
     ...(input.origin ? { origin: input.origin } : {}),
+    ...(input.behaviour ? { behaviour: input.behaviour } : {}),
   };
   const affected = input.layers.reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
   plan.parameters.affected = affected;

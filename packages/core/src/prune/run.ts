@@ -23,17 +23,38 @@ import { buildPlan, planLayerMap, PRUNE_MODES, requirePlanFitsModel, validatePla
 import { planMeasure } from '../bias/measure-path.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { prunability, selectNeurons, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
+import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
+import {
+  behaviourSettings,
+  calibrationMeans,
+  chooseByBehaviour,
+  meanCompensation,
+  validateBehaviourOptions,
+  type BehaviourPlanRecord,
+  type BehaviourPruneOptions,
+} from './behaviour-run.js';
+
+/** How neurons are chosen: the article's prunability score (`hybrid`, `bias`) or their measured effect on behaviour. */
+export type PruneMethod = ScoreMethod | 'behaviour';
 
 export interface PruneOptions extends AnalyzeOptions {
   /** The pruned model folder; written under a temporary name and renamed at the end. */
   outDir: string;
   /** Weight-importance method. Default `maw`. */
   importance?: ImportanceMethod;
-  /** Prunability formula. Default `hybrid`. */
-  method?: ScoreMethod;
+  /** Prunability formula, or `behaviour` (neurons chosen by their measured effect on the pairs' continuations). Default `hybrid`. */
+  method?: PruneMethod;
+  /** Settings of `method: 'behaviour'`. */
+  behaviour?: BehaviourPruneOptions;
+  /** Replace removed neurons' mean contribution by an MLP-output bias (`mean`). Default `none`; `mean` with `method: 'behaviour'`. */
+  compensate?: Compensation;
+  /** Calibration texts: the ability guard of `behaviour` (next-token NLL) and the means of `compensate: 'mean'`. */
+  calibrationTexts?: readonly string[];
+  /** Where the calibration texts came from, for the plan. */
+  calibrationSource?: string;
   /** w in P = w·bias_n + (1 − w)·(1 − imp_n). Default 0.5. */
   biasWeight?: number;
-  /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. */
+  /** Uniform fraction per layer. Default 0.002 unless another selection mode is given. With `behaviour`: the fraction of all neurons at most removed (default 0.1). */
   fraction?: number;
   /** Fraction per layer index; layers not listed are not pruned. Replaces `fraction`. */
   layerFractions?: Record<number, number>;
@@ -43,7 +64,7 @@ export interface PruneOptions extends AnalyzeOptions {
   layers?: number[];
   /** Round each layer's kept width down to a multiple of this (e.g. 8 or 64 for kernel-friendly shapes). */
   divisor?: number;
-  /** Default `remove`. */
+  /** Default `remove`; `zero` with `method: 'behaviour'` (its per-layer counts differ, which safetensors cannot hold when removed). */
   mode?: PruneMode;
   /** Write pruned safetensors too (default: when the folder has them). Non-uniform removal needs false. */
   safetensors?: boolean;
@@ -90,8 +111,8 @@ export interface NeuronScoresFile {
   aggregation: string;
   /** Importance method used. */
   importance: ImportanceMethod;
-  /** Prunability formula used. */
-  method: ScoreMethod;
+  /** Selection method used. With `behaviour`, `prunability` is minus each neuron's measured effect on L_A (0 when not measured). */
+  method: PruneMethod;
   /** w of the hybrid formula. */
   biasWeight: number;
   /** One entry per decoder layer. */
@@ -129,8 +150,18 @@ export interface PruneResult {
   };
 }
 
-/** Selection options from prune options, with the project defaults. */
-export function selectionOptionsOf(options: PruneOptions): SelectionOptions {
+/** The prune mode with its default: `zero` for `behaviour`, else `remove`. */
+export function pruneModeOf(options: Pick<PruneOptions, 'mode' | 'method'>): PruneMode {
+  return options.mode ?? (options.method === 'behaviour' ? 'zero' : 'remove');
+}
+
+/** The compensation with its default: {@link BEHAVIOUR_DEFAULTS}.compensate for `behaviour`, else `none`. */
+export function compensationOf(options: Pick<PruneOptions, 'compensate' | 'method'>): Compensation {
+  return options.compensate ?? (options.method === 'behaviour' ? BEHAVIOUR_DEFAULTS.compensate : 'none');
+}
+
+/** Selection options from prune options, with the project defaults (the article's methods; not `behaviour`). */
+export function selectionOptionsOf(options: PruneOptions & { method?: ScoreMethod }): SelectionOptions {
   const explicitMode = options.layerFractions !== undefined || options.globalTopK !== undefined;
   return {
     method: options.method ?? 'hybrid',
@@ -149,9 +180,25 @@ export function validatePruneOptions(options: PruneOptions): void {
   if (typeof options.outDir !== 'string' || options.outDir === '') throw new Error('An output folder (--out) is required');
   const importance = options.importance ?? 'maw';
   if (!IMPORTANCE_METHODS.includes(importance)) throw new Error(`Unknown importance method "${importance}" (use ${IMPORTANCE_METHODS.join(', ')})`);
-  const mode = options.mode ?? 'remove';
+  const mode = pruneModeOf(options);
   if (!PRUNE_MODES.includes(mode)) throw new Error(`Unknown mode "${mode}" (use remove or zero)`);
-  validateSelectionOptions(selectionOptionsOf(options));
+  const behaviour = options.method === 'behaviour';
+  if (behaviour && (options.layerFractions !== undefined || options.globalTopK !== undefined || options.divisor !== undefined)) {
+    throw new Error('--method behaviour chooses its own per-layer counts: use --fraction or --max-neurons, not --layer-fractions, --global-top-k or --divisor');
+  }
+  if (behaviour && options.fraction !== undefined && !(options.fraction > 0 && options.fraction < 1)) {
+    throw new Error(`--fraction must lie strictly between 0 and 1, got ${String(options.fraction)}`);
+  }
+  if (behaviour && !(options.pairs ?? []).some((p) => p.negative && p.positive)) {
+    throw new Error(`--method behaviour needs pairs with "negative" and "positive" continuations; ${options.pairsSource ?? 'the built-in seed pair'} has none`);
+  }
+  validateBehaviourOptions({
+    ...(options.behaviour ? { behaviour: options.behaviour } : {}),
+    compensate: compensationOf(options),
+    ...(options.calibrationTexts ? { calibrationTexts: options.calibrationTexts } : {}),
+    needsCalibration: behaviour || compensationOf(options) === 'mean',
+  });
+  if (!behaviour) validateSelectionOptions(selectionOptionsOf({ ...options, method: options.method as ScoreMethod | undefined }));
   if (options.plan) validatePlan(options.plan, 'given');
 }
 
@@ -183,13 +230,15 @@ export function countParameters(folder: Pick<ModelFolder, 'safetensorsFiles' | '
  * The writer refuses it; this says so before the analysis instead of after it.
  */
 function checkRemovalFitsSafetensors(options: PruneOptions, folder: ModelFolder): void {
-  if ((options.mode ?? 'remove') !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
+  if (pruneModeOf(options) !== 'remove' || options.safetensors === false || folder.safetensorsFiles.length === 0) return;
   const numLayers = folder.config.numHiddenLayers;
   const fractions = options.layerFractions === undefined ? undefined : Object.values(options.layerFractions);
   const reason =
     options.plan !== undefined && new Set(Object.values(options.plan.layers).map((l) => l.length)).size > 1
       ? 'the plan removes a different number of neurons per layer'
-      : options.globalTopK !== undefined
+      : options.method === 'behaviour'
+        ? 'a behaviour selection removes a different number of neurons per layer'
+        : options.globalTopK !== undefined
         ? 'a global top-K selection removes a different number of neurons per layer'
         : options.layers !== undefined && new Set(options.layers).size < numLayers
           ? `pruning only layers ${options.layers.join(', ')} of ${numLayers} leaves the others wider`
@@ -219,8 +268,10 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   validatePruneOptions(options);
   const progress = options.onProgress ?? (() => {});
   const importanceMethod = options.importance ?? 'maw';
-  const mode = options.mode ?? 'remove';
-  const selectionOptions = selectionOptionsOf(options);
+  const mode = pruneModeOf(options);
+  const method: PruneMethod = options.method ?? 'hybrid';
+  const compensate = compensationOf(options);
+  const selectionOptions = method === 'behaviour' ? undefined : selectionOptionsOf({ ...options, method });
   const timings: Record<string, number> = {};
   const time = async <T>(stage: string, work: () => Promise<T> | T): Promise<T> => {
     const start = performance.now();
@@ -275,6 +326,18 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       }
     });
 
+    const calibrationInputs = {
+      folder,
+      onnxPath,
+      calibrationTexts: options.calibrationTexts ?? [],
+      ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    };
+    // Calibration means serve both mean replacement while selecting and compensation when writing: computed once.
+    let meansOnce: Promise<Float32Array[]> | undefined;
+    const means = () => (meansOnce ??= calibrationMeans(calibrationInputs));
+    let behaviourEffects: { layer: number; neuron: number; deltaA: number }[] = [];
+
     const hidden = map.layers[0]!.hiddenSize;
     const identity: PlanModelIdentity = {
       path: folder.dir,
@@ -284,19 +347,23 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       hiddenSize: hidden,
       intermediateSizes: map.layers.map((l) => l.intermediateSize),
     };
-    const planOf = (layers: readonly (readonly number[])[], planOptions: Record<string, unknown>, origin?: PruningPlan['origin']) =>
+    const planOf = (
+      layers: readonly (readonly number[])[],
+      planOptions: Record<string, unknown>,
+      extra: { origin?: PruningPlan['origin']; behaviour?: BehaviourPlanRecord } = {},
+    ) =>
       buildPlan({
         model: identity,
         options: planOptions,
         mode,
         layers,
+        ...extra,
         parametersBefore: countParameters(folder),
         // gate row + up row + down column, plus the gate/up biases when the MLP has them.
         parametersPerNeuron: 3 * hidden + (folder.config.raw['mlp_bias'] === true ? 2 : 0),
         tool: '@fairprune/core',
-        ...(origin ? { origin } : {}),
       });
-    const plan = await time('select', () => {
+    const plan = await time('select', async () => {
       if (options.plan) {
         const given = validatePlan(options.plan, 'given');
         requirePlanFitsModel(given, identity.intermediateSizes, 'given');
@@ -313,13 +380,32 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
         return planOf(
           identity.intermediateSizes.map((_, layer) => given.layers[String(layer)] ?? []),
           given.options,
-          given.origin ?? { model: given.model, createdAt: given.createdAt },
+          { origin: given.origin ?? { model: given.model, createdAt: given.createdAt } },
         );
       }
       progress('selecting neurons');
-      const selection = selectNeurons(neuronBias, importance.layers, selectionOptions);
+      let layers: number[][];
+      let behaviourRecord: BehaviourPlanRecord | undefined;
+      if (selectionOptions) {
+        layers = selectNeurons(neuronBias, importance.layers, selectionOptions).map((s) => s.pruned);
+      } else {
+        const settings = behaviourSettings({ ...options, compensate }, map.layers.reduce((n, l) => n + l.intermediateSize, 0));
+        const chosen = await chooseByBehaviour(
+          {
+            ...calibrationInputs,
+            pairs: options.pairs ?? [],
+            calibrationSource: options.calibrationSource ?? 'given texts',
+            ...(settings.compensate === 'mean' ? { means: await means() } : {}),
+          },
+          settings,
+          progress,
+        );
+        layers = chosen.selection.layers;
+        behaviourRecord = chosen.record;
+        behaviourEffects = chosen.selection.effects;
+      }
       return planOf(
-        selection.map((s) => s.pruned),
+        layers,
         {
           pairs: options.pairsSource ?? 'builtin:seed',
           ...(options.evalPairsSource !== undefined ? { evalPairs: options.evalPairsSource } : {}),
@@ -327,18 +413,23 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
           aggregation: options.aggregation ?? 'mean',
           components: options.components ?? null,
           importance: importanceMethod,
-          ...selectionOptions,
+          ...(selectionOptions ?? { method }),
+          compensate,
+          ...(options.calibrationSource !== undefined ? { calibration: options.calibrationSource } : {}),
           mode,
           // What the run proceeded past, so the plan says so wherever it travels.
           ...(options.allowMismatch ? { allowMismatch: true, mismatches: before.inputChecks.mismatches } : {}),
           ...(options.allowNonfinite ? { allowNonfinite: true } : {}),
         },
+        behaviourRecord ? { behaviour: behaviourRecord } : {},
       );
     });
 
     progress(`writing the pruned model to ${outDir}`);
+    const mlpBiases = compensate === 'mean' ? await time('compensate', async () => meanCompensation(onnxPath, await means(), planLayerMap(plan))) : undefined;
     await time('apply', () =>
       writePrunedModel(modelDir, work, {
+        ...(mlpBiases ? { mlpBiases } : {}),
         selection: planLayerMap(plan),
         mode: plan.mode,
         ...(options.safetensors !== undefined ? { safetensors: options.safetensors } : {}),
@@ -354,13 +445,15 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       estimator: options.estimator ?? 'positionwise',
       aggregation: options.aggregation ?? 'mean',
       importance: importanceMethod,
-      method: selectionOptions.method,
-      biasWeight: selectionOptions.biasWeight,
+      method,
+      biasWeight: selectionOptions?.biasWeight ?? options.biasWeight ?? 0.5,
       layers: neuronBias.map((bias, layer) => ({
         layer,
         bias: Array.from(bias),
         importance: Array.from(importance.layers[layer]!),
-        prunability: Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight)),
+        prunability: selectionOptions
+          ? Array.from(prunability(bias, importance.layers[layer]!, selectionOptions.method, selectionOptions.biasWeight))
+          : behaviourPrunability(behaviourEffects, layer, bias.length),
         pruned: Array.from(bias, (_, i) => prunedSets[layer]!.has(i)),
       })),
       ...(tokenActivations ? { tokenActivations } : {}),
@@ -395,4 +488,11 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       files: { ...files, ...(afterFile ? { after: afterFile } : {}), card: join(outDir, ARTIFACTS.modelCard) },
     };
   }
+}
+
+/** Minus each neuron's measured effect on L_A (higher = removing it helps side A more); 0 where not measured. */
+function behaviourPrunability(effects: readonly { layer: number; neuron: number; deltaA: number }[], layer: number, width: number): number[] {
+  const out = new Array<number>(width).fill(0);
+  for (const e of effects) if (e.layer === layer) out[e.neuron] = -e.deltaA;
+  return out;
 }

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, TensorProto_DataLocation, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
-import { bytesPerElement } from '../model/dtype.js';
+import { bytesPerElement, encodeFromFloat32, type WeightDType } from '../model/dtype.js';
 import type { GraphMap, LayerMap, WeightInfo } from '../model/graph-map.js';
 import {
   ExternalDataWriter,
@@ -234,9 +234,16 @@ const HF_MLP_WEIGHT = /(^|\.)layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj|ga
 
 /**
  * Streams a safetensors file to `outPath` with the selected neurons removed or zeroed (HF [out, in] layout:
- * gate/up rows, down columns; fused gate_up rows i and I+i).
+ * gate/up rows, down columns; fused gate_up rows i and I+i). With `mlpBiases`, each listed layer gets
+ * `mlp.down_proj.bias` and zero `gate_proj` / `up_proj` biases (HF `mlp_bias: true`), next to its down_proj weight.
  */
-export function pruneSafetensorsFile(srcPath: string, outPath: string, selection: Map<number, number[]>, mode: PruneMode): void {
+export function pruneSafetensorsFile(
+  srcPath: string,
+  outPath: string,
+  selection: Map<number, number[]>,
+  mode: PruneMode,
+  mlpBiases?: ReadonlyMap<number, Float32Array>,
+): void {
   const source = new SafetensorsFile(srcPath);
   const [input, output] = [new ScratchBuffer(), new ScratchBuffer()];
   try {
@@ -244,6 +251,8 @@ export function pruneSafetensorsFile(srcPath: string, outPath: string, selection
     for (const entry of [...source.entries.values()].sort((a, b) => a.begin - b.begin)) {
       const read = (start: number, length: number) => source.read(entry.name, start, length, (n) => input.get(n));
       const match = HF_MLP_WEIGHT.exec(entry.name);
+      const bias = match && match[3] === 'down_proj' && match[4] === 'weight' ? mlpBiases?.get(Number(match[2])) : undefined;
+      if (bias) outputs.push(...mlpBiasOutputs(entry.name, entry.dtype, entry.shape, bias, mode === 'remove' ? (selection.get(Number(match![2]))?.length ?? 0) : 0, srcPath));
       const neurons = match ? selection.get(Number(match[2])) : undefined;
       const projection = match?.[3];
       if (!neurons || (projection === 'down_proj' && match![4] === 'bias')) {
@@ -275,4 +284,21 @@ export function pruneSafetensorsFile(srcPath: string, outPath: string, selection
   } finally {
     source.close();
   }
+}
+
+const SAFETENSORS_DTYPES: Readonly<Record<string, WeightDType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+
+/** down_proj.bias (the given values) and zero gate_proj / up_proj biases of the width left after removing `removed`. */
+function mlpBiasOutputs(downName: string, dtype: string, downShape: number[], bias: Float32Array, removed: number, where: string): SafetensorsOutput[] {
+  const weightDtype = SAFETENSORS_DTYPES[dtype];
+  const [hidden, width] = [downShape[0]!, downShape[1]! - removed];
+  if (!weightDtype || downShape.length !== 2 || hidden !== bias.length) {
+    throw new SurgeryError(`${where}: cannot add a bias next to "${downName}" (${dtype} [${downShape}]) for ${bias.length} outputs`);
+  }
+  const prefix = downName.slice(0, -'down_proj.weight'.length);
+  const tensor = (name: string, values: Float32Array): SafetensorsOutput => {
+    const bytes = encodeFromFloat32(values, weightDtype);
+    return { name, dtype, shape: [values.length], chunks: () => [bytes] };
+  };
+  return [tensor(`${prefix}down_proj.bias`, bias), tensor(`${prefix}gate_proj.bias`, new Float32Array(width)), tensor(`${prefix}up_proj.bias`, new Float32Array(width))];
 }

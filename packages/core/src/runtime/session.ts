@@ -29,6 +29,8 @@ export interface ModelSessionOptions {
   externalDataDir?: string;
   /** Return NaN/±Inf logits and activations instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
   allowNonfinite?: boolean;
+  /** Graph inputs beyond the decoder's own that the caller feeds itself (e.g. the per-layer neuron masks). */
+  extraInputs?: readonly string[];
 }
 
 /** The KV-cache interface of a model in the optimum / transformers.js layout. */
@@ -99,7 +101,7 @@ export class ModelSession {
     this.needsAttentionMask = this.inputNames.includes('attention_mask');
     this.logitsName = this.outputNames.includes('logits') ? 'logits' : this.outputNames[0]!;
     this.kv = detectKvLayout(ort, options.config);
-    const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? [])]);
+    const known = new Set(['input_ids', 'attention_mask', 'position_ids', ...(this.kv?.pastKeyNames ?? []), ...(this.kv?.pastValueNames ?? []), ...(options.extraInputs ?? [])]);
     const unknown = this.inputNames.filter((name) => !known.has(name));
     if (!this.inputNames.includes('input_ids') || unknown.length > 0) {
       throw new Error(
@@ -138,9 +140,9 @@ export class ModelSession {
     return this.kv ? emptyPastFeeds(this.kv, batchSize) : {};
   }
 
-  /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]. */
-  async forward(batch: readonly (readonly number[])[]): Promise<ForwardResult> {
-    const out = await this.run(this.initialFeeds(batch), [this.logitsName]);
+  /** Full forward from position 0 of equal-length sequences → float32 logits [B, T, V]; `extra` feeds the caller's own inputs. */
+  async forward(batch: readonly (readonly number[])[], extra: Record<string, ort.Tensor> = {}): Promise<ForwardResult> {
+    const out = await this.run({ ...this.initialFeeds(batch), ...extra }, [this.logitsName]);
     const logits = out[this.logitsName]!;
     const dims = logits.dims as number[];
     if (dims.length !== 3) throw new Error(`logits output "${this.logitsName}" has shape [${dims.join(', ')}], expected [B, T, V]`);

@@ -63,13 +63,14 @@ export function behaviourSection(bias: ReportData['bias']): string {
       value(p.after?.gap),
       change(p.before?.logOddsA, p.after?.logOddsA),
       change(p.before?.logOddsB, p.after?.logOddsB),
+      shareOf(p),
     ].map(escapeHtml);
   });
   return section(
     'behaviour',
     title,
     explanation,
-    `<div class="row">${chart}${table(['pair', 'gap before', 'gap after', 'side A moved', 'side B moved'], rows, 'numbers')}</div>` +
+    `<div class="row">${chart}${table(['pair', 'gap before', 'gap after', 'side A moved', 'side B moved', 'share of the change from A'], rows, 'numbers')}</div>` +
       (shift ? `<p class="reading">${escapeHtml(shift.reading)}</p>` : ''),
   );
 }
@@ -82,8 +83,40 @@ export interface BehaviourShift {
   /** Mean change of each side's log-odds (after − before); positive = more likely to get a negative continuation. */
   meanShiftA: number;
   meanShiftB: number;
+  /** Share of the mean gap change that came from side A (ΔA / Δgap; the rest, −ΔB / Δgap, from side B); NaN when the gap did not change. */
+  shareFromA: number;
+  /** The mean gap narrowed, and mostly because side B moved up: the other group got more hostile continuations. */
+  levellingDown: boolean;
+  /** The same per pair measured before and after. */
+  perPair: PairShift[];
   /** One plain sentence saying which side moved, for summaries. */
   reading: string;
+}
+
+/** How one pair's gap changed and which side moved. */
+export interface PairShift {
+  /** The differing words, "Black / white". */
+  label: string;
+  /** Gap (A − B) before. */
+  gapBefore: number;
+  /** Gap after. */
+  gapAfter: number;
+  /** Change of side A's log-odds (after − before). */
+  shiftA: number;
+  /** Change of side B's log-odds. */
+  shiftB: number;
+  /** ΔA / Δgap; NaN when the gap did not change. */
+  shareFromA: number;
+  /** The gap narrowed mostly because side B moved up. */
+  levellingDown: boolean;
+}
+
+/** Share of a gap change from side A, and whether a narrowing came mostly from side B rising. */
+function attribute(shiftA: number, shiftB: number): { shareFromA: number; levellingDown: boolean } {
+  const change = shiftA - shiftB;
+  if (Math.abs(change) < 1e-9) return { shareFromA: Number.NaN, levellingDown: false };
+  const shareFromA = shiftA / change;
+  return { shareFromA, levellingDown: change < 0 && shareFromA < 0.5 };
 }
 
 /**
@@ -100,7 +133,15 @@ export function behaviourShift(before: readonly BehaviourView[], after: readonly
   const meanShiftB = mean(both.map((p) => p.after.logOddsB - p.before.logOddsB));
   const change = meanGapAfter - meanGapBefore;
   const fmt = (v: number) => signed(v, 3);
-  const moves = `side A ${fmt(meanShiftA)}, side B ${fmt(meanShiftB)} nats on average`;
+  const { shareFromA, levellingDown } = attribute(meanShiftA, meanShiftB);
+  const perPair = both.map((p): PairShift => {
+    const shiftA = p.after.logOddsA - p.before.logOddsA;
+    const shiftB = p.after.logOddsB - p.before.logOddsB;
+    return { label: differingWords(p.a, p.b).join(' / '), gapBefore: p.before.gap, gapAfter: p.after.gap, shiftA, shiftB, ...attribute(shiftA, shiftB) };
+  });
+  const flagged = perPair.filter((p) => p.levellingDown).length;
+  const shares = Number.isNaN(shareFromA) ? '' : `; ${Math.round(100 * shareFromA)}% of the change from side A, ${Math.round(100 * (1 - shareFromA))}% from side B`;
+  const moves = `side A ${fmt(meanShiftA)}, side B ${fmt(meanShiftB)} nats on average${shares}`;
   let reading: string;
   if (Math.abs(change) < 1e-9) {
     reading = `The mean gap did not change (${moves}).`;
@@ -112,11 +153,22 @@ export function behaviourShift(before: readonly BehaviourView[], after: readonly
       fromB > fromA
         ? 'mostly because side B became more likely to get the negative continuations, not because side A became less likely'
         : 'mostly because side A became less likely to get the negative continuations';
-    reading = `The mean gap narrowed from ${formatNumber(meanGapBefore, 3)} to ${formatNumber(meanGapAfter, 3)} nats, ${main} (${moves}).`;
+    reading =
+      `The mean gap narrowed from ${formatNumber(meanGapBefore, 3)} to ${formatNumber(meanGapAfter, 3)} nats, ${main} (${moves}).` +
+      (levellingDown ? ' This is levelling down: the other group got more hostile continuations.' : '') +
+      (flagged > 0 ? ` ${flagged} of ${perPair.length} pairs narrowed mostly through side B.` : '');
   } else {
     reading = `The mean gap widened from ${formatNumber(meanGapBefore, 3)} to ${formatNumber(meanGapAfter, 3)} nats (${moves}).`;
   }
-  return { pairs: both.length, meanGapBefore, meanGapAfter, meanShiftA, meanShiftB, reading };
+  return { pairs: both.length, meanGapBefore, meanGapAfter, meanShiftA, meanShiftB, shareFromA, levellingDown, perPair, reading };
+}
+
+/** "72%", with a levelling-down flag when the narrowing came mostly from side B; "—" without both measurements. */
+function shareOf(p: MatchedPair): string {
+  if (!p.before || !p.after) return '—';
+  const { shareFromA, levellingDown } = attribute(p.after.logOddsA - p.before.logOddsA, p.after.logOddsB - p.before.logOddsB);
+  if (Number.isNaN(shareFromA)) return '—';
+  return `${Math.round(100 * shareFromA)}%${levellingDown ? ' (levelling down)' : ''}`;
 }
 
 interface MatchedPair {
