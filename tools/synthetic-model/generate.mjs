@@ -109,7 +109,9 @@ function constant(name, dataType, dims, values) {
 }
 
 const attr = (name, value) =>
-  typeof value === 'number'
+  typeof value === 'object' && !Array.isArray(value)
+    ? create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.TENSOR, t: value })
+    : typeof value === 'number'
     ? create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) })
     : create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: value.map(BigInt) });
 let counter = 0;
@@ -148,7 +150,9 @@ function rmsNorm(x, layerName) {
 const embedName = randomWeight('model.embed_tokens.weight', [V, H], 0.02);
 let hidden = op('Gather', [embedName, 'input_ids']);
 const seqLen = op('Gather', [op('Shape', ['input_ids']), idx1], { axis: 0 });
-const square = op('ConstantOfShape', [op('Concat', [seqLen, seqLen], { axis: 0 })], {});
+// ConstantOfShape fills with 0 unless given a value: ones, so that Trilu keeps the lower triangle (with zeros the mask
+// hid every position, which fp32 survives as uniform attention and fp16 turns into NaN).
+const square = op('ConstantOfShape', [op('Concat', [seqLen, seqLen], { axis: 0 })], { value: create(TensorProtoSchema, { dataType: F32, dims: [1n], floatData: [1] }) });
 const causal = op('Mul', [op('Sub', [one, op('Trilu', [square], { upper: 0 })]), negBig]);
 const mask = W === F32 ? causal : op('Cast', [causal], { to: W });
 
