@@ -1,7 +1,7 @@
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import { chooseMeasurePath, defaultMemoryBudget, estimateWorkingSet, type MeasurePath, type WorkingSetEstimate, type Workload } from '../model/working-set.js';
-import { PAIRS_PER_BATCH, type AnalyzeOptions } from './analyze.js';
-import { SEED_PAIRS } from './pairs.js';
+import { analysisSettings, PAIRS_PER_BATCH, type AnalyzeOptions } from './analyze.js';
+import { checkPairs, requireUsablePairs, SEED_PAIRS } from './pairs.js';
 
 /** {@link planMeasure}'s answer: the path, and when it was chosen by size, the estimate and budget behind it. */
 export interface MeasurePlan {
@@ -33,6 +33,8 @@ export function analysisWorkload(folder: ModelFolder, options: Pick<AnalyzeOptio
 export function planMeasure(modelDir: string, options: AnalyzeOptions = {}): MeasurePlan {
   if (options.streamed) return { path: 'streamed' };
   const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+  // Unusable pairs are refused before the graph is read, as the analysis itself does.
+  requireUsablePairs(checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, analysisSettings(options).estimator), options.pairsSource ?? 'builtin:seed');
   const estimate = estimateWorkingSet(requireOnnxPath(folder), folder.config, analysisWorkload(folder, options));
   const budget = options.memoryBudget ?? defaultMemoryBudget();
   const path = chooseMeasurePath(estimate, { memoryBudget: budget });
