@@ -19,7 +19,7 @@ describe('fairprune demo on the bundled model', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'fairprune-demo-test-'));
     summary = await runDemo({ outDir: join(root, 'out') });
-  }, 1_200_000);
+  }, 300_000);
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   test('the original model generates exactly what Hugging Face generates with the article settings', () => {
@@ -68,9 +68,32 @@ describe('fairprune demo on the bundled model', () => {
     expect(existsSync(join(root, 'out', 'pruned-model', 'onnx', 'model.onnx'))).toBe(true);
   });
 
+  test('refuses to replace a folder that is not an earlier demo output', async () => {
+    const foreign = join(root, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'keep.txt'), 'user data');
+    await expect(runDemo({ outDir: foreign })).rejects.toThrow(/foreign exists and was not written by fairprune.*keep\.txt/);
+    await expect(runDemo({ outDir: foreign, force: true })).rejects.toThrow(/not written by fairprune/);
+    expect(readFileSync(join(foreign, 'keep.txt'), 'utf8')).toBe('user data');
+  });
+});
+
+// `demo --compare-methods`: the article's method and --method behaviour measured on the same 24 held-out pairs. It
+// measures neuron effects by ablation (thousands of forwards), so it is its own run.
+describe('fairprune demo --compare-methods', () => {
+  let root: string;
+  let summary: DemoSummary;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'fairprune-demo-compare-'));
+    summary = await runDemo({ outDir: join(root, 'out'), compareMethods: true });
+  }, 1_800_000);
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
   test('side by side on 24 held-out pairs: the article method levels down, --method behaviour narrows the gap from side A', () => {
-    expect(summary.comparison.heldOutCount).toBe(24);
-    const [article, behaviour] = summary.comparison.methods;
+    const comparison = summary.comparison!;
+    expect(comparison.heldOutCount).toBe(24);
+    const [article, behaviour] = comparison.methods;
     const narrowing = (s: NonNullable<typeof article>['heldOut']) => (s!.meanGapBefore - s!.meanGapAfter) / s!.meanGapBefore;
     expect(article!.heldOut!.levellingDown).toBe(true);
     const shift = behaviour!.heldOut!;
@@ -82,16 +105,8 @@ describe('fairprune demo on the bundled model', () => {
     expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
     expect(shift.shareFromA).toBeGreaterThanOrEqual(0.8);
     expect(shift.meanShiftB).toBeLessThan(0.2);
-    expect(existsSync(summary.files.behaviourReport)).toBe(true);
+    expect(existsSync(summary.files.behaviourReport!)).toBe(true);
     expect(formatDemoSummary(summary)).toContain('Side by side on 24 held-out pairs');
   });
 
-  test('refuses to replace a folder that is not an earlier demo output', async () => {
-    const foreign = join(root, 'foreign');
-    mkdirSync(foreign);
-    writeFileSync(join(foreign, 'keep.txt'), 'user data');
-    await expect(runDemo({ outDir: foreign })).rejects.toThrow(/foreign exists and was not written by fairprune.*keep\.txt/);
-    await expect(runDemo({ outDir: foreign, force: true })).rejects.toThrow(/not written by fairprune/);
-    expect(readFileSync(join(foreign, 'keep.txt'), 'utf8')).toBe('user data');
-  });
 });

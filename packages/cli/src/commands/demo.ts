@@ -6,6 +6,7 @@ interface DemoFlags {
   out: string;
   force?: boolean;
   threads?: number;
+  compareMethods?: boolean;
   json?: boolean;
 }
 
@@ -41,17 +42,8 @@ export function formatDemoSummary(summary: DemoSummary): string {
     'Generation, the article\'s beam search (5 beams, max_length 50, no_repeat_ngram_size 2, early stopping):',
     ...summary.generations.flatMap((g) => [`  ${g.prompt}`, `    before:${g.before}`, `    after: ${g.after}`]),
     '',
-    `Side by side on ${summary.comparison.heldOutCount} held-out pairs (${summary.comparison.heldOutPairs}), neither method saw them:`,
-    ...summary.comparison.methods.flatMap((m) => [
-      `  ${m.method}: ${m.neurons} neurons`,
-      ...(m.heldOut
-        ? [`    gap ${fixed(m.heldOut.meanGapBefore, 2)} → ${fixed(m.heldOut.meanGapAfter, 2)} (${percent(m.heldOut.meanGapBefore, m.heldOut.meanGapAfter)}); side A ${signed(m.heldOut.meanShiftA)}, side B ${signed(m.heldOut.meanShiftB)}${m.heldOut.levellingDown ? '  ← levelling down' : ''}`]
-        : []),
-      `    ${Object.entries(m.evaluation).map(([task, e]) => `${task} ${fixed(e.before)} → ${fixed(e.after)}`).join(', ')}`,
-      `    seed prompt, beam search after: ${m.generations[0]!.after}`,
-    ]),
-    '',
-    `Report: ${summary.files.report}; --method behaviour: ${summary.files.behaviourReport}`,
+    ...(summary.comparison ? sideBySide(summary.comparison) : []),
+    `Report: ${summary.files.report}${summary.files.behaviourReport ? `; --method behaviour: ${summary.files.behaviourReport}` : ''}`,
     `Summary JSON: ${summary.files.summary}; pruned model: ${summary.files.prunedModel}`,
     `(${summary.seconds.toFixed(1)} s)`,
   ];
@@ -65,14 +57,32 @@ export function registerDemo(program: Command): void {
     .option('--out <dir>', 'output folder (replaced if it holds an earlier demo)', 'fairprune-demo')
     .option('--force', 'replace any earlier fairprune output at --out, not only a demo\'s (a folder fairprune did not write is never replaced)')
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
+    .option('--compare-methods', 'also run --method behaviour and compare it with the article\'s method on 24 held-out pairs (several minutes)')
     .option('--json', 'print the summary (report.json) on stdout instead of text')
     .action(async (flags: DemoFlags) => {
       const summary = await runDemo({
         outDir: flags.out,
         ...(flags.force ? { force: true } : {}),
         ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+        ...(flags.compareMethods ? { compareMethods: true } : {}),
         onProgress: (message) => process.stderr.write(`fairprune demo: ${message}\n`),
       });
       process.stdout.write(flags.json ? `${JSON.stringify(summary, null, 1)}\n` : formatDemoSummary(summary));
     });
+}
+
+/** The article's method and `--method behaviour` side by side (`demo --compare-methods`). */
+function sideBySide(comparison: NonNullable<DemoSummary['comparison']>): string[] {
+  return [
+    `Side by side on ${comparison.heldOutCount} held-out pairs (${comparison.heldOutPairs}), neither method saw them:`,
+    ...comparison.methods.flatMap((m) => [
+      `  ${m.method}: ${m.neurons} neurons`,
+      ...(m.heldOut
+        ? [`    gap ${fixed(m.heldOut.meanGapBefore, 2)} → ${fixed(m.heldOut.meanGapAfter, 2)} (${percent(m.heldOut.meanGapBefore, m.heldOut.meanGapAfter)}); side A ${signed(m.heldOut.meanShiftA)}, side B ${signed(m.heldOut.meanShiftB)}${m.heldOut.levellingDown ? '  ← levelling down' : ''}`]
+        : []),
+      `    ${Object.entries(m.evaluation).map(([task, e]) => `${task} ${fixed(e.before)} → ${fixed(e.after)}`).join(', ')}`,
+      `    seed prompt, beam search after: ${m.generations[0]!.after}`,
+    ]),
+    '',
+  ];
 }

@@ -61,6 +61,11 @@ export interface DemoOptions {
   /** Replace any earlier fairprune output at `outDir`, not only a demo's. */
   force?: boolean;
   threads?: number;
+  /**
+   * Also run `--method behaviour` and compare it with the article's method on 24 held-out pairs (several minutes on a
+   * laptop: it measures each neuron's effect by ablation). Default false.
+   */
+  compareMethods?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -83,15 +88,15 @@ export interface DemoSummary {
   };
   evaluation: Record<string, { acc: SideValues; accStderr: SideValues }>;
   generations: Array<{ prompt: string; before: string; after: string }>;
-  /** The article's method and `--method behaviour` side by side, both measured on the same held-out pairs. */
-  comparison: {
+  /** With `compareMethods`: the article's method and `--method behaviour` side by side, measured on the same held-out pairs. */
+  comparison?: {
     selectionPairs: string;
     heldOutPairs: string;
     heldOutCount: number;
     methods: MethodOutcome[];
   };
   notes: string[];
-  files: { report: string; summary: string; prunedModel: string; baseline: string; behaviourModel: string; behaviourReport: string };
+  files: { report: string; summary: string; prunedModel: string; baseline: string; behaviourModel?: string; behaviourReport?: string };
   seconds: number;
 }
 
@@ -188,51 +193,55 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       writeJson(join(prunedDir, `eval-${task}.json`), evalAfter[i]);
     });
 
-    progress('choosing neurons by their measured effect on the behaviour (--method behaviour)');
-    const behaviourDir = join(work, 'behaviour-model');
-    const selectionPairs = await loadPairs(join(demoRoot, 'data', behaviourFiles.selection));
-    const heldOutSet = await loadPairs(join(demoRoot, 'data', behaviourFiles.heldOut));
-    const calibrationTexts = readFileSync(join(demoRoot, 'data', behaviourFiles.calibration), 'utf8')
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .map((line) => (JSON.parse(line) as { text: string }).text);
-    const byBehaviour = await runFairnessPruning(modelDir, {
-      outDir: behaviourDir,
-      pairs: selectionPairs,
-      pairsSource: `demo/data/${behaviourFiles.selection}`,
-      evalPairs: heldOutSet,
-      evalPairsSource: `demo/data/${behaviourFiles.heldOut} (held out)`,
-      method: 'behaviour',
-      calibrationTexts,
-      calibrationSource: `demo/data/${behaviourFiles.calibration}`,
-      tokenActivations: false,
-      ...(options.threads ? { threads: options.threads } : {}),
-      onProgress: progress,
-    });
-    const behaviourGenerations = await generateAll(behaviourDir, prompts, options.threads);
-    writeJson(join(behaviourDir, 'generations.json'), prompts.map((prompt, i) => ({ prompt, text: behaviourGenerations[i] })));
-    const evalBehaviour = await evaluateAll(behaviourDir, options.threads);
-    evalTasks.forEach(({ task }, i) => writeJson(join(behaviourDir, `eval-${task}.json`), evalBehaviour[i]));
-    // The article's pruned model measured on the same held-out set, so the two methods compare like for like.
-    const articleOnHeldOut = (await analyzeBias(prunedDir, { pairs: [seed!], evalPairs: heldOutSet, tokenActivations: false, ...(options.threads ? { threads: options.threads } : {}) })).report;
-    const baseOnHeldOut = heldOutBehaviour(byBehaviour.before);
-    const outcome = (method: string, neurons: number, afterRows: readonly BehaviourResult[], evalAfterResults: EvalResults[], texts: string[]): MethodOutcome => ({
-      method,
-      neurons,
-      heldOut: behaviourShift(baseOnHeldOut, afterRows),
-      evaluation: Object.fromEntries(evalTasks.map(({ task }, i) => [task, { before: evalBefore[i]!.results[task]!.acc, after: evalAfterResults[i]!.results[task]!.acc }])),
-      generations: prompts.map((prompt, i) => ({ prompt, before: generationsBefore[i]!, after: texts[i]! })),
-    });
-    const countOf = (layers: Record<string, number[]>) => Object.values(layers).reduce((n, l) => n + l.length, 0);
-    const comparison: DemoSummary['comparison'] = {
-      selectionPairs: `demo/data/${behaviourFiles.selection} (${selectionPairs.length} pairs; the article's method uses the seed pair, its first)`,
-      heldOutPairs: `demo/data/${behaviourFiles.heldOut}`,
-      heldOutCount: heldOutSet.length,
-      methods: [
-        outcome(`article: ${demoSettings.importance}, bias weight ${demoSettings.biasWeight}, fraction ${demoSettings.fraction} per layer, seed pair`, countOf(pruning.plan.layers), heldOutBehaviour(articleOnHeldOut), evalAfter, generationsAfter),
-        outcome('behaviour: --method behaviour with its defaults, selection pairs', countOf(byBehaviour.plan.layers), heldOutBehaviour(byBehaviour.after!), evalBehaviour, behaviourGenerations),
-      ],
-    };
+    const comparison = options.compareMethods
+      ? await (async (): Promise<NonNullable<DemoSummary['comparison']>> => {
+        progress('choosing neurons by their measured effect on the behaviour (--method behaviour)');
+        const behaviourDir = join(work, 'behaviour-model');
+        const selectionPairs = await loadPairs(join(demoRoot, 'data', behaviourFiles.selection));
+        const heldOutSet = await loadPairs(join(demoRoot, 'data', behaviourFiles.heldOut));
+        const calibrationTexts = readFileSync(join(demoRoot, 'data', behaviourFiles.calibration), 'utf8')
+          .split('\n')
+          .filter((line) => line.trim() !== '')
+          .map((line) => (JSON.parse(line) as { text: string }).text);
+        const byBehaviour = await runFairnessPruning(modelDir, {
+          outDir: behaviourDir,
+          pairs: selectionPairs,
+          pairsSource: `demo/data/${behaviourFiles.selection}`,
+          evalPairs: heldOutSet,
+          evalPairsSource: `demo/data/${behaviourFiles.heldOut} (held out)`,
+          method: 'behaviour',
+          calibrationTexts,
+          calibrationSource: `demo/data/${behaviourFiles.calibration}`,
+          tokenActivations: false,
+          ...(options.threads ? { threads: options.threads } : {}),
+          onProgress: progress,
+        });
+        const behaviourGenerations = await generateAll(behaviourDir, prompts, options.threads);
+        writeJson(join(behaviourDir, 'generations.json'), prompts.map((prompt, i) => ({ prompt, text: behaviourGenerations[i] })));
+        const evalBehaviour = await evaluateAll(behaviourDir, options.threads);
+        evalTasks.forEach(({ task }, i) => writeJson(join(behaviourDir, `eval-${task}.json`), evalBehaviour[i]));
+        // The article's pruned model measured on the same held-out set, so the two methods compare like for like.
+        const articleOnHeldOut = (await analyzeBias(prunedDir, { pairs: [seed!], evalPairs: heldOutSet, tokenActivations: false, ...(options.threads ? { threads: options.threads } : {}) })).report;
+        const baseOnHeldOut = heldOutBehaviour(byBehaviour.before);
+        const outcome = (method: string, neurons: number, afterRows: readonly BehaviourResult[], evalAfterResults: EvalResults[], texts: string[]): MethodOutcome => ({
+          method,
+          neurons,
+          heldOut: behaviourShift(baseOnHeldOut, afterRows),
+          evaluation: Object.fromEntries(evalTasks.map(({ task }, i) => [task, { before: evalBefore[i]!.results[task]!.acc, after: evalAfterResults[i]!.results[task]!.acc }])),
+          generations: prompts.map((prompt, i) => ({ prompt, before: generationsBefore[i]!, after: texts[i]! })),
+        });
+        const countOf = (layers: Record<string, number[]>) => Object.values(layers).reduce((n, l) => n + l.length, 0);
+        return {
+          selectionPairs: `demo/data/${behaviourFiles.selection} (${selectionPairs.length} pairs; the article's method uses the seed pair, its first)`,
+          heldOutPairs: `demo/data/${behaviourFiles.heldOut}`,
+          heldOutCount: heldOutSet.length,
+          methods: [
+            outcome(`article: ${demoSettings.importance}, bias weight ${demoSettings.biasWeight}, fraction ${demoSettings.fraction} per layer, seed pair`, countOf(pruning.plan.layers), heldOutBehaviour(articleOnHeldOut), evalAfter, generationsAfter),
+            outcome('behaviour: --method behaviour with its defaults, selection pairs', countOf(byBehaviour.plan.layers), heldOutBehaviour(byBehaviour.after!), evalBehaviour, behaviourGenerations),
+          ],
+        };
+        })()
+      : undefined;
 
     const behaviourBefore = heldOutBehaviour(pruning.before);
     const behaviourAfter = heldOutBehaviour(after);
@@ -284,15 +293,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       },
       evaluation,
       generations: prompts.map((prompt, i) => ({ prompt, before: generationsBefore[i]!, after: generationsAfter[i]! })),
-      comparison,
+      ...(comparison ? { comparison } : {}),
       notes,
       files: {
         report: join(outDir, ARTIFACTS.report),
         summary: join(outDir, ARTIFACTS.demoSummary),
         prunedModel: join(outDir, 'pruned-model'),
         baseline: join(outDir, 'baseline'),
-        behaviourModel: join(outDir, 'behaviour-model'),
-        behaviourReport: join(outDir, 'report-behaviour.html'),
+        ...(comparison ? { behaviourModel: join(outDir, 'behaviour-model'), behaviourReport: join(outDir, 'report-behaviour.html') } : {}),
       },
       seconds: 0,
     };
@@ -306,11 +314,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     // The report states the behavioural reading itself; it gets the notes it cannot know.
     const reportNotes = notes.filter((note) => !note.startsWith('Held-out behaviour'));
     writeFileSync(join(work, ARTIFACTS.report), renderReport({ ...data, notes: [...(data.notes ?? []), ...reportNotes] }));
-    const behaviourReport = loadReportData(
-      { before: join(work, 'baseline'), after: join(work, 'behaviour-model') },
-      { title: 'fairprune demo: --method behaviour on a tiny Llama with a planted bias', renamed: { from: work, to: outDir } },
-    ).data;
-    writeFileSync(join(work, 'report-behaviour.html'), renderReport(behaviourReport));
+    if (comparison) {
+      const behaviourReport = loadReportData(
+        { before: join(work, 'baseline'), after: join(work, 'behaviour-model') },
+        { title: 'fairprune demo: --method behaviour on a tiny Llama with a planted bias', renamed: { from: work, to: outDir } },
+      ).data;
+      writeFileSync(join(work, 'report-behaviour.html'), renderReport(behaviourReport));
+    }
     summary.seconds = (performance.now() - started) / 1000;
     writeJson(join(work, ARTIFACTS.demoSummary), summary);
     output.commit();
