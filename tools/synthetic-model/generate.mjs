@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Generates a Llama-3.2-1B-shaped ONNX model folder with random weights, for benchmarking the model layer.
-//   node tools/synthetic-model/generate.mjs --out /tmp/fp-llama1b-f32 [--dtype f32|f16] [--layers 16]
-// Shape: hidden 2048, intermediate 8192, 32 heads / 8 KV heads (dim 64), vocab 128256, tied embeddings (lm_head is a
-// Transpose of the embedding, as torch.export writes it). Weights go to onnx/model.onnx_data, streamed tensor by tensor.
+// Generates a Llama-shaped ONNX model folder with random weights, for benchmarking the model layer.
+//   node tools/synthetic-model/generate.mjs --out /tmp/fp-llama1b-f32 [--shape 1b|3b|8b] [--dtype f32|f16] [--layers 16]
+// Shapes (--layers/--hidden/--intermediate/--heads/--kv-heads/--vocab/--tied override one field):
+//   1b  Llama-3.2-1B:  16 layers, hidden 2048, MLP 8192,  32 heads / 8 KV (dim 64),  tied embeddings
+//   3b  Llama-3.2-3B:  28 layers, hidden 3072, MLP 8192,  24 heads / 8 KV (dim 128), tied embeddings
+//   8b  Llama-3.1-8B:  32 layers, hidden 4096, MLP 14336, 32 heads / 8 KV (dim 128), separate lm_head
+// all with vocab 128256. Tied: lm_head is a Transpose of the embedding, as torch.export writes it. Weights go to
+// onnx/model.onnx_data, streamed tensor by tensor.
 // Attention is causal multi-head with GQA but without RoPE: the graph only has to be the right size and shape.
 // Needs the built core package: npx tsc -b packages/core/tsconfig.lib.json
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -21,11 +25,15 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     out: { type: 'string' },
+    shape: { type: 'string', default: '1b' },
     dtype: { type: 'string', default: 'f32' },
-    layers: { type: 'string', default: '16' },
-    hidden: { type: 'string', default: '2048' },
-    intermediate: { type: 'string', default: '8192' },
-    vocab: { type: 'string', default: '128256' },
+    layers: { type: 'string' },
+    hidden: { type: 'string' },
+    intermediate: { type: 'string' },
+    heads: { type: 'string' },
+    'kv-heads': { type: 'string' },
+    vocab: { type: 'string' },
+    tied: { type: 'string' },
     tokenizer: { type: 'string', default: join(here, '../../fixtures/llama3-tokenizer') },
   },
 });
@@ -33,8 +41,18 @@ if (!args.out) throw new Error('--out <folder> is required');
 if (existsSync(args.out)) throw new Error(`${args.out} exists; remove it first`);
 const dtype = args.dtype;
 if (dtype !== 'f32' && dtype !== 'f16') throw new Error('--dtype must be f32 or f16');
-const L = Number(args.layers), H = Number(args.hidden), I = Number(args.intermediate), V = Number(args.vocab);
-const HEADS = 32, KV = 8, D = H / HEADS;
+const SHAPES = {
+  '1b': { layers: 16, hidden: 2048, intermediate: 8192, heads: 32, 'kv-heads': 8, vocab: 128256, tied: 'true' },
+  '3b': { layers: 28, hidden: 3072, intermediate: 8192, heads: 24, 'kv-heads': 8, vocab: 128256, tied: 'true' },
+  '8b': { layers: 32, hidden: 4096, intermediate: 14336, heads: 32, 'kv-heads': 8, vocab: 128256, tied: 'false' },
+};
+const preset = SHAPES[args.shape];
+if (!preset) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}, got ${args.shape}`);
+const pick = (key) => args[key] ?? String(preset[key]);
+const L = Number(pick('layers')), H = Number(pick('hidden')), I = Number(pick('intermediate')), V = Number(pick('vocab'));
+const HEADS = Number(pick('heads')), KV = Number(pick('kv-heads')), D = H / HEADS;
+const tied = pick('tied') === 'true';
+if (!Number.isInteger(D) || HEADS % KV !== 0) throw new Error(`--hidden ${H} must split into --heads ${HEADS}, a multiple of --kv-heads ${KV}`);
 const F32 = 1, F16 = 10, I64 = 7;
 const W = dtype === 'f16' ? F16 : F32; // weight / activation element type
 
@@ -44,19 +62,35 @@ const initializers = [];
 const nodes = [];
 let seed = 0x9e3779b9;
 
+const f16Tables = new Map();
+function f16Table(scale) {
+  let table = f16Tables.get(scale);
+  if (!table) {
+    table = new Uint16Array(65536);
+    for (let i = 0; i < 65536; i++) table[i] = f32ToF16(((i + 0.5) / 65536 - 0.5) * 2 * scale);
+    f16Tables.set(scale, table);
+  }
+  return table;
+}
+
 /** Streams a random [rows, cols] weight (uniform ±scale) into the external data file. */
 function randomWeight(name, dims, scale) {
   const tensor = create(TensorProtoSchema, { name, dataType: W, dims: dims.map(BigInt) });
   const total = dims.reduce((a, b) => a * b, 1);
   const start = writer.begin();
   const chunk = 1 << 22;
+  // fp16: each 32-bit draw gives two 16-bit indices into a table of 65536 uniform values, already in fp16 (converting
+  // every value made generating the 8B shape take 20 minutes).
+  const table = W === F16 ? f16Table(scale) : undefined;
   for (let done = 0; done < total; done += chunk) {
     const n = Math.min(chunk, total - done);
     const out = W === F16 ? new Uint16Array(n) : new Float32Array(n);
     for (let i = 0; i < n; i++) {
       seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-      const v = ((seed >>> 0) / 4294967296 - 0.5) * 2 * scale;
-      out[i] = W === F16 ? f32ToF16(v) : v;
+      if (table) {
+        out[i] = table[seed & 0xffff];
+        if (++i < n) out[i] = table[seed >>> 16];
+      } else out[i] = ((seed >>> 0) / 4294967296 - 0.5) * 2 * scale;
     }
     writer.append(new Uint8Array(out.buffer));
   }
@@ -75,7 +109,9 @@ function constant(name, dataType, dims, values) {
 }
 
 const attr = (name, value) =>
-  typeof value === 'number'
+  typeof value === 'object' && !Array.isArray(value)
+    ? create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.TENSOR, t: value })
+    : typeof value === 'number'
     ? create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) })
     : create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: value.map(BigInt) });
 let counter = 0;
@@ -114,7 +150,9 @@ function rmsNorm(x, layerName) {
 const embedName = randomWeight('model.embed_tokens.weight', [V, H], 0.02);
 let hidden = op('Gather', [embedName, 'input_ids']);
 const seqLen = op('Gather', [op('Shape', ['input_ids']), idx1], { axis: 0 });
-const square = op('ConstantOfShape', [op('Concat', [seqLen, seqLen], { axis: 0 })], {});
+// ConstantOfShape fills with 0 unless given a value: ones, so that Trilu keeps the lower triangle (with zeros the mask
+// hid every position, which fp32 survives as uniform attention and fp16 turns into NaN).
+const square = op('ConstantOfShape', [op('Concat', [seqLen, seqLen], { axis: 0 })], { value: create(TensorProtoSchema, { dataType: F32, dims: [1n], floatData: [1] }) });
 const causal = op('Mul', [op('Sub', [one, op('Trilu', [square], { upper: 0 })]), negBig]);
 const mask = W === F32 ? causal : op('Cast', [causal], { to: W });
 
@@ -139,7 +177,8 @@ for (let l = 0; l < L; l++) {
   process.stderr.write(`layer ${l + 1}/${L} written\n`);
 }
 const final = rmsNorm(hidden, 'model.norm');
-op('MatMul', [final, op('Transpose', [embedName], { perm: [1, 0] })], {}, 'logits');
+const lmHead = tied ? op('Transpose', [embedName], { perm: [1, 0] }) : randomWeight('lm_head.weight', [H, V], 0.02);
+op('MatMul', [final, lmHead], {}, 'logits');
 writer.close();
 
 const dim = (v) => create(TensorShapeProto_DimensionSchema, typeof v === 'number' ? { value: { case: 'dimValue', value: BigInt(v) } } : { value: { case: 'dimParam', value: v } });
@@ -166,10 +205,10 @@ writeFileSync(join(args.out, 'onnx/model.onnx'), encodeOnnxModel(model));
 const config = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: H, intermediate_size: I, num_hidden_layers: L,
   num_attention_heads: HEADS, num_key_value_heads: KV, head_dim: D, vocab_size: V, bos_token_id: 128000,
-  eos_token_id: [128001, 128008, 128009], tie_word_embeddings: true, hidden_act: 'silu', rms_norm_eps: 1e-5,
+  eos_token_id: [128001, 128008, 128009], tie_word_embeddings: tied, hidden_act: 'silu', rms_norm_eps: 1e-5,
   torch_dtype: dtype === 'f16' ? 'float16' : 'float32', max_position_embeddings: 131072,
 };
 writeFileSync(join(args.out, 'config.json'), JSON.stringify(config, null, 2) + '\n');
 writeFileSync(join(args.out, 'generation_config.json'), JSON.stringify({ bos_token_id: 128000, eos_token_id: [128001, 128008, 128009] }, null, 2) + '\n');
 for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(args.tokenizer, f), join(args.out, f));
-process.stderr.write(`wrote ${args.out} (${dtype}, ${L} layers)\n`);
+process.stderr.write(`wrote ${args.out} (${args.shape} shape, ${dtype}, ${L} layers)\n`);

@@ -137,14 +137,15 @@ test('prune --method behaviour: chooses on the selection pairs, states which sid
 
 test('prune --method behaviour: bad settings fail before any model work, naming the flag', async () => {
   const out = join(tmp, 'behaviour-bad');
-  for (const [args, message] of [
-    [['--side-b-tolerance', '-1'], /--side-b-tolerance must be a number ≥ 0, got -1/],
-    [['--max-neurons', '2.5'], /--max-neurons must be a positive integer, got 2.5/],
-    [['--target-gap', 'x'], /--target-gap: "x" is not a number/],
-    [['--global-top-k', '5'], /--method behaviour chooses its own per-layer counts/],
+  // Bad flag values are usage errors (exit 2, the flag as typed); a setting the method cannot honour is a failure (1).
+  for (const [args, message, exit] of [
+    [['--side-b-tolerance', '-1'], /option '--side-b-tolerance <nats>' argument '-1' is invalid. expected a number ≥ 0/, 2],
+    [['--max-neurons', '2.5'], /option '--max-neurons <n>' argument '2.5' is invalid. expected an integer ≥ 1/, 2],
+    [['--target-gap', 'x'], /option '--target-gap <nats>' argument 'x' is invalid. expected a number/, 2],
+    [['--global-top-k', '5'], /--method behaviour chooses its own per-layer counts/, 1],
   ] as const) {
     const { code, stderr } = await run('prune', llama, '--out', out, '--method', 'behaviour', '--pairs', DATA.behaviourSelection, ...args);
-    expect(code).toBe(1);
+    expect(code, stderr).toBe(exit);
     expect(stderr).toMatch(message);
     expect(existsSync(out)).toBe(false);
   }

@@ -190,6 +190,19 @@ describe('non-finite numbers', () => {
     expect(report.inputChecks.allowNonfinite).toBe(true);
   });
 
+  test('analyze --streamed and eval --streamed stop the same way (the layer-by-layer path checks every capture and the logits)', async () => {
+    const out = join(tmp, 'nan-analyze-streamed');
+    await refused(
+      out,
+      /NaN in the activations of layer 2, (up_proj|glu_product|down_proj|mlp_output) \(graph tensor "[^"]+"\), prompt \d .* Pass --allow-nonfinite to proceed anyway/,
+      'analyze', dir, '--streamed', '--out', out,
+    );
+    const { code, stderr } = await runCli('analyze', dir, '--streamed', '--allow-nonfinite', '--out', out);
+    expect(code, stderr).toBe(0);
+    const evalOut = join(tmp, 'nan-eval-streamed.json');
+    await refused(evalOut, /NaN in logits output "logits" of sequence \d+/, 'eval', dir, '--streamed', '--task', 'boolq', '--data', DATA.boolqMini, '--limit', '4', '--out', evalOut);
+  });
+
   test('eval stops instead of printing an accuracy from NaN logits; generate stops too', async () => {
     const out = join(tmp, 'nan-eval.json');
     await refused(out, /NaN in logits output "logits"/, 'eval', dir, '--task', 'boolq', '--data', DATA.boolqMini, '--limit', '4', '--out', out);

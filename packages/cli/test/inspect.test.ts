@@ -29,3 +29,14 @@ test('inspect of a missing folder fails with a clear message', async () => {
   expect(code).toBe(1);
   expect(stderr).toMatch(/fairprune: model folder not found: .*nope/);
 });
+
+test('inspect shows the working-set estimate and the measure path the budget gives', async () => {
+  const roomy = await runCli('inspect', join(FIXTURES, 'llama'), '--memory-budget', '100');
+  expect(roomy.code).toBe(0);
+  expect(roomy.stdout).toMatch(/memory\s+working set with the default pairs: whole model \d+\.\d GB, streamed \d+\.\d GB \(largest: [^)]+\); budget 100\.0 GB → whole-model path/);
+  const tight = await runCli('inspect', join(FIXTURES, 'llama'), '--memory-budget', '0.000001', '--json');
+  expect(tight.code).toBe(0);
+  const measure = (JSON.parse(tight.stdout) as { measure: { path: string; budget: number; estimate: { whole: number; streamed: number } } }).measure;
+  expect(measure).toMatchObject({ path: 'streamed', budget: 1000 });
+  expect(measure.estimate.streamed).toBeLessThan(measure.estimate.whole);
+});

@@ -70,6 +70,17 @@ export {
   type PromptTokenActivations,
 } from './bias/analyze.js';
 export { analyzeStreamed } from './bias/streamed-measure.js';
+export { planMeasure, analysisWorkload, type MeasurePlan } from './bias/measure-path.js';
+export {
+  estimateWorkingSet,
+  chooseMeasurePath,
+  defaultMemoryBudget,
+  DEFAULT_BUDGET_FRACTION,
+  RUNTIME_BYTES,
+  type MeasurePath,
+  type WorkingSetEstimate,
+  type Workload,
+} from './model/working-set.js';
 
 // Prune: weight importance, neuron selection, the pruning plan, writing the pruned folder, and the end-to-end run.
 export { OnnxWeights, SafetensorsWeights, type LayerMlpMatrices, type WeightMatrix } from './model/weights.js';

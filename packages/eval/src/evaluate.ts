@@ -1,10 +1,22 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openModelFolder, readJsonObject, requireConsistentModel, requireOnnxPath, validateModel, type HubOptions, type SessionDevice } from '@fairprune/core';
+import {
+  chooseMeasurePath,
+  defaultMemoryBudget,
+  estimateWorkingSet,
+  openModelFolder,
+  readJsonObject,
+  requireConsistentModel,
+  requireOnnxPath,
+  validateModel,
+  type HubOptions,
+  type SessionDevice,
+  type WorkingSetEstimate,
+} from '@fairprune/core';
 import { loadDocs, type DataSource } from './data/load-docs.js';
 import { encodePair, modelInput, resolveMaxLength } from './requests.js';
 import { aggregateTask, type Sample, type TaskMetrics } from './results.js';
-import { defaultScorerThread, openScorer, type ScorerThread } from './scorer.js';
+import { defaultScorerThread, openScorer, openSegmentedScorer, type ScorerThread } from './scorer.js';
 import type { ScoringRow } from './scoring.js';
 import { getTask, type LoglikelihoodResult, type TaskName } from './tasks.js';
 import { version } from './version.js';
@@ -27,6 +39,13 @@ export interface EvaluateOptions {
   bootstrapIters?: number;
   logSamples?: boolean;
   device?: SessionDevice;
+  /**
+   * Score one decoder layer at a time (the model's segments), for models larger than memory; documents go in chunks
+   * whose residual streams and logits fit `memoryBudget`. Default: when the whole model does not fit the budget.
+   */
+  streamed?: boolean;
+  /** Bytes the scoring may use (default {@link defaultMemoryBudget}: a fraction of the memory available). */
+  memoryBudget?: number;
   threads?: number;
   /** Where ORT runs; default `worker` in the built package (`main` when running from TypeScript sources). */
   thread?: ScorerThread;
@@ -70,6 +89,14 @@ export interface EvalResults {
   };
   samples?: Partial<Record<TaskName, Sample[]>>;
 }
+
+/** Tokens one chunk of the segmented scorer may hold: what the budget leaves after the largest segment (at least one row). */
+function chunkTokens(estimate: WorkingSetEstimate, budget: number, longest: number): number {
+  const fixed = estimate.streamed! - longest * estimate.streamedPerToken;
+  return Math.max(longest, Math.floor((budget - fixed) / estimate.streamedPerToken));
+}
+
+const gigabytes = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
 
 interface PlannedRequest {
   doc: number;
@@ -140,18 +167,49 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
   const report = () =>
     options.onProgress?.({ task: task.name, docsDone, docsTotal: docs.length, tokensDone, tokensTotal, elapsedMs: Date.now() - started });
 
-  const scorer = await openScorer(
-    onnxPath,
-    { ...(options.device ? { device: options.device } : {}), ...(options.threads ? { threads: options.threads } : {}), config: folder.config },
-    options.thread ?? defaultScorerThread(),
-  );
-  if (scorer.fallbackReason) options.onNotice?.(scorer.fallbackReason);
+  const sessionOptions = { ...(options.device ? { device: options.device } : {}), ...(options.threads ? { threads: options.threads } : {}), config: folder.config };
+  const longest = work[0]?.row.input.length ?? 0;
+  const budget = options.memoryBudget ?? defaultMemoryBudget();
+  // One row's residual streams and logits at the least; the budget decides the path and the chunk size.
+  const estimate = estimateWorkingSet(onnxPath, folder.config, { tokens: longest, batchTokens: batchSize * longest });
+  const segmented = chooseMeasurePath(estimate, { ...(options.streamed ? { streamed: true } : {}), memoryBudget: budget }) === 'streamed';
+  const scorer = segmented ? openSegmentedScorer(onnxPath, sessionOptions) : await openScorer(onnxPath, sessionOptions, options.thread ?? defaultScorerThread());
+  // Segments open one by one, so a CUDA fallback is known only after the first batch.
+  let noticed = false;
+  const noticeFallback = () => {
+    if (noticed || !scorer.fallbackReason) return;
+    noticed = true;
+    options.onNotice?.(scorer.fallbackReason);
+  };
+  noticeFallback();
+  if (segmented) {
+    options.onNotice?.(
+      `scoring one layer at a time (working set: whole model ${gigabytes(estimate.whole)}, budget ${gigabytes(budget)}); ` +
+        `documents in chunks of up to ${chunkTokens(estimate, budget, longest)} tokens`,
+    );
+  }
   try {
     // elapsedMs counts scoring only, not opening the model, so rates and ETA describe the work itself
     started = Date.now();
     report();
     const batches: (typeof work)[] = [];
-    for (let start = 0; start < work.length; start += batchSize) batches.push(work.slice(start, start + batchSize));
+    if (segmented) {
+      // Every segment loads once per chunk: chunks as large as the budget allows (batch size does not apply).
+      const limit = chunkTokens(estimate, budget, longest);
+      let chunk: typeof work = [];
+      let tokens = 0;
+      for (const w of work) {
+        if (chunk.length > 0 && tokens + w.row.input.length > limit) {
+          batches.push(chunk);
+          [chunk, tokens] = [[], 0];
+        }
+        chunk.push(w);
+        tokens += w.row.input.length;
+      }
+      if (chunk.length > 0) batches.push(chunk);
+    } else {
+      for (let start = 0; start < work.length; start += batchSize) batches.push(work.slice(start, start + batchSize));
+    }
     // With the worker, two batches are in flight: it starts the next forward while this thread books the previous
     // one. On the main thread batches run strictly one after another.
     const submit = (b: number) => {
@@ -165,6 +223,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalResults> {
       const pending = next!;
       if (scorer.pipelined) next = submit(b + 1);
       const scores = await pending;
+      noticeFallback();
       if (!scorer.pipelined) next = submit(b + 1);
       batches[b]!.forEach((w, i) => {
         w.requests.forEach((request, j) => {

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { ModelSession, type ModelSessionOptions } from '@fairprune/core';
-import { scoreRows, type RowScores, type ScoringRow } from './scoring.js';
+import { ModelSession, SegmentedModel, type ModelSessionOptions } from '@fairprune/core';
+import { scoreContinuation, scoreRows, type RowScores, type ScoringRow } from './scoring.js';
 
 /** Where the forward passes run. `worker` keeps the calling thread free (progress bars, signals) while ORT works. */
 export type ScorerThread = 'worker' | 'main';
@@ -47,6 +47,45 @@ async function openMainThreadScorer(onnxPath: string, sessionOptions: ScorerSess
     pipelined: false,
     score: (rows) => scoreRows(session, rows),
     close: () => session.release(),
+  };
+}
+
+/**
+ * A scorer that runs the model one decoder layer at a time ({@link SegmentedModel}): each batch of rows goes through
+ * the prefix, every layer's segment and the suffix, with one segment's weights loaded at a time, so a batch should
+ * hold as many rows as the memory budget allows. Rows of equal length share a forward; none is padded, so each
+ * row's log-likelihoods are those of the whole-model scorer.
+ */
+export function openSegmentedScorer(onnxPath: string, sessionOptions: ScorerSessionOptions): RowScorer {
+  const model = SegmentedModel.open(onnxPath, {
+    ...(sessionOptions.config ? { config: sessionOptions.config } : {}),
+    ...(sessionOptions.threads !== undefined ? { threads: sessionOptions.threads } : {}),
+    ...(sessionOptions.device ? { device: sessionOptions.device } : {}),
+    onFallback: () => {},
+  });
+  return {
+    // The CUDA fallback happens when the first segment opens, so the device is known after the first batch.
+    get device() {
+      return model.fallbackReason || sessionOptions.device !== 'cuda' ? 'cpu' : 'cuda';
+    },
+    get fallbackReason() {
+      return model.fallbackReason;
+    },
+    pipelined: false,
+    async score(rows) {
+      const scores: RowScores[] = new Array(rows.length);
+      await model.run(
+        rows.map((row) => row.input),
+        {
+          onLogits: (i, logits, vocab) => {
+            const row = rows[i]!;
+            scores[i] = row.continuations.map((continuation) => scoreContinuation(logits, 0, vocab, row.input.length, continuation));
+          },
+        },
+      );
+      return scores;
+    },
+    close: async () => model.close(),
   };
 }
 

@@ -42,7 +42,7 @@ export async function scoreRows(session: ModelSession, rows: readonly ScoringRow
  * Sum of log_softmax over the full vocabulary at the positions predicting each continuation token, and whether
  * each token is the argmax there (the first maximum on ties, as torch.argmax).
  */
-function scoreContinuation(logits: Float32Array, rowOffset: number, vocab: number, inputLength: number, continuation: readonly number[]): LoglikelihoodResult {
+export function scoreContinuation(logits: Float32Array, rowOffset: number, vocab: number, inputLength: number, continuation: readonly number[]): LoglikelihoodResult {
   let ll = 0;
   let isGreedy = true;
   const first = inputLength - continuation.length;

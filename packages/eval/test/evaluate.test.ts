@@ -125,3 +125,47 @@ test('the KV-cache graph (empty past) scores like the plain graph', async () => 
   });
   expect(out.results.lambada_openai!.perplexity_stderr).toBe('N/A');
 });
+
+describe('scoring one layer at a time (model segments)', () => {
+  const refs = readRefs('llama').eval;
+  const segmented = (task: 'lambada_openai' | 'boolq', extra: { memoryBudget?: number; streamed?: boolean }, notices: string[] = []) =>
+    evaluate({
+      model: join(FIXTURES, 'llama'),
+      task,
+      data: { file: task === 'boolq' ? DATA.boolqMini : DATA.lambadaMini },
+      limit: LIMIT,
+      logSamples: true,
+      thread: 'main',
+      threads: 1,
+      bootstrapIters: 1000,
+      onNotice: (m) => notices.push(m),
+      ...extra,
+    });
+
+  test('--streamed: LAMBADA and BoolQ per-document log-likelihoods equal the references and the whole-model run', async () => {
+    for (const task of ['lambada_openai', 'boolq'] as const) {
+      const notices: string[] = [];
+      const streamed = samples(await segmented(task, { streamed: true }, notices), task);
+      expect(notices.some((n) => n.startsWith('scoring one layer at a time'))).toBe(true);
+      const whole = samples(await run('llama', task, 8), task);
+      streamed.forEach((s, i) => {
+        s.resps.forEach((r, j) => expect(Math.abs(r[0] - whole[i]!.resps[j]![0]), `${task} doc ${i}`).toBeLessThanOrEqual(1e-5));
+        if (task === 'lambada_openai') {
+          expect(Math.abs(s.resps[0]![0] - refs.lambada[i]!.ll)).toBeLessThanOrEqual(1e-3);
+          expect(s.resps[0]![1]).toBe(refs.lambada[i]!.greedy);
+        } else {
+          expect(Math.abs(s.resps[0]![0] - refs.boolq[i]!.ll_no)).toBeLessThanOrEqual(1e-3);
+          expect(Math.abs(s.resps[1]![0] - refs.boolq[i]!.ll_yes)).toBeLessThanOrEqual(1e-3);
+        }
+      });
+    }
+  });
+
+  test('a budget below the whole model chooses the segments, in chunks no longer than the longest document when nothing more fits', async () => {
+    const notices: string[] = [];
+    const out = samples(await segmented('lambada_openai', { memoryBudget: 1 }, notices), 'lambada_openai');
+    const longest = Math.max(...refs.lambada.map((r) => r.ctx_ids.length + r.cont_ids.length - 1));
+    expect(notices).toContainEqual(expect.stringMatching(new RegExp(`documents in chunks of up to ${longest} tokens$`)));
+    out.forEach((s, i) => expect(Math.abs(s.resps[0]![0] - refs.lambada[i]!.ll)).toBeLessThanOrEqual(1e-3));
+  });
+});

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, DEFAULT_BUDGET_FRACTION, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
 import { DEVICES } from '@fairprune/native-cuda';
 import { Command, Option } from 'commander';
-import { choiceListFlag, integerFlag } from '../flags.js';
+import { choiceListFlag, integerFlag, numberFlag } from '../flags.js';
 import { addOfflineOption, MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 export interface CommonBiasFlags {
@@ -17,6 +17,7 @@ export interface CommonBiasFlags {
   threads?: number;
   offline?: boolean;
   streamed?: boolean;
+  memoryBudget?: number;
   json?: boolean;
   allowMismatch?: boolean;
   allowNonfinite?: boolean;
@@ -34,7 +35,8 @@ export function addBiasOptions(command: Command): Command {
     .addOption(new Option('--device <device>', 'where onnxruntime runs the model (cuda falls back to cpu, saying why)').choices(SESSION_DEVICES).default('cpu'))
     .addOption(new Option('--kernel-device <device>', 'where the native difference and weight-scan kernels run').choices(DEVICES).default('auto'))
     .option('--threads <n>', 'onnxruntime intra-op threads', integerFlag(1))
-    .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory; for models larger than memory; CPU only)')
+    .option('--streamed', 'measure one decoder layer at a time (one layer\'s weights in memory); default: when the whole model does not fit --memory-budget')
+    .option('--memory-budget <GB>', `memory the measurement may use, in GB (default ${DEFAULT_BUDGET_FRACTION * 100}% of the memory available now); the whole model runs when its estimated working set fits`, numberFlag({ min: 0, exclusive: true }))
     .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the outputs)')
     .option('--allow-nonfinite', 'proceed past NaN/Inf activations and logits instead of stopping (recorded in the outputs)')
     .option('--json', 'print the JSON result on stdout (progress stays on stderr)');
@@ -56,6 +58,7 @@ export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (me
     kernelDevice: flags.kernelDevice,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     ...(flags.streamed ? { streamed: true } : {}),
+    ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget * 1e9 } : {}),
     ...(flags.allowMismatch ? { allowMismatch: true } : {}),
     ...(flags.allowNonfinite ? { allowNonfinite: true } : {}),
     onProgress: progress,

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { SESSION_DEVICES, updateModelCardEval, writeOutput, type CardEvalEntry } from '@fairprune/core';
+import { DEFAULT_BUDGET_FRACTION, SESSION_DEVICES, updateModelCardEval, writeOutput, type CardEvalEntry } from '@fairprune/core';
 import {
   evaluate,
   formatDuration,
@@ -16,7 +16,7 @@ import {
 } from '@fairprune/eval';
 import { Command, Option } from 'commander';
 import { ExitCode, UsageError } from '../exit-codes.js';
-import { choiceListFlag, integerFlag } from '../flags.js';
+import { choiceListFlag, integerFlag, numberFlag } from '../flags.js';
 import { MODEL_ARGUMENT, ONNX_FILE_HELP, resolveModelArgument } from '../model-source.js';
 
 interface EvalFlags {
@@ -29,6 +29,8 @@ interface EvalFlags {
   bootstrapIters: number;
   onnxFile?: string;
   device: 'cpu' | 'cuda';
+  streamed?: boolean;
+  memoryBudget?: number;
   logSamples?: boolean;
   offline?: boolean;
   json?: boolean;
@@ -105,6 +107,8 @@ export function registerEval(program: Command): void {
     .option('--bootstrap-iters <n>', 'resamples for perplexity_stderr (lm-eval default 100000; 0 = none)', integerFlag(0), 100000)
     .option('--onnx-file <file>', ONNX_FILE_HELP)
     .addOption(new Option('--device <device>', 'execution provider').choices(SESSION_DEVICES).default('cpu'))
+    .option('--streamed', 'score one decoder layer at a time, documents in chunks that fit --memory-budget (--batch-size then does not apply); default: when the whole model does not fit')
+    .option('--memory-budget <GB>', `memory scoring may use, in GB (default ${DEFAULT_BUDGET_FRACTION * 100}% of the memory available now)`, numberFlag({ min: 0, exclusive: true }))
     .option('--offline', 'never download: a hub id and hub data must already be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
     .option('--allow-mismatch', 'proceed although config.json, the ONNX graph and the safetensors disagree (recorded in the results)')
     .option('--output-path <dir>', 'write lm-eval result files: DIR/<model name>/results_<time>.json (a path ending in .json: <name>_<time>.json)')
@@ -137,6 +141,8 @@ export function registerEval(program: Command): void {
                 bootstrapIters: flags.bootstrapIters,
                 ...(flags.onnxFile === undefined ? {} : { onnxFile: flags.onnxFile }),
                 device: flags.device,
+                ...(flags.streamed ? { streamed: true } : {}),
+                ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget * 1e9 } : {}),
                 logSamples: flags.logSamples === true,
                 ...(flags.allowMismatch ? { allowMismatch: true } : {}),
                 ...(flags.offline ? { hub: { offline: true } } : {}),

@@ -10,6 +10,7 @@ import { comparePairs, type ActivationSet } from './compare.js';
 import { activationKey, computeBiasMetrics, HOOK_TYPES, type BiasMetrics } from './metrics.js';
 import { NeuronBiasAggregator, PAIR_AGGREGATIONS, type NeuronBiasScores, type PairAggregation } from './neuron-scores.js';
 import { BIAS_ESTIMATORS, checkPairs, requireUsablePairs, SEED_PAIRS, type BiasEstimator, type CheckedPair, type PromptPair } from './pairs.js';
+import { planMeasure } from './measure-path.js';
 import { analyzeStreamed } from './streamed-measure.js';
 import { invalidOption, PRUNE_DEFAULTS, requireOneOf } from '../pipeline/options.js';
 
@@ -57,9 +58,14 @@ export interface AnalyzeOptions {
   onProgress?: (message: string) => void;
   /**
    * Measure layer by layer ({@link analyzeStreamed}): one decoder layer's onnxruntime session at a time, for models
-   * larger than memory. Same numbers as the whole-model path. Default false.
+   * larger than memory. Same numbers as the whole-model path. Default: chosen by size ({@link planMeasure}).
    */
   streamed?: boolean;
+  /**
+   * Bytes the measure stage may use: the whole-model path runs when its estimated working set fits, the streamed
+   * path when not. Default {@link defaultMemoryBudget} (a fraction of the memory available).
+   */
+  memoryBudget?: number;
 }
 
 /** Measurements of one pair set. */
@@ -171,6 +177,7 @@ export function validateAnalyzeOptions(options: AnalyzeOptions): void {
   if (options.evalPairs && options.evalPairs.length === 0) throw new Error(`No prompt pairs in ${options.evalPairsSource ?? 'the eval pair list'}`);
   if (components.length === 0) throw invalidOption('components', 'at least one component', 'an empty list');
   for (const c of components) requireOneOf('components', METRIC_COMPONENTS, c);
+  if (options.memoryBudget !== undefined && !(options.memoryBudget > 0)) throw invalidOption('memoryBudget', 'a positive number of bytes', options.memoryBudget);
 }
 
 /** The estimator, aggregation and metric components the options ask for, defaults ({@link PRUNE_DEFAULTS}) filled in. */
@@ -297,7 +304,7 @@ export async function analyzeBias(target: string | OpenedModel, given: AnalyzeOp
   const options = resolveAnalyzeOptions(given);
   if (typeof target !== 'string') return analyzeOpenedModel(target, options);
   const modelDir = target;
-  if (options.streamed) return analyzeStreamed(modelDir, options);
+  if (planMeasure(modelDir, options).path === 'streamed') return analyzeStreamed(modelDir, options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir}`);
@@ -312,7 +319,8 @@ export async function analyzeBias(target: string | OpenedModel, given: AnalyzeOp
   }
 }
 
-const PAIRS_PER_BATCH = 8;
+/** Pairs per whole-model forward (both sides in one batch). */
+export const PAIRS_PER_BATCH = 8;
 
 /** The analysis proper, on an already opened model. */
 async function analyzeOpenedModel(opened: OpenedModel, options: ResolvedAnalyzeOptions): Promise<BiasAnalysis> {

@@ -38,14 +38,11 @@ interface StreamedPair {
  * through the prefix, then each layer's segment, and each layer's captured tensors are reduced to the metric's
  * differences and the per-neuron bias as soon as they come out, so only the residual streams and one layer's
  * activations are held. The behaviour forwards (pairs with continuations) ride in the same pass. Same report and scores as the
- * whole-model path; the segments run on CPU.
+ * whole-model path; the segments run on `sessionDevice` (CUDA falls back to CPU, saying why).
  * @throws on invalid options, unusable pairs (before any weight is read), and the errors of {@link SegmentedModel.open}.
  */
 export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
-  if (options.sessionDevice === 'cuda') {
-    throw new Error("streamed analysis runs its segments on the CPU; sessionDevice 'cuda' (--device cuda) needs the whole-model path for now");
-  }
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   progress(`opening ${modelDir} (streamed, one layer at a time)`);
@@ -61,6 +58,10 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     keys: captureKeys(options),
     config: folder.config,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
+    allowNonfinite: options.allowNonfinite ?? false,
+    // The CUDA fallback is said once, with the progress lines (the CLI prints both on stderr).
+    ...(options.onProgress ? { onFallback: options.onProgress } : {}),
   });
   try {
     const numLayers = model.map.layers.length;

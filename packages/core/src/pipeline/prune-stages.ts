@@ -273,7 +273,8 @@ export async function verify(run: PruneRun, work: string, outDir: string): Promi
   const options = { ...run.given, tokenActivations: false } as const;
   const measured = (
     await run.time('analyzeAfter', async () => {
-      if (options.streamed) return analyzeBias(work, options);
+      // The pruned model goes the way the original went: streamed when it did not fit the budget.
+      if (run.options.streamed) return analyzeBias(work, { ...options, streamed: true });
       // The pruned folder's tokenizer files are copies of the input's: the tokenizer already loaded serves both.
       const folder = openModelFolder(work, { ...(options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}), tokenizer: run.folder.tokenizer });
       const opened = await openForAnalysis(folder, options);

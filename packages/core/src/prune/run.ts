@@ -15,6 +15,7 @@ import { checkOutputOutsideInput } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
 import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
+import { planMeasure } from '../bias/measure-path.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { SCORE_METHODS, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
@@ -297,11 +298,13 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, async (work) => {
     const reused = options.analysis ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options)) : undefined;
     progress(`opening ${modelDir}`);
-    // Streamed: no whole-model session; the analysis runs one layer at a time and opens the model itself.
-    const opened = options.streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, resolved));
+    // The whole model when it fits the memory budget, else one layer at a time (the analysis opens the model itself).
+    const streamed = !reused && planMeasure(modelDir, resolved).path === 'streamed';
+    const runOptions = streamed ? { ...resolved, streamed: true } : resolved;
+    const opened = streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, runOptions));
     const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
-    const calibrationMeans = stages.lazyCalibrationMeans(folder, onnxPath, resolved);
-    const run: PruneRun = { folder, onnxPath, opened, options: resolved, given: options, progress, time, timings, calibrationMeans };
+    const calibrationMeans = stages.lazyCalibrationMeans(folder, onnxPath, runOptions);
+    const run: PruneRun = { folder, onnxPath, opened, options: runOptions, given: options, progress, time, timings, calibrationMeans };
 
     const measured = await stages.measure(run, reused, modelDir);
     const scored = await stages.score(run, reused);

@@ -99,7 +99,7 @@ export class ActivationCapture {
 }
 
 /** Refuses NaN/±Inf in one captured output, naming the layer, component and graph tensor. */
-function checkCapture(values: Float32Array, width: number, key: string, output: string, prompt: number): void {
+export function checkCapture(values: Float32Array, width: number, key: string, output: string, prompt: number): void {
   const [, component, layer] = /^(.*)_layer_(\d+)$/.exec(key)!;
   const tensor = output.replace(/__fairprune_f32$/, '');
   requireFinite(values, width, `the activations of layer ${layer}, ${component} (graph tensor "${tensor}"), prompt ${prompt} (rows: token positions)`, '--allow-nonfinite');

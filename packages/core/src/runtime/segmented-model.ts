@@ -8,8 +8,9 @@ import type { ModelConfig } from '../model/folder.js';
 import { mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocation, readOnnxModel } from '../model/onnx-codec.js';
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
-import { addCaptureOutputs, type CapturedActivations } from './capture.js';
-import { decoderFeeds, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult } from './session.js';
+import { addCaptureOutputs, checkCapture, type CapturedActivations } from './capture.js';
+import { requireFinite } from './finite.js';
+import { decoderFeeds, openOrtSession, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult, type SessionDevice } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
 export interface SegmentedModelOptions {
@@ -19,6 +20,15 @@ export interface SegmentedModelOptions {
   threads?: number;
   /** KV head count / head dim when the graph leaves them symbolic. */
   config?: Pick<ModelConfig, 'numKeyValueHeads' | 'headDim'>;
+  /**
+   * Execution provider of every segment's session (default cpu). `cuda` holds one segment's weights on the GPU at a
+   * time; without the CUDA provider libraries it falls back to CPU, saying so once through `onFallback`.
+   */
+  device?: SessionDevice;
+  /** Called once with the reason when `cuda` was asked for but CPU is used. Default: a line on stderr. */
+  onFallback?: (message: string) => void;
+  /** Hand on NaN/±Inf captures and logits instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
+  allowNonfinite?: boolean;
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
@@ -63,7 +73,14 @@ export class SegmentedModel {
     /** The temp folder holding embedded weights, if any. */
     readonly tempDir: string | undefined,
     private readonly threads: number | undefined,
+    /** Where the segments run; becomes `cpu` after the first segment's CUDA provider failed to load. */
+    private device: SessionDevice,
+    private readonly onFallback: ((message: string) => void) | undefined,
+    private readonly allowNonfinite: boolean,
   ) {}
+
+  /** Why the segments run on CPU although `cuda` was asked for; undefined otherwise. */
+  fallbackReason: string | undefined;
 
   /**
    * Maps and cuts the graph at `onnxPath`; for embedded weights, writes them to a temp file. Opens no session.
@@ -103,7 +120,10 @@ export class SegmentedModel {
       }
     }
     const inputs = decoderInputsOf(segments, onnxPath, options.config);
-    return new SegmentedModel(resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads);
+    return new SegmentedModel(
+      resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads, options.device ?? 'cpu', options.onFallback,
+      options.allowNonfinite ?? false,
+    );
   }
 
   /**
@@ -143,10 +163,16 @@ export class SegmentedModel {
             if ((this.segments.lastReader.get(name) ?? -Infinity) <= segment.index) live.delete(name);
           }
           for (const [key, output] of captures) {
-            splitBatch(out[output]!, indices, (sequence, data, shape) => captured[sequence]!.set(key, { data, shape }));
+            splitBatch(out[output]!, indices, (sequence, data, shape) => {
+              if (!this.allowNonfinite) checkCapture(data, shape[1], key, output, sequence);
+              captured[sequence]!.set(key, { data, shape });
+            });
           }
           if (segment === this.segments.suffix) {
-            splitBatch(out[this.map.logits]!, indices, (sequence, data, [, vocab]) => handlers.onLogits!(sequence, data, vocab));
+            splitBatch(out[this.map.logits]!, indices, (sequence, data, [, vocab]) => {
+              if (!this.allowNonfinite) requireFinite(data, vocab, `logits output "${this.map.logits}" of sequence ${sequence} (rows: positions; columns: vocabulary)`, '--allow-nonfinite');
+              handlers.onLogits!(sequence, data, vocab);
+            });
           }
         }
       } finally {
@@ -191,12 +217,11 @@ export class SegmentedModel {
       prepackWeights: false,
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
     });
-    try {
-      const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
-      return await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
-    } catch (error) {
-      throw new Error(`onnxruntime could not load ${segment.name} of ${this.onnxPath}: ${(error as Error).message}`, { cause: error });
-    }
+    const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
+    const opened = await openOrtSession(bytes, options, this.device, `${segment.name} of ${this.onnxPath}`, this.onFallback);
+    // One fallback message per run: the other segments go straight to CPU.
+    if (opened.fallbackReason) [this.device, this.fallbackReason] = ['cpu', opened.fallbackReason];
+    return opened.session;
   }
 
   /** Reads the segment's external weight bytes once, so onnxruntime finds them in the page cache. */

@@ -118,39 +118,9 @@ export class ModelSession {
    *   input_ids, attention_mask, position_ids and past_key_values.
    */
   static async create(model: string | Uint8Array, options: ModelSessionOptions = {}): Promise<ModelSession> {
-    if (!logLevelSet) {
-      // ORT prints a line on failed provider loads even when we handle the error; we report it ourselves.
-      ort.env.logLevel = 'fatal';
-      logLevelSet = true;
-    }
-    const base = ortSessionOptions(options);
-    const open = (providers: ort.InferenceSession.ExecutionProviderConfig[]) =>
-      typeof model === 'string'
-        ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
-        : ort.InferenceSession.create(model, { ...base, executionProviders: providers });
     const where = typeof model === 'string' ? model : 'model bytes';
-    if (options.device === 'cuda') {
-      try {
-        return new ModelSession(await open(['cuda', 'cpu']), 'cuda', undefined, options);
-      } catch (error) {
-        const message = (error as Error).message;
-        if (!/cuda|provider|shared library/i.test(message)) throw wrapOpenError(error, where);
-        const reason =
-          `CUDA execution provider unavailable (${message.split('\n')[0]}); running on CPU. ` +
-          'Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node, and CUDA 12 + cuDNN 9 on LD_LIBRARY_PATH.';
-        (options.onFallback ?? ((m: string) => process.stderr.write(`fairprune: ${m}\n`)))(reason);
-        try {
-          return new ModelSession(await open(['cpu']), 'cpu', reason, options);
-        } catch (cpuError) {
-          throw wrapOpenError(cpuError, where);
-        }
-      }
-    }
-    try {
-      return new ModelSession(await open(['cpu']), 'cpu', undefined, options);
-    } catch (error) {
-      throw wrapOpenError(error, where);
-    }
+    const opened = await openOrtSession(model, ortSessionOptions(options), options.device ?? 'cpu', where, options.onFallback);
+    return new ModelSession(opened.session, opened.device, opened.fallbackReason, options);
   }
 
   /** Raw run: feeds by input name; `fetches` limits the outputs returned. */
@@ -271,6 +241,51 @@ export function tensorToFloat32(tensor: ort.Tensor): Float32Array {
     return out;
   }
   throw new Error(`Expected a float32 or float16 tensor, got ${tensor.type}`);
+}
+
+/**
+ * Opens an onnxruntime session on `device`. `cuda` falls back to CPU when the CUDA provider libraries are missing,
+ * calling `onFallback` (default: a line on stderr) with the reason, which names the fix.
+ * @throws naming `where` when onnxruntime cannot load the model on either provider.
+ */
+export async function openOrtSession(
+  model: string | Uint8Array,
+  base: ort.InferenceSession.SessionOptions,
+  device: SessionDevice,
+  where: string,
+  onFallback: ((message: string) => void) | undefined,
+): Promise<{ session: ort.InferenceSession; device: SessionDevice; fallbackReason: string | undefined }> {
+  if (!logLevelSet) {
+    // ORT prints a line on failed provider loads even when we handle the error; we report it ourselves.
+    ort.env.logLevel = 'fatal';
+    logLevelSet = true;
+  }
+  const open = (providers: ort.InferenceSession.ExecutionProviderConfig[]) =>
+    typeof model === 'string'
+      ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
+      : ort.InferenceSession.create(model, { ...base, executionProviders: providers });
+  if (device === 'cuda') {
+    try {
+      return { session: await open(['cuda', 'cpu']), device: 'cuda', fallbackReason: undefined };
+    } catch (error) {
+      const message = (error as Error).message;
+      if (!/cuda|provider|shared library/i.test(message)) throw wrapOpenError(error, where);
+      const reason =
+        `CUDA execution provider unavailable (${message.split('\n')[0]}); running on CPU. ` +
+        'Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node, and CUDA 12 + cuDNN 9 on LD_LIBRARY_PATH.';
+      (onFallback ?? ((m: string) => process.stderr.write(`fairprune: ${m}\n`)))(reason);
+      try {
+        return { session: await open(['cpu']), device: 'cpu', fallbackReason: reason };
+      } catch (cpuError) {
+        throw wrapOpenError(cpuError, where);
+      }
+    }
+  }
+  try {
+    return { session: await open(['cpu']), device: 'cpu', fallbackReason: undefined };
+  } catch (error) {
+    throw wrapOpenError(error, where);
+  }
 }
 
 function wrapOpenError(error: unknown, where: string): Error {

@@ -1,12 +1,18 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, test, vi } from 'vitest';
 import { ALL_ARCHITECTURES, ARCHITECTURES, DATA, fixtureDir, maxAbsDiff, ONNX_FORMS, readRefs } from '@fairprune/fixtures';
 import { analyzeBias, type AnalyzeOptions, type PairSetMeasurement } from '../../src/bias/analyze.js';
 import { loadPairs } from '../../src/bias/pairs.js';
 import { runFairnessPruning } from '../../src/prune/run.js';
 import { SegmentedModel } from '../../src/runtime/segmented-model.js';
+
+/** Whether onnxruntime-node has the CUDA provider library beside its binding (what `fairprune doctor` checks). */
+const cudaProviderInstalled = existsSync(
+  join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')), 'bin/napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'),
+);
 
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-streamed-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -71,8 +77,32 @@ describe('streamed analysis, other estimators', () => {
     expect(Math.abs(report.metric!.overall.mean_difference - expected.overall_mean_difference) / expected.overall_mean_difference).toBeLessThanOrEqual(1e-4);
   });
 
-  test('refuses the CUDA session device and names the limitation', async () => {
-    await expect(analyzeBias(join(fixtureDir('llama')), { streamed: true, sessionDevice: 'cuda' })).rejects.toThrow(/streamed analysis runs its segments on the CPU; sessionDevice 'cuda'/);
+  test('CUDA session device: without the provider libraries every segment runs on CPU after one message, with the CPU numbers', async () => {
+    const options: AnalyzeOptions = { pairs: await loadPairs(DATA.pairs), streamed: true, tokenActivations: false };
+    const cpu = await analyzeBias(fixtureDir('llama'), options);
+    const messages: string[] = [];
+    const cuda = await analyzeBias(fixtureDir('llama'), { ...options, sessionDevice: 'cuda', onProgress: (m) => messages.push(m) });
+    const fallbacks = messages.filter((line) => line.includes('CUDA execution provider unavailable'));
+    // A machine with the CUDA provider gets no message; one without its libraries gets exactly one, not one per segment.
+    expect(fallbacks).toHaveLength(cudaProviderInstalled ? 0 : 1);
+    if (!cudaProviderInstalled) {
+      expect(fallbacks).toHaveLength(1);
+      expect(fallbacks[0]).toMatch(/running on CPU\. Install the provider libraries with ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    }
+    expect(Math.abs(cuda.report.metric!.overall.mean_difference - cpu.report.metric!.overall.mean_difference)).toBeLessThanOrEqual(fallbacks.length > 0 ? 1e-7 : 1e-4);
+  });
+
+  test('SegmentedModel on cuda records the fallback reason and reports it once', async () => {
+    const messages: string[] = [];
+    const model = SegmentedModel.open(join(fixtureDir('llama'), 'onnx/model.onnx'), { device: 'cuda', onFallback: (m) => messages.push(m) });
+    try {
+      const ref = readRefs('llama').prompts[0]!;
+      await model.forward([ref.input_ids]);
+      expect(messages).toHaveLength(cudaProviderInstalled ? 0 : 1);
+      expect(model.fallbackReason).toBe(messages[0]);
+    } finally {
+      model.close();
+    }
   });
 });
 
