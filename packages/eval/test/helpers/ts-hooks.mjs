@@ -2,7 +2,7 @@
 // resolve with the "development" condition, map "./x.js" to "./x.ts" next to a .ts importer, and strip types.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,9 @@ export async function load(url, context, nextLoad) {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   });
   await mkdir(cacheDir, { recursive: true });
-  await writeFile(cached, outputText);
+  // Several test processes fill the cache at once: a file appears under its name complete, or not at all.
+  const temp = `${cached}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  await writeFile(temp, outputText);
+  await rename(temp, cached);
   return { format: 'module', source: outputText, shortCircuit: true };
 }
