@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { paretoFront } from '../src/report/sweep.js';
@@ -13,6 +14,20 @@ const tmp = mkdtempSync(join(tmpdir(), 'fairprune-cli-batch-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const launcher = join(import.meta.dirname, 'helpers/fairprune-from-source.mjs');
 
+
+/** The pids still running after up to 5 s (signalled processes get that long to exit). */
+async function stillAlive(pids: readonly number[]): Promise<number[]> {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
+  return pids.filter(alive);
+}
 describe('fairprune batch', () => {
   const job = join(tmp, 'jobs.yaml');
   writeFileSync(job, `models:\n  - path: ${fixtureDir('llama')}\ngrid:\n  fraction: [0.05, 0.1]\nretries: 0\n`);
@@ -82,7 +97,6 @@ describe('fairprune batch', () => {
 
 test('SIGTERM to `batch run` stops its workers, which hand their tasks back; a rerun finishes', async () => {
   const { spawn } = await import('node:child_process');
-  const { setTimeout: sleep } = await import('node:timers/promises');
   const job = join(tmp, 'term.yaml');
   writeFileSync(job, `models:\n  - path: ${fixtureDir('llama')}\n  - path: ${fixtureDir('qwen2')}\ngrid:\n  fraction: [0.05, 0.1]\n  importance: [maw, ppm]\n`);
   const out = join(tmp, 'term-out');
@@ -96,16 +110,7 @@ test('SIGTERM to `batch run` stops its workers, which hand their tasks back; a r
   expect(await exited).toBe(143);
   const pids = [...stderr.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
   expect(pids).toHaveLength(2);
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
-  expect(pids.filter(alive)).toEqual([]);
+  expect(await stillAlive(pids)).toEqual([]);
   const { readdirSync } = await import('node:fs');
   for (const folder of ['runs', 'analysis']) {
     expect(readdirSync(join(out, folder), { recursive: true, encoding: 'utf8' }).filter((n) => n.includes('.fairprune-tmp') || n.includes('.fairprune-lock'))).toEqual([]);
@@ -131,8 +136,7 @@ describe('fairprune batch on a queue', () => {
   test('`worker --queue --workers 2` starts two worker processes; `batch run --queue` submits and waits; SIGTERM stops every worker process', async () => {
     const { spawn } = await import('node:child_process');
     const { createServer } = await import('node:net');
-    const { setTimeout: sleep } = await import('node:timers/promises');
-    const server = createServer();
+      const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     await new Promise((resolve) => server.close(resolve));
@@ -167,16 +171,7 @@ describe('fairprune batch on a queue', () => {
       // The SIGTERM reached both worker processes.
       const pids = [...workerErr.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
       expect(pids).toHaveLength(2);
-      const alive = (pid: number) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
-      expect(pids.filter(alive)).toEqual([]);
+      expect(await stillAlive(pids)).toEqual([]);
     } finally {
       worker?.kill('SIGKILL');
       redis.kill('SIGKILL');
