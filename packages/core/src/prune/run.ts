@@ -313,7 +313,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     progress(`writing the pruned model to ${outDir}`);
     await stages.write(run, work, plan, modelDir);
     const neuronScores = stages.neuronScores(run, measured, scored, selected);
-    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir);
+    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir, plan);
 
     const { before } = measured;
     writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));

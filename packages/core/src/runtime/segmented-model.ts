@@ -10,6 +10,7 @@ import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocatio
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
 import { addCaptureOutputs, checkCapture, type CapturedActivations } from './capture.js';
 import { requireFinite } from './finite.js';
+import { addNeuronMaskInputs, neuronMaskFeeds, type LayerRows } from './neuron-masks.js';
 import { decoderFeeds, openOrtSession, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult, type SessionDevice } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
@@ -29,6 +30,12 @@ export interface SegmentedModelOptions {
   onFallback?: (message: string) => void;
   /** Hand on NaN/±Inf captures and logits instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
   allowNonfinite?: boolean;
+  /**
+   * One-row neuron masks (and mean replacements) per layer, multiplying the GLU product through
+   * {@link addNeuronMaskInputs}, made from the graph's map once it is read: the segments then compute the model as
+   * pruned, without a pruned copy. Default none.
+   */
+  neuronMasks?: (map: GraphMap) => { masks: LayerRows; replacements?: LayerRows };
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
@@ -77,6 +84,8 @@ export class SegmentedModel {
     private device: SessionDevice,
     private readonly onFallback: ((message: string) => void) | undefined,
     private readonly allowNonfinite: boolean,
+    /** Feeds every batch gets besides the decoder's (the neuron masks). */
+    private readonly extraFeeds: Readonly<Record<string, ort.Tensor>>,
   ) {}
 
   /** Why the segments run on CPU although `cuda` was asked for; undefined otherwise. */
@@ -91,6 +100,11 @@ export class SegmentedModel {
     checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const captures = options.keys && options.keys.length > 0 ? addCaptureOutputs(model, map, undefined, options.keys) : new Map<string, string>();
+    const masked = options.neuronMasks?.(map);
+    // The mask inputs are graph inputs: the cut feeds each one (or its Cast) to its layer's segment.
+    const extraFeeds = masked
+      ? neuronMaskFeeds(map, addNeuronMaskInputs(model, map, onnxPath, masked.replacements !== undefined), 1, masked.masks, masked.replacements)
+      : {};
     const segments = segmentGraph(model, map, onnxPath, [...new Set(captures.values())]);
     const capturesByLayer = map.layers.map((layer) => {
       const own = new Map<string, string>();
@@ -122,7 +136,7 @@ export class SegmentedModel {
     const inputs = decoderInputsOf(segments, onnxPath, options.config);
     return new SegmentedModel(
       resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads, options.device ?? 'cpu', options.onFallback,
-      options.allowNonfinite ?? false,
+      options.allowNonfinite ?? false, extraFeeds,
     );
   }
 
@@ -135,7 +149,7 @@ export class SegmentedModel {
     sequences.forEach((ids, index) => groups.set(ids.length, [...(groups.get(ids.length) ?? []), index]));
     const batches = [...groups.values()].map((indices) => ({
       indices,
-      live: new Map(Object.entries(decoderFeeds(indices.map((i) => sequences[i]!), this.inputs))),
+      live: new Map(Object.entries({ ...decoderFeeds(indices.map((i) => sequences[i]!), this.inputs), ...this.extraFeeds })),
     }));
     const order = [this.segments.prefix, ...this.segments.layers, ...(handlers.onLogits ? [this.segments.suffix] : [])];
     for (let k = 0; k < order.length; k++) {
