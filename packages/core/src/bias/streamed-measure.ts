@@ -1,4 +1,5 @@
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
+import type { WeightDType } from '../model/dtype.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
 import type { PruneMode } from '../prune/plan.js';
 import { zeroMasks } from '../runtime/neuron-masks.js';
@@ -67,8 +68,8 @@ export interface MaskedPruning {
  * neurons' columns are dropped (`remove`) or zeroed (`zero`) in the captured gate/up/GLU tensors, so the report has
  * the shape and values a fresh streamed analysis of `prunedDir` gives. The folder itself is validated as that
  * analysis would, its graph's MLP widths are checked against the plan, and one short prompt runs through its written
- * weights, segment by segment, whose logits must equal the masked model's.
- * @throws as {@link analyzeStreamed}, and naming the written ONNX file when its widths or logits disagree.
+ * layers, segment by segment, whose last hidden state must equal the masked model's.
+ * @throws as {@link analyzeStreamed}, and naming the written ONNX file when its widths or hidden states disagree.
  */
 export async function measurePrunedStreamed(prunedDir: string | ModelFolder, pruning: MaskedPruning, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
   return measureStreamed(prunedDir, options, pruning);
@@ -137,8 +138,8 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
       new Map([...set].map(([key, tensor]) => [activationKey(parseActivationKey(key).type, 0), tensor]));
     const layerZeroMetricKeys = components.map((c) => activationKey(c, 0));
 
-    // The masked logits of the first prompt: the written weights must give them too.
-    let maskedLogits: Float32Array | undefined;
+    // The masked model's last hidden state of the first prompt: the written weights must give it too.
+    let maskedHidden: Float32Array | undefined;
     const runStarted = performance.now();
     await model.run(sequences, {
       onLayer: async (layer, captured) => {
@@ -174,17 +175,17 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
         }
         timings['scores']! += performance.now() - t0;
       },
-      ...(kept.wanted || pruning
+      ...(kept.wanted ? { onLogits: (sequence: number, logits: Float32Array, vocab: number) => kept.keep(sequence, logits, vocab) } : {}),
+      ...(pruning
         ? {
-            onLogits: (sequence: number, logits: Float32Array, vocab: number) => {
-              kept.keep(sequence, logits, vocab);
-              if (sequence === 0) maskedLogits = logits;
+            onHidden: (sequence: number, hidden: Float32Array) => {
+              if (sequence === 0) maskedHidden = hidden;
             },
           }
         : {}),
     });
     timings['capture']! += performance.now() - runStarted - timings['scores']!;
-    if (pruning) await requireWrittenLogits(onnxPath, sequences[0]!, maskedLogits!, reportMap.activationDtype, segmentOptions);
+    if (pruning) await requireWrittenHidden(onnxPath, sequences[0]!, maskedHidden!, reportMap.activationDtype, segmentOptions);
 
     const measure = async (set: readonly CheckedPair[], setSource: string, scoring: boolean): Promise<PairSetMeasurement> => {
       const differences = streamed.filter((e) => e.scoring === scoring && e.pair.inMetric).map((e) => e.differences);
@@ -208,8 +209,8 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
   }
 }
 
-/** Pruned-logit agreement allowed, relative to the largest |logit|: summation order in float32, rounding in fp16/bf16. */
-const WRITTEN_LOGITS_TOLERANCE = { float32: 1e-4, reduced: 2e-2 } as const;
+/** Written-vs-masked agreement allowed, relative to the largest |value|: summation order in float32, rounding in fp16/bf16. */
+const WRITTEN_TOLERANCE = { float32: 1e-4, reduced: 2e-2 } as const;
 
 /** One-row masks (0 at the pruned neurons) and, with means, the replacements (the mean there, 0 elsewhere). */
 function neuronMasksOf(pruning: MaskedPruning, map: GraphMap, where: string) {
@@ -256,24 +257,27 @@ function requirePrunedWidths(original: readonly number[], written: readonly numb
 }
 
 /**
- * Runs `ids` through the written model, one segment at a time, and requires its logits to equal the masked
- * original's within {@link WRITTEN_LOGITS_TOLERANCE} of the largest |logit|: an end-to-end check of the written bytes.
+ * Runs `ids` through the written model, one segment at a time, and requires its last hidden state (the residual
+ * stream after every pruned layer) to equal the masked original's within {@link WRITTEN_TOLERANCE} of its largest
+ * |value|: an end-to-end check of the written layers' bytes. The suffix (final norm, lm_head) is left out: pruning
+ * copies it unchanged, and its float32 copy of lm_head alone would be 2.1 GB on an 8B model.
  */
-async function requireWrittenLogits(onnxPath: string, ids: readonly number[], masked: Float32Array, dtype: string, options: SegmentedModelOptions): Promise<void> {
+async function requireWrittenHidden(onnxPath: string, ids: readonly number[], masked: Float32Array, dtype: WeightDType, options: SegmentedModelOptions): Promise<void> {
   const written = SegmentedModel.open(onnxPath, options);
   try {
-    const { logits } = await written.forward([ids]);
+    let hidden: Float32Array | undefined;
+    await written.run([ids], { onHidden: (_, data) => (hidden = data) });
     let diff = 0;
     let scale = 0;
     for (let i = 0; i < masked.length; i++) {
-      diff = Math.max(diff, Math.abs(logits[i]! - masked[i]!));
+      diff = Math.max(diff, Math.abs(hidden![i]! - masked[i]!));
       scale = Math.max(scale, Math.abs(masked[i]!));
     }
-    const allowed = (dtype === 'float32' ? WRITTEN_LOGITS_TOLERANCE.float32 : WRITTEN_LOGITS_TOLERANCE.reduced) * Math.max(1, scale);
-    if (!(diff <= allowed) || logits.length !== masked.length) {
+    const allowed = (dtype === 'f32' ? WRITTEN_TOLERANCE.float32 : WRITTEN_TOLERANCE.reduced) * Math.max(1, scale);
+    if (!(diff <= allowed) || hidden!.length !== masked.length) {
       throw new Error(
-        `${onnxPath}: the written model's logits for a ${ids.length}-token prompt differ from the masked original's by ${diff} ` +
-          `(largest |logit| ${scale}, allowed ${allowed}${logits.length !== masked.length ? `; ${logits.length} values, expected ${masked.length}` : ''})`,
+        `${onnxPath}: the written model's last hidden state for a ${ids.length}-token prompt differs from the masked original's by ${diff} ` +
+          `(largest |value| ${scale}, allowed ${allowed}${hidden!.length !== masked.length ? `; ${hidden!.length} values, expected ${masked.length}` : ''})`,
       );
     }
   } finally {

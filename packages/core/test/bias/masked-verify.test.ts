@@ -69,11 +69,11 @@ describe('streamed prune: the after-report from masked segments of the original 
     const outDir = join(tmp, 'mismatch');
     const result = await runFairnessPruning(fixtureDir('llama'), { pairs, fraction: 0.1, mode: 'zero', outDir, streamed: true, analyzeAfter: false });
     const selection = planLayerMap(result.plan);
-    // Other neurons than the written ones: same widths (zero mode), other logits.
+    // Other neurons than the written ones: same widths (zero mode), another hidden state.
     const shifted = new Map([...selection].map(([layer, neurons]) => [layer, neurons.map((n) => (n + 1) % 256)]));
     const sourceOnnx = join(fixtureDir('llama'), 'onnx/model.onnx');
     await expect(measurePrunedStreamed(outDir, { sourceOnnx, selection: shifted, mode: 'zero' }, { pairs })).rejects.toThrow(
-      /model\.onnx: the written model's logits for a \d+-token prompt differ from the masked original's by /,
+      /model\.onnx: the written model's last hidden state for a \d+-token prompt differs from the masked original's by /,
     );
     // Removal claimed where the weights were zeroed: the widths disagree.
     await expect(measurePrunedStreamed(outDir, { sourceOnnx, selection, mode: 'remove' }, { pairs })).rejects.toThrow(/model\.onnx: the written model's MLP widths are \[256, 256, 256, 256\], the plan \(remove\) gives/);
