@@ -81,7 +81,7 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
   const folder = typeof target === 'string' ? openModelFolder(target, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}) : target;
-  progress(`opening ${folder.dir} (streamed, one layer at a time${pruning ? `, as the masked ${pruning.sourceOnnx}` : ''})`);
+  progress(`opening ${folder.dir} (streamed, one layer at a time)${pruning ? `: the segments of ${pruning.sourceOnnx} with the plan's neurons masked` : ''}`);
   const onnxPath = requireOnnxPath(folder);
   const { estimator, aggregation, components } = analysisSettings(options);
   const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');

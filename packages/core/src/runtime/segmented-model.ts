@@ -35,7 +35,12 @@ export interface SegmentedModelOptions {
    * {@link addNeuronMaskInputs}, made from the graph's map once it is read: the segments then compute the model as
    * pruned, without a pruned copy. Default none.
    */
-  neuronMasks?: (map: GraphMap) => { masks: LayerRows; replacements?: LayerRows };
+  neuronMasks?: (map: GraphMap) => {
+    /** One row per layer multiplying the GLU product (0 at pruned neurons); a missing layer is all ones. */
+    masks: LayerRows;
+    /** One row per layer added after the mask (the mean at mean-replaced neurons); absent: no replacement inputs. */
+    replacements?: LayerRows;
+  };
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
