@@ -100,7 +100,7 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
   const model = SegmentedModel.open(pruning?.sourceOnnx ?? onnxPath, {
     ...segmentOptions,
     keys: captureKeys(options),
-    ...(pruning ? { neuronMasks: (map: GraphMap) => neuronMasksOf(pruning, map, pruning.sourceOnnx) } : {}),
+    ...(pruning ? { neuronMasks: (map: GraphMap) => neuronMasksOf(pruning, map) } : {}),
   });
   try {
     const numLayers = model.map.layers.length;
@@ -213,11 +213,11 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
 const WRITTEN_TOLERANCE = { float32: 1e-4, reduced: 2e-2 } as const;
 
 /** One-row masks (0 at the pruned neurons) and, with means, the replacements (the mean there, 0 elsewhere). */
-function neuronMasksOf(pruning: MaskedPruning, map: GraphMap, where: string) {
+function neuronMasksOf(pruning: MaskedPruning, map: GraphMap) {
   const widths = map.layers.map((l) => l.intermediateSize);
   const masks = zeroMasks(widths, pruning.selection);
   if (!pruning.means) return { masks };
-  if (pruning.means.length !== widths.length) throw new Error(`${where}: ${pruning.means.length} layers of calibration means for ${widths.length} layers`);
+  if (pruning.means.length !== widths.length) throw new Error(`${pruning.sourceOnnx}: ${pruning.means.length} layers of calibration means for ${widths.length} layers`);
   const replacements = widths.map((width, layer) => {
     const neurons = pruning.selection.get(layer);
     if (!neurons || neurons.length === 0) return undefined;
