@@ -38,11 +38,11 @@ export function planMeasure(modelDir: string, options: AnalyzeOptions = {}): Mea
   const estimate = estimateWorkingSet(requireOnnxPath(folder), folder.config, analysisWorkload(folder, options));
   const budget = options.memoryBudget ?? defaultMemoryBudget();
   const path = chooseMeasurePath(estimate, { memoryBudget: budget });
-  options.onProgress?.(`working set: whole model ${gb(estimate.whole)}, streamed ${estimate.streamed === null ? 'n/a' : gb(estimate.streamed)}; budget ${gb(budget)} → ${path}`);
+  options.onProgress?.(`working set: whole model ${formatGb(estimate.whole)}, streamed ${estimate.streamed === null ? 'n/a' : formatGb(estimate.streamed)}; budget ${formatGb(budget)} → ${path}`);
   return { path, estimate, budget };
 }
 
 /** Bytes as GB with one decimal (`4.9 GB`). */
-function gb(bytes: number): string {
+export function formatGb(bytes: number): string {
   return `${(bytes / 1e9).toFixed(1)} GB`;
 }

@@ -1,5 +1,10 @@
-import { openModelFolder, requireOnnxPath } from '../model/folder.js';
-import { SegmentedModel } from '../runtime/segmented-model.js';
+import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
+import type { WeightDType } from '../model/dtype.js';
+import { mapGraph, type GraphMap } from '../model/graph-map.js';
+import type { PruneMode } from '../prune/plan.js';
+import { zeroMasks } from '../runtime/neuron-masks.js';
+import { SegmentedModel, type SegmentedModelOptions } from '../runtime/segmented-model.js';
+import type { CapturedActivations } from '../runtime/capture.js';
 import {
   analysisSettings,
   biasReport,
@@ -15,7 +20,7 @@ import {
 } from './analyze.js';
 import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour.js';
 import { comparePairs, type ActivationSet } from './compare.js';
-import { activationKey, parseActivationKey } from './metrics.js';
+import { activationKey, parseActivationKey, PRUNED_HOOK_TYPES } from './metrics.js';
 import { NeuronBiasAggregator } from './neuron-scores.js';
 import { checkPairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
 
@@ -42,29 +47,66 @@ interface StreamedPair {
  * @throws on invalid options, unusable pairs (before any weight is read), and the errors of {@link SegmentedModel.open}.
  */
 export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  return measureStreamed(modelDir, options);
+}
+
+/** A pruned model as the original model's weights and the plan's neurons: what {@link measurePrunedStreamed} runs. */
+export interface MaskedPruning {
+  /** The original model's ONNX file (its segments run, masked). */
+  sourceOnnx: string;
+  /** Layer → the neurons pruned. */
+  selection: ReadonlyMap<number, readonly number[]>;
+  /** `remove` drops their columns from the captures, `zero` zeroes them, as the written weights do. */
+  mode: PruneMode;
+  /** With mean compensation: each layer's mean GLU activation, replacing the pruned neurons' product. */
+  means?: readonly Float32Array[];
+}
+
+/**
+ * The streamed analysis of the pruned folder `prunedDir` without reading its weights: the original model's segments
+ * run with neuron masks (zeros at the pruned neurons, the calibration means where compensated), and the pruned
+ * neurons' columns are dropped (`remove`) or zeroed (`zero`) in the captured gate/up/GLU tensors, so the report has
+ * the shape and values a fresh streamed analysis of `prunedDir` gives. The folder itself is validated as that
+ * analysis would, its graph's MLP widths are checked against the plan, and one short prompt runs through its written
+ * layers, segment by segment, whose last hidden state must equal the masked model's.
+ * @throws as {@link analyzeStreamed}, and naming the written ONNX file when its widths or hidden states disagree.
+ */
+export async function measurePrunedStreamed(prunedDir: string | ModelFolder, pruning: MaskedPruning, options: AnalyzeOptions = {}): Promise<BiasAnalysis> {
+  return measureStreamed(prunedDir, options, pruning);
+}
+
+/** {@link analyzeStreamed}, or with `pruning` {@link measurePrunedStreamed}. */
+async function measureStreamed(target: string | ModelFolder, options: AnalyzeOptions, pruning?: MaskedPruning): Promise<BiasAnalysis> {
   validateAnalyzeOptions(options);
   const started = performance.now();
   const progress = options.onProgress ?? (() => {});
-  progress(`opening ${modelDir} (streamed, one layer at a time)`);
-  const folder = openModelFolder(modelDir, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {});
+  const folder = typeof target === 'string' ? openModelFolder(target, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}) : target;
+  progress(`opening ${folder.dir} (streamed, one layer at a time)${pruning ? `: the segments of ${pruning.sourceOnnx} with the plan's neurons masked` : ''}`);
   const onnxPath = requireOnnxPath(folder);
   const { estimator, aggregation, components } = analysisSettings(options);
   const source = options.pairsSource ?? (options.pairs ? 'pairs' : 'builtin:seed');
   const checked = checkPairs(options.pairs ?? SEED_PAIRS, folder.tokenizer, estimator);
-  const { inputChecks } = checkBeforeLoading(folder, onnxPath, options);
+  const { inputChecks, validation } = checkBeforeLoading(folder, onnxPath, options);
   const evalChecked = options.evalPairs ? checkPairs(options.evalPairs, folder.tokenizer, estimator) : undefined;
 
-  const model = SegmentedModel.open(onnxPath, {
-    keys: captureKeys(options),
+  const segmentOptions = {
     config: folder.config,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     allowNonfinite: options.allowNonfinite ?? false,
     // The CUDA fallback is said once, with the progress lines (the CLI prints both on stderr).
     ...(options.onProgress ? { onFallback: options.onProgress } : {}),
+  } satisfies SegmentedModelOptions;
+  const model = SegmentedModel.open(pruning?.sourceOnnx ?? onnxPath, {
+    ...segmentOptions,
+    keys: captureKeys(options),
+    ...(pruning ? { neuronMasks: (map: GraphMap) => neuronMasksOf(pruning, map) } : {}),
   });
   try {
     const numLayers = model.map.layers.length;
+    // The written graph's map: its MLP widths are the report's, and must be the plan's.
+    const reportMap = pruning ? mapGraph(validation.model, onnxPath) : model.map;
+    if (pruning) requirePrunedWidths(model.map.layers.map((l) => l.intermediateSize), reportMap.layers.map((l) => l.intermediateSize), pruning, onnxPath);
     const timings: Record<string, number> = { open: performance.now() - started, capture: 0, scores: 0, behaviour: 0 };
     const sequences: number[][] = [];
     const streamed: StreamedPair[] = [];
@@ -96,11 +138,15 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
       new Map([...set].map(([key, tensor]) => [activationKey(parseActivationKey(key).type, 0), tensor]));
     const layerZeroMetricKeys = components.map((c) => activationKey(c, 0));
 
+    // The masked model's last hidden state of the first prompt: the written weights must give it too.
+    let maskedHidden: Float32Array | undefined;
     const runStarted = performance.now();
     await model.run(sequences, {
       onLayer: async (layer, captured) => {
         progress(`layer ${layer + 1} of ${numLayers}: reducing ${streamed.length} pairs`);
         const t0 = performance.now();
+        const pruned = pruning?.selection.get(layer);
+        if (pruned && pruned.length > 0) for (const set of captured) asWritten(set, pruned, pruning!.mode);
         // Selection pairs feed this layer's aggregator; held-out pairs only the metric.
         for (const scoring of [true, false]) {
           const entries = streamed.filter((entry) => entry.scoring === scoring);
@@ -130,8 +176,16 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
         timings['scores']! += performance.now() - t0;
       },
       ...(kept.wanted ? { onLogits: (sequence: number, logits: Float32Array, vocab: number) => kept.keep(sequence, logits, vocab) } : {}),
+      ...(pruning
+        ? {
+            onHidden: (sequence: number, hidden: Float32Array) => {
+              if (sequence === 0) maskedHidden = hidden;
+            },
+          }
+        : {}),
     });
     timings['capture']! += performance.now() - runStarted - timings['scores']!;
+    if (pruning) await requireWrittenHidden(onnxPath, sequences[0]!, maskedHidden!, reportMap.activationDtype, segmentOptions);
 
     const measure = async (set: readonly CheckedPair[], setSource: string, scoring: boolean): Promise<PairSetMeasurement> => {
       const differences = streamed.filter((e) => e.scoring === scoring && e.pair.inMetric).map((e) => e.differences);
@@ -146,12 +200,88 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
     const evalMeasurement = evalChecked ? await measure(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
     const layers = aggregators.map((aggregator) => aggregator.result());
     return {
-      report: biasReport({ folder, onnxPath, inputChecks }, model.map, options, main, evalMeasurement, timings),
+      report: biasReport({ folder, onnxPath, inputChecks }, reportMap, options, main, evalMeasurement, timings),
       neuronBias: { estimator, aggregation, pairs: layers[0]!.pairs, layers: layers.map((l) => l.layers[0]!) },
       ...(tokenActivations ? { tokenActivations } : {}),
     };
   } finally {
     model.close();
+  }
+}
+
+/** Written-vs-masked agreement allowed, relative to the largest |value|: summation order in float32, rounding in fp16/bf16. */
+const WRITTEN_TOLERANCE = { float32: 1e-4, reduced: 2e-2 } as const;
+
+/** One-row masks (0 at the pruned neurons) and, with means, the replacements (the mean there, 0 elsewhere). */
+function neuronMasksOf(pruning: MaskedPruning, map: GraphMap) {
+  const widths = map.layers.map((l) => l.intermediateSize);
+  const masks = zeroMasks(widths, pruning.selection);
+  if (!pruning.means) return { masks };
+  if (pruning.means.length !== widths.length) throw new Error(`${pruning.sourceOnnx}: ${pruning.means.length} layers of calibration means for ${widths.length} layers`);
+  const replacements = widths.map((width, layer) => {
+    const neurons = pruning.selection.get(layer);
+    if (!neurons || neurons.length === 0) return undefined;
+    const values = new Float32Array(width);
+    for (const n of neurons) values[n] = pruning.means![layer]![n]!;
+    return values;
+  });
+  return { masks, replacements };
+}
+
+/** Captured types with one value per MLP neuron: pruning removes or zeroes the pruned neurons' columns there. */
+const NEURON_TYPES = new Set([...PRUNED_HOOK_TYPES, 'glu_product']);
+
+/** One sequence's captures of a layer as the written weights give them: the pruned columns dropped or zeroed. */
+function asWritten(set: CapturedActivations, pruned: readonly number[], mode: PruneMode): void {
+  for (const [key, { data, shape }] of set) {
+    if (!NEURON_TYPES.has(parseActivationKey(key).type)) continue;
+    const [rows, width] = shape;
+    if (mode === 'zero') {
+      for (let r = 0; r < rows; r++) for (const n of pruned) data[r * width + n] = 0;
+      continue;
+    }
+    const gone = new Set(pruned);
+    const kept = Array.from({ length: width }, (_, n) => n).filter((n) => !gone.has(n));
+    const out = new Float32Array(rows * kept.length);
+    for (let r = 0; r < rows; r++) kept.forEach((n, k) => (out[r * kept.length + k] = data[r * width + n]!));
+    set.set(key, { data: out, shape: [rows, kept.length] });
+  }
+}
+
+/** The written graph's MLP widths are the original's, less the removed neurons (`remove`) or unchanged (`zero`). */
+function requirePrunedWidths(original: readonly number[], written: readonly number[], pruning: MaskedPruning, onnxPath: string): void {
+  const expected = original.map((width, layer) => (pruning.mode === 'remove' ? width - (pruning.selection.get(layer)?.length ?? 0) : width));
+  if (written.join(',') !== expected.join(',')) {
+    throw new Error(`${onnxPath}: the written model's MLP widths are [${written.join(', ')}], the plan (${pruning.mode}) gives [${expected.join(', ')}]`);
+  }
+}
+
+/**
+ * Runs `ids` through the written model, one segment at a time, and requires its last hidden state (the residual
+ * stream after every pruned layer) to equal the masked original's within {@link WRITTEN_TOLERANCE} of its largest
+ * |value|: an end-to-end check of the written layers' bytes. The suffix (final norm, lm_head) is left out: pruning
+ * copies it unchanged, and its float32 copy of lm_head alone would be 2.1 GB on an 8B model.
+ */
+async function requireWrittenHidden(onnxPath: string, ids: readonly number[], masked: Float32Array, dtype: WeightDType, options: SegmentedModelOptions): Promise<void> {
+  const written = SegmentedModel.open(onnxPath, options);
+  try {
+    let hidden: Float32Array | undefined;
+    await written.run([ids], { onHidden: (_, data) => (hidden = data) });
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < masked.length; i++) {
+      diff = Math.max(diff, Math.abs(hidden![i]! - masked[i]!));
+      scale = Math.max(scale, Math.abs(masked[i]!));
+    }
+    const allowed = (dtype === 'f32' ? WRITTEN_TOLERANCE.float32 : WRITTEN_TOLERANCE.reduced) * Math.max(1, scale);
+    if (!(diff <= allowed) || hidden!.length !== masked.length) {
+      throw new Error(
+        `${onnxPath}: the written model's last hidden state for a ${ids.length}-token prompt differs from the masked original's by ${diff} ` +
+          `(largest |value| ${scale}, allowed ${allowed}${hidden!.length !== masked.length ? `; ${hidden!.length} values, expected ${masked.length}` : ''})`,
+      );
+    }
+  } finally {
+    written.close();
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { join, relative } from 'node:path';
 import { analyzeBias, openForAnalysis, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
+import { measurePrunedStreamed } from '../bias/streamed-measure.js';
 import { openModelFolder, type ModelFolder } from '../model/folder.js';
 import { OnnxWeights } from '../model/weights.js';
 import { writePrunedModel } from '../prune/apply.js';
@@ -266,15 +267,18 @@ export function neuronScores(run: PruneRun, measured: Measured, scored: Scored, 
 
 /**
  * Verify: the pruned model in `work` measured again (`bias-report.after.json`), naming `outDir`, the folder it will be
- * read from.
+ * read from; `plan` says what was pruned (the streamed path measures it on the masked original).
  */
-export async function verify(run: PruneRun, work: string, outDir: string): Promise<BiasReport> {
+export async function verify(run: PruneRun, work: string, outDir: string, plan: PruningPlan): Promise<BiasReport> {
   run.progress('measuring the pruned model');
   const options = { ...run.given, tokenActivations: false } as const;
   const measured = (
     await run.time('analyzeAfter', async () => {
-      // The pruned model goes the way the original went: streamed when it did not fit the budget.
-      if (run.options.streamed) return analyzeBias(work, { ...options, streamed: true });
+      // Streamed when the model did not fit the budget: the original's segments, masked as the plan prunes them.
+      if (run.options.streamed) {
+        const means = run.options.compensate === 'mean' ? { means: await run.calibrationMeans() } : {};
+        return measurePrunedStreamed(work, { sourceOnnx: run.onnxPath, selection: planLayerMap(plan), mode: plan.mode, ...means }, options);
+      }
       // The pruned folder's tokenizer files are copies of the input's: the tokenizer already loaded serves both.
       const folder = openModelFolder(work, { ...(options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}), tokenizer: run.folder.tokenizer });
       const opened = await openForAnalysis(folder, options);

@@ -15,7 +15,7 @@ import { checkOutputOutsideInput } from './apply.js';
 import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
 import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
-import { planMeasure } from '../bias/measure-path.js';
+import { formatGb, planMeasure } from '../bias/measure-path.js';
 import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
 import { SCORE_METHODS, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
@@ -295,6 +295,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
   checkRemovalFitsSafetensors(options, folder);
   const outDir = resolve(options.outDir);
   checkOutputOutsideInput(modelDir, outDir);
+  if (resolved.method === 'behaviour' || resolved.compensate === 'mean') requireWholeModelFits(modelDir, resolved);
   return writeOutput(outDir, { kind: 'dir', command: 'prune', force: options.force ?? false }, async (work) => {
     const reused = options.analysis ? await time('importance', () => reuseAnalysis(options.analysis!, folder, requireOnnxPath(folder), options)) : undefined;
     progress(`opening ${modelDir}`);
@@ -313,7 +314,7 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     progress(`writing the pruned model to ${outDir}`);
     await stages.write(run, work, plan, modelDir);
     const neuronScores = stages.neuronScores(run, measured, scored, selected);
-    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir);
+    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir, plan);
 
     const { before } = measured;
     writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
@@ -337,4 +338,23 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
       },
     };
   });
+}
+
+/**
+ * `--method behaviour` (the masked probe) and `--compensate mean` (the calibration means) run whole-model sessions,
+ * on either measure path: refused before any work when the whole model does not fit the memory budget, instead of
+ * running out of memory after the streamed analysis.
+ * @throws naming the flags, the estimate and the budget.
+ */
+function requireWholeModelFits(modelDir: string, options: ResolvedPruneOptions): void {
+  // Asked by size even when `streamed` forces the analysis' path; quietly: the run's own choice is said later.
+  const { onProgress: _said, ...quiet } = options;
+  const { path, estimate, budget } = planMeasure(modelDir, { ...quiet, streamed: false });
+  if (path === 'whole') return;
+  const flag = options.method === 'behaviour' ? '--method behaviour' : '--compensate mean';
+  throw new Error(
+    `${flag} opens the whole model in one onnxruntime session: its working set is estimated at ` +
+      `${formatGb(estimate!.whole)}, over the memory budget of ${formatGb(budget!)} (--memory-budget). Raise --memory-budget if this ` +
+      'machine has the memory, or prune with --method hybrid or bias and without --compensate mean, which run one layer at a time.',
+  );
 }

@@ -130,21 +130,7 @@ export class NeuronMaskedModel {
    * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a model opened without them.
    */
   feeds(batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
-    if (replacements && !this.inputs.replacements) throw new Error('Replacement values given, but the masked model was opened without replacement inputs');
-    const feeds: Record<string, ort.Tensor> = {};
-    const fill = (names: string[], values: LayerRows, kind: string, neutral: number) =>
-      this.map.layers.forEach((layer, i) => {
-        const width = layer.intermediateSize;
-        const given = values[i];
-        if (given && given.length !== width && given.length !== batchRows * width) {
-          throw new Error(`Layer ${i} ${kind} has ${given.length} values; expected ${width} (one row) or ${batchRows} × ${width}`);
-        }
-        const data = given ?? new Float32Array(width).fill(neutral);
-        feeds[names[i]!] = new ort.Tensor('float32', data, [data.length / width, 1, width]);
-      });
-    fill(this.inputs.masks, masks, 'mask', 1);
-    if (this.inputs.replacements) fill(this.inputs.replacements, replacements ?? [], 'replacement', 0);
-    return feeds;
+    return neuronMaskFeeds(this.map, this.inputs, batchRows, masks, replacements);
   }
 
   /** Full forward of equal-length sequences with the given masks → float32 logits [B, T, V]. */
@@ -167,4 +153,26 @@ export function zeroMasks(widths: readonly number[], selection: ReadonlyMap<numb
     for (const n of neurons) mask[n] = 0;
     return mask;
   });
+}
+
+/**
+ * The feeds of the inputs {@link addNeuronMaskInputs} added, for a batch of `batchRows` rows (see {@link LayerRows}).
+ * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a graph without them.
+ */
+export function neuronMaskFeeds(map: GraphMap, inputs: NeuronMaskInputs, batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
+  if (replacements && !inputs.replacements) throw new Error('Replacement values given, but the masked model was opened without replacement inputs');
+  const feeds: Record<string, ort.Tensor> = {};
+  const fill = (names: string[], values: LayerRows, kind: string, neutral: number) =>
+    map.layers.forEach((layer, i) => {
+      const width = layer.intermediateSize;
+      const given = values[i];
+      if (given && given.length !== width && given.length !== batchRows * width) {
+        throw new Error(`Layer ${i} ${kind} has ${given.length} values; expected ${width} (one row) or ${batchRows} × ${width}`);
+      }
+      const data = given ?? new Float32Array(width).fill(neutral);
+      feeds[names[i]!] = new ort.Tensor('float32', data, [data.length / width, 1, width]);
+    });
+  fill(inputs.masks, masks, 'mask', 1);
+  if (inputs.replacements) fill(inputs.replacements, replacements ?? [], 'replacement', 0);
+  return feeds;
 }

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -10,6 +10,7 @@ import { checkExternalData, encodeOnnxModel, ExternalDataWriter, externalLocatio
 import { segmentGraph, segmentModel, type GraphSegment, type GraphSegments } from '../model/segments.js';
 import { addCaptureOutputs, checkCapture, type CapturedActivations } from './capture.js';
 import { requireFinite } from './finite.js';
+import { addNeuronMaskInputs, neuronMaskFeeds, type LayerRows } from './neuron-masks.js';
 import { decoderFeeds, openOrtSession, ortSessionOptions, pastInputNames, tensorToFloat32, type DecoderInputs, type ForwardResult, type SessionDevice } from './session.js';
 
 /** Options of {@link SegmentedModel.open}. */
@@ -29,6 +30,17 @@ export interface SegmentedModelOptions {
   onFallback?: (message: string) => void;
   /** Hand on NaN/±Inf captures and logits instead of refusing them (the CLI's `--allow-nonfinite`). Default false. */
   allowNonfinite?: boolean;
+  /**
+   * One-row neuron masks (and mean replacements) per layer, multiplying the GLU product through
+   * {@link addNeuronMaskInputs}, made from the graph's map once it is read: the segments then compute the model as
+   * pruned, without a pruned copy. Default none.
+   */
+  neuronMasks?: (map: GraphMap) => {
+    /** One row per layer multiplying the GLU product (0 at pruned neurons); a missing layer is all ones. */
+    masks: LayerRows;
+    /** One row per layer added after the mask (the mean at mean-replaced neurons); absent: no replacement inputs. */
+    replacements?: LayerRows;
+  };
 }
 
 /** What one {@link SegmentedModel.run} hands back as the segments come out. */
@@ -37,6 +49,8 @@ export interface SegmentHandlers {
   onLayer?: (layer: number, captured: CapturedActivations[]) => Promise<void> | void;
   /** Float32 logits [T, V] of one sequence (index in input order); without it the suffix is not run. */
   onLogits?: (sequence: number, logits: Float32Array, vocab: number) => void;
+  /** Float32 residual stream [T, H] of one sequence after the last layer (the final norm's input). */
+  onHidden?: (sequence: number, hidden: Float32Array, width: number) => void;
 }
 
 /** Initializers at least this large move to the temp weights file of a graph with embedded weights. */
@@ -77,6 +91,8 @@ export class SegmentedModel {
     private device: SessionDevice,
     private readonly onFallback: ((message: string) => void) | undefined,
     private readonly allowNonfinite: boolean,
+    /** Feeds every batch gets besides the decoder's (the neuron masks). */
+    private readonly extraFeeds: Readonly<Record<string, ort.Tensor>>,
   ) {}
 
   /** Why the segments run on CPU although `cuda` was asked for; undefined otherwise. */
@@ -91,6 +107,11 @@ export class SegmentedModel {
     checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const captures = options.keys && options.keys.length > 0 ? addCaptureOutputs(model, map, undefined, options.keys) : new Map<string, string>();
+    const masked = options.neuronMasks?.(map);
+    // The mask inputs are graph inputs: the cut feeds each one (or its Cast) to its layer's segment.
+    const extraFeeds = masked
+      ? neuronMaskFeeds(map, addNeuronMaskInputs(model, map, onnxPath, masked.replacements !== undefined), 1, masked.masks, masked.replacements)
+      : {};
     const segments = segmentGraph(model, map, onnxPath, [...new Set(captures.values())]);
     const capturesByLayer = map.layers.map((layer) => {
       const own = new Map<string, string>();
@@ -122,7 +143,7 @@ export class SegmentedModel {
     const inputs = decoderInputsOf(segments, onnxPath, options.config);
     return new SegmentedModel(
       resolve(onnxPath), map, model, segments, capturesByLayer, inputs, weightsDir, tempDir, options.threads, options.device ?? 'cpu', options.onFallback,
-      options.allowNonfinite ?? false,
+      options.allowNonfinite ?? false, extraFeeds,
     );
   }
 
@@ -135,12 +156,12 @@ export class SegmentedModel {
     sequences.forEach((ids, index) => groups.set(ids.length, [...(groups.get(ids.length) ?? []), index]));
     const batches = [...groups.values()].map((indices) => ({
       indices,
-      live: new Map(Object.entries(decoderFeeds(indices.map((i) => sequences[i]!), this.inputs))),
+      live: new Map(Object.entries({ ...decoderFeeds(indices.map((i) => sequences[i]!), this.inputs), ...this.extraFeeds })),
     }));
     const order = [this.segments.prefix, ...this.segments.layers, ...(handlers.onLogits ? [this.segments.suffix] : [])];
     for (let k = 0; k < order.length; k++) {
       const segment = order[k]!;
-      const session = await this.openSession(segment, batches[0]!.live);
+      const session = await this.openSession(segment, batches[0]!.live, batches.length);
       // The next segment's weights come into the page cache while this one computes. Only a cache warm-up: a
       // failed read is reported by the next session's own load, so it is not an error here.
       const ahead = order[k + 1] ? this.readAhead(order[k + 1]!).catch(() => undefined) : Promise.resolve();
@@ -167,6 +188,9 @@ export class SegmentedModel {
               if (!this.allowNonfinite) checkCapture(data, shape[1], key, output, sequence);
               captured[sequence]!.set(key, { data, shape });
             });
+          }
+          if (handlers.onHidden && segment === this.segments.layers.at(-1)) {
+            splitBatch(live.get(this.segments.residual.at(-1)!)!, indices, (sequence, data, [, width]) => handlers.onHidden!(sequence, data, width));
           }
           if (segment === this.segments.suffix) {
             splitBatch(out[this.map.logits]!, indices, (sequence, data, [, vocab]) => {
@@ -204,7 +228,7 @@ export class SegmentedModel {
     if (this.tempDir) rmSync(this.tempDir, { recursive: true, force: true });
   }
 
-  private async openSession(segment: GraphSegment, live: ReadonlyMap<string, ort.Tensor>): Promise<ort.InferenceSession> {
+  private async openSession(segment: GraphSegment, live: ReadonlyMap<string, ort.Tensor>, runs: number): Promise<ort.InferenceSession> {
     const elemTypes = new Map<string, number>();
     for (const name of segment.inputs) {
       const tensor = live.get(name);
@@ -215,6 +239,10 @@ export class SegmentedModel {
       externalDataDir: this.weightsDir,
       // One batch set per segment: pre-packing would cost more than it saves.
       prepackWeights: false,
+      // onnxruntime's CPU provider computes fp16/bf16 MatMuls in float32 through Casts of the weights. Folding them
+      // at creation ('all') copies each converted weight twice more: measured on the 8B-shaped fp16 model, 0.7 s per
+      // layer to create and 0.3 s per run, against 0.55 s per run unfolded ('basic'). One or two runs: unfolded.
+      ...(this.map.activationDtype !== 'f32' && this.device === 'cpu' && runs <= 2 ? { graphOptimizationLevel: 'basic' as const } : {}),
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
     });
     const bytes = encodeOnnxModel(segmentModel(this.model, this.segments, segment, elemTypes));
@@ -224,7 +252,12 @@ export class SegmentedModel {
     return opened.session;
   }
 
-  /** Reads the segment's external weight bytes once, so onnxruntime finds them in the page cache. */
+  /**
+   * Reads the segment's external weight bytes once, so onnxruntime finds them in the page cache. onnxruntime-node
+   * creates and runs sessions synchronously on this thread, so every chunk is queued at once: the thread pool reads
+   * while a session blocks (reads awaited one by one would advance one chunk per block). The bytes are discarded, so
+   * the chunks share one buffer.
+   */
   private async readAhead(segment: GraphSegment): Promise<void> {
     const buffer = Buffer.allocUnsafe(READ_AHEAD_CHUNK);
     const files = new Map<string, { offset: number; length: number }[]>();
@@ -234,19 +267,20 @@ export class SegmentedModel {
       const path = join(this.weightsDir, external.location);
       files.set(path, [...(files.get(path) ?? []), { offset: external.offset, length: external.length }]);
     }
-    for (const [path, ranges] of files) {
-      const handle = await open(path, 'r');
-      try {
+    const handles: FileHandle[] = [];
+    try {
+      for (const path of files.keys()) handles.push(await open(path, 'r'));
+      const reads: Promise<unknown>[] = [];
+      [...files.values()].forEach((ranges, f) => {
         for (const { offset, length } of ranges) {
-          for (let done = 0; done < length; ) {
-            const { bytesRead } = await handle.read(buffer, 0, Math.min(READ_AHEAD_CHUNK, length - done), offset + done);
-            if (bytesRead === 0) break;
-            done += bytesRead;
+          for (let done = 0; done < length; done += READ_AHEAD_CHUNK) {
+            reads.push(handles[f]!.read(buffer, 0, Math.min(READ_AHEAD_CHUNK, length - done), offset + done));
           }
         }
-      } finally {
-        await handle.close();
-      }
+      });
+      await Promise.all(reads);
+    } finally {
+      await Promise.all(handles.map((handle) => handle.close()));
     }
   }
 }

@@ -92,6 +92,10 @@ describe('streamEditedMatrix', () => {
   const small: [string, MatrixEdit][] = [
     ['drop cols, first/last/adjacent, f32', { rows: 13, cols: 11, elementBytes: 4, dropCols: [0, 4, 5, 10] }],
     ['drop rows, f16', { rows: 13, cols: 7, elementBytes: 2, dropRows: [0, 1, 6, 12] }],
+    // Short kept runs: copied element by element (aligned) or by runs (misaligned, 3-byte).
+    ['drop every third col, f16', { rows: 13, cols: 40, elementBytes: 2, dropCols: [...Array(14).keys()].map((i) => 3 * i) }],
+    ['drop every third col and rows, f32', { rows: 13, cols: 40, elementBytes: 4, dropRows: [3, 4], dropCols: [...Array(13).keys()].map((i) => 3 * i + 1) }],
+    ['drop every other col, 3-byte elements', { rows: 7, cols: 20, elementBytes: 3, dropCols: [...Array(10).keys()].map((i) => 2 * i) }],
     ['drop rows and cols, 3-byte elements', { rows: 9, cols: 8, elementBytes: 3, dropRows: [2, 3], dropCols: [1, 7] }],
     ['zero cols, bf16', { rows: 10, cols: 9, elementBytes: 2, zeroCols: [0, 3, 4, 8] }],
     ['zero rows and cols, f32', { rows: 10, cols: 9, elementBytes: 4, zeroRows: [0, 9], zeroCols: [2] }],
