@@ -3,8 +3,12 @@ import { create } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, graphCopy, readOnnxModel } from '../model/onnx-codec.js';
+import type * as ort from 'onnxruntime-node';
+import type { NeuronSelection } from '../model/neurons.js';
+import type { PruneMode } from '../prune/plan.js';
 import { requireFinite } from './finite.js';
-import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
+import { addNeuronMaskInputs, neuronMaskFeeds, zeroMasks, type LayerRows, type NeuronMaskInputs } from './neuron-masks.js';
+import { ModelSession, tensorToFloat32, type ForwardResult, type ModelSessionOptions } from './session.js';
 
 /** One captured activation of one prompt. */
 export interface CapturedTensor {
@@ -25,7 +29,28 @@ export interface ActivationCaptureOptions extends ModelSessionOptions {
   keys?: readonly ActivationKey[];
   /** The model at `onnxPath` when the caller has decoded (and checked) it already; it is not modified. */
   model?: ModelProto;
+  /**
+   * Also add the per-layer neuron mask inputs ({@link addNeuronMaskInputs}; with `replacement`, the additive ones too),
+   * so {@link ActivationCapture.simulatePruning} can measure a pruned model on this session. Default: none.
+   */
+  neuronMasks?: {
+    /** Also the additive replacement inputs (mean compensation). */
+    replacement: boolean;
+  };
 }
+
+/** A pruning the capture session simulates ({@link ActivationCapture.simulatePruning}). */
+export interface SimulatedPruning {
+  /** Pruned neurons per layer. */
+  selection: NeuronSelection;
+  /** `remove` drops the neurons' columns from the captured MLP-width tensors; `zero` sets them to 0. */
+  mode: PruneMode;
+  /** Per layer, the value each pruned neuron's GLU product is replaced by (mean compensation); absent: none. */
+  replacements?: LayerRows;
+}
+
+/** Captured tensors that are MLP-width (one column per neuron): a pruned model has its pruned neurons' columns removed or zero. */
+const NEURON_WIDTH_KEYS: readonly ActivationKey[] = ['gate_proj', 'up_proj', 'glu_product'];
 
 /**
  * A session over a copy of the model whose mapped tensors are extra graph outputs (through Cast to float32 for
@@ -39,7 +64,16 @@ export class ActivationCapture {
     readonly map: GraphMap,
     /** capture key → graph output name. */
     readonly outputs: ReadonlyMap<string, string>,
-  ) {}
+    /** The neuron mask inputs, when the session was opened with them. */
+    private readonly maskInputs: NeuronMaskInputs | undefined,
+  ) {
+    this.maskFeeds = maskInputs ? neuronMaskFeeds(map, maskInputs, 1) : {};
+  }
+
+  /** The mask (and replacement) feeds every run gets: all ones (and zeros) until {@link simulatePruning}. */
+  private maskFeeds: Record<string, ort.Tensor>;
+  /** The pruning simulated, if any. */
+  private simulated: { pruned: ReadonlyMap<number, ReadonlySet<number>>; mode: PruneMode } | undefined;
 
   /**
    * Maps the graph at `onnxPath`, adds the requested tensors as outputs and opens a session over the result.
@@ -51,10 +85,43 @@ export class ActivationCapture {
     if (!options.model) checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);
+    const masks = options.neuronMasks ? addNeuronMaskInputs(model, map, onnxPath, options.neuronMasks.replacement) : undefined;
     // Loaded from bytes, so ORT is told where the original external data lives.
-    const { model: _decoded, ...sessionOptions } = options;
-    const session = await ModelSession.create(encodeOnnxModel(model), { ...sessionOptions, externalDataDir: dirname(resolve(onnxPath)) });
-    return new ActivationCapture(session, map, outputs);
+    const { model: _decoded, neuronMasks: _masks, ...sessionOptions } = options;
+    const session = await ModelSession.create(encodeOnnxModel(model), {
+      ...sessionOptions,
+      externalDataDir: dirname(resolve(onnxPath)),
+      ...(masks ? { extraInputs: [...masks.masks, ...(masks.replacements ?? [])] } : {}),
+    });
+    return new ActivationCapture(session, map, outputs, masks);
+  }
+
+  /**
+   * From now on, captures and forwards are those of the model pruned by `pruning`, or of the unpruned model again
+   * (`undefined`): the pruned neurons' GLU products are masked to zero before the down projection (plus the
+   * replacement values, for mean compensation), and their columns of the MLP-width captures are dropped (`remove`)
+   * or zero (`zero`) — what the written model computes, without writing or loading it.
+   * @throws when the session was opened without `neuronMasks` (or without their replacement inputs, when given).
+   */
+  simulatePruning(pruning: SimulatedPruning | undefined): void {
+    if (!this.maskInputs) throw new Error('This capture session was opened without neuron mask inputs (neuronMasks), so it cannot simulate a pruning');
+    if (!pruning) {
+      this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1);
+      this.simulated = undefined;
+      return;
+    }
+    this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1, zeroMasks(this.map.layers.map((l) => l.intermediateSize), pruning.selection), pruning.replacements);
+    this.simulated = { pruned: new Map([...pruning.selection].map(([layer, neurons]) => [layer, new Set(neurons)])), mode: pruning.mode };
+  }
+
+  /** MLP width per layer, as the captures present it: the pruned widths while a removal is simulated. */
+  get widths(): number[] {
+    return this.map.layers.map((l) => l.intermediateSize - (this.simulated?.mode === 'remove' ? (this.simulated.pruned.get(l.index)?.size ?? 0) : 0));
+  }
+
+  /** Full forward of equal-length sequences → float32 logits [B, T, V], of the pruned model while one is simulated. */
+  async forward(batch: readonly (readonly number[])[]): Promise<ForwardResult> {
+    return this.session.forward(batch, this.maskFeeds);
   }
 
   /** Activations of one prompt (token ids, BOS included if the model expects it). */
@@ -73,7 +140,7 @@ export class ActivationCapture {
     });
     const fetches = [...new Set(this.outputs.values())];
     for (const indices of byLength.values()) {
-      const out = await this.session.run(this.session.initialFeeds(indices.map((i) => prompts[i]!)), fetches);
+      const out = await this.session.run({ ...this.session.initialFeeds(indices.map((i) => prompts[i]!)), ...this.maskFeeds }, fetches);
       indices.forEach((promptIndex, b) => {
         const captured: CapturedActivations = new Map();
         for (const [key, output] of this.outputs) {
@@ -84,7 +151,7 @@ export class ActivationCapture {
           const all = tensorToFloat32(tensor);
           const data = all.slice(b * t * width, (b + 1) * t * width);
           if (!this.session.allowNonfinite) checkCapture(data, width, key, output, promptIndex);
-          captured.set(key, { data, shape: [t, width] });
+          captured.set(key, this.asPruned(key, { data, shape: [t, width] }));
         }
         results[promptIndex] = captured;
       });
@@ -92,10 +159,30 @@ export class ActivationCapture {
     return results;
   }
 
-  /** Frees the session. */
+  /** A captured tensor as the simulated pruned model gives it: pruned neurons' columns dropped or zero. */
+  private asPruned(key: string, tensor: CapturedTensor): CapturedTensor {
+    const [, component, layer] = /^(.*)_layer_(\d+)$/.exec(key)!;
+    const pruned = this.simulated?.pruned.get(Number(layer));
+    if (!pruned || pruned.size === 0 || !NEURON_WIDTH_KEYS.includes(component as ActivationKey)) return tensor;
+    const [t, width] = tensor.shape;
+    if (this.simulated!.mode === 'zero') {
+      for (let p = 0; p < t; p++) for (const n of pruned) tensor.data[p * width + n] = 0;
+      return tensor;
+    }
+    const kept = Int32Array.from({ length: width }, (_, n) => n).filter((n) => !pruned.has(n));
+    const data = new Float32Array(t * kept.length);
+    for (let p = 0; p < t; p++) for (let k = 0; k < kept.length; k++) data[p * kept.length + k] = tensor.data[p * width + kept[k]!]!;
+    return { data, shape: [t, kept.length] };
+  }
+
+  /** Frees the session (once: a second call does nothing). */
   async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
     await this.session.release();
   }
+
+  private released = false;
 }
 
 /** Refuses NaN/±Inf in one captured output, naming the layer, component and graph tensor. */

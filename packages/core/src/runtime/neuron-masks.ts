@@ -5,6 +5,7 @@ import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, Va
 import { ONNX_FLOAT, onnxFromDtype } from '../model/dtype.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import { ModelSession, type ForwardResult, type ModelSessionOptions } from './session.js';
 
 /** Options of {@link NeuronMaskedModel.create}. */
@@ -29,7 +30,8 @@ export type LayerRows = readonly (Float32Array | undefined)[];
 
 /**
  * Adds to `model` one float32 input per layer, shape [rows, 1, I], that multiplies the GLU product (the down_proj
- * input) — through a Cast for f16/bf16 graphs — and, with `replacement`, a second one added after it. Mutates `model`.
+ * input) — through a Cast for f16/bf16 graphs — and, with `replacement`, a second one added after it. Mutates `model`'s
+ * graph lists only (nodes are replaced, not edited), so it may be a `graphCopy` of a decoded model.
  * @throws when a layer's down projection cannot be found by its output tensor (names the file and layer).
  */
 export function addNeuronMaskInputs(model: ModelProto, map: GraphMap, where: string, replacement: boolean): NeuronMaskInputs {
@@ -81,7 +83,8 @@ export function addNeuronMaskInputs(model: ModelProto, map: GraphMap, where: str
       added.push(node('Add', `fairprune_mask_add_${layer.index}`, [current, inCompute(add, added)], replaced));
       current = replaced;
     }
-    down.input[0] = current;
+    // Replaced, not edited: a graph copy ({@link graphCopy}) shares its nodes with the decoded original.
+    graph.node[downIndex] = { ...down, input: [current, ...down.input.slice(1)] };
     // Nodes stay in topological order: the new ones go right before the down projection.
     graph.node.splice(downIndex, 0, ...added);
   }
@@ -126,25 +129,11 @@ export class NeuronMaskedModel {
   }
 
   /**
-   * The mask (and replacement) feeds for a batch of `batchRows` rows.
+   * The mask (and replacement) feeds for a batch of `batchRows` rows ({@link neuronMaskFeeds}).
    * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a model opened without them.
    */
   feeds(batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
-    if (replacements && !this.inputs.replacements) throw new Error('Replacement values given, but the masked model was opened without replacement inputs');
-    const feeds: Record<string, ort.Tensor> = {};
-    const fill = (names: string[], values: LayerRows, kind: string, neutral: number) =>
-      this.map.layers.forEach((layer, i) => {
-        const width = layer.intermediateSize;
-        const given = values[i];
-        if (given && given.length !== width && given.length !== batchRows * width) {
-          throw new Error(`Layer ${i} ${kind} has ${given.length} values; expected ${width} (one row) or ${batchRows} × ${width}`);
-        }
-        const data = given ?? new Float32Array(width).fill(neutral);
-        feeds[names[i]!] = new ort.Tensor('float32', data, [data.length / width, 1, width]);
-      });
-    fill(this.inputs.masks, masks, 'mask', 1);
-    if (this.inputs.replacements) fill(this.inputs.replacements, replacements ?? [], 'replacement', 0);
-    return feeds;
+    return neuronMaskFeeds(this.map, this.inputs, batchRows, masks, replacements);
   }
 
   /** Full forward of equal-length sequences with the given masks → float32 logits [B, T, V]. */
@@ -159,7 +148,7 @@ export class NeuronMaskedModel {
 }
 
 /** Per-layer one-row masks with the given neurons zeroed (layer → neuron indices); untouched layers stay all ones. */
-export function zeroMasks(widths: readonly number[], selection: ReadonlyMap<number, readonly number[]>): (Float32Array | undefined)[] {
+export function zeroMasks(widths: readonly number[], selection: NeuronSelection): (Float32Array | undefined)[] {
   return widths.map((width, layer) => {
     const neurons = selection.get(layer);
     if (!neurons || neurons.length === 0) return undefined;
@@ -167,4 +156,27 @@ export function zeroMasks(widths: readonly number[], selection: ReadonlyMap<numb
     for (const n of neurons) mask[n] = 0;
     return mask;
   });
+}
+
+/**
+ * The feeds of the inputs {@link addNeuronMaskInputs} added, for a batch of `batchRows` rows: each layer's mask (all
+ * ones where not given) and, when the graph has them, replacements (zeros where not given).
+ * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a graph without them.
+ */
+export function neuronMaskFeeds(map: GraphMap, inputs: NeuronMaskInputs, batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
+  if (replacements && !inputs.replacements) throw new Error('Replacement values given, but the masked model was opened without replacement inputs');
+  const feeds: Record<string, ort.Tensor> = {};
+  const fill = (names: string[], values: LayerRows, kind: string, neutral: number) =>
+    map.layers.forEach((layer, i) => {
+      const width = layer.intermediateSize;
+      const given = values[i];
+      if (given && given.length !== width && given.length !== batchRows * width) {
+        throw new Error(`Layer ${i} ${kind} has ${given.length} values; expected ${width} (one row) or ${batchRows} × ${width}`);
+      }
+      const data = given ?? new Float32Array(width).fill(neutral);
+      feeds[names[i]!] = new ort.Tensor('float32', data, [data.length / width, 1, width]);
+    });
+  fill(inputs.masks, masks, 'mask', 1);
+  if (inputs.replacements) fill(inputs.replacements, replacements ?? [], 'replacement', 0);
+  return feeds;
 }
