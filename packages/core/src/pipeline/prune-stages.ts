@@ -5,7 +5,6 @@
  */
 import { join, relative } from 'node:path';
 import { analyzeBias, checkBeforeLoading, openForAnalysis, type BiasReport, type OpenedModel, type PairTokenActivations } from '../bias/analyze.js';
-import type { LogitsModel } from '../bias/behaviour.js';
 import type { WeightDType } from '../model/dtype.js';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { NeuronSelection } from '../model/neurons.js';
@@ -308,22 +307,24 @@ export async function verify(run: PruneRun, work: string, outDir: string, writte
   return { ...measured, model: { ...measured.model, path: outDir, onnxFile: join(outDir, relative(work, measured.model.onnxFile)) } };
 }
 
-/** The masked verify: the written folder's report measured on the run's open session, then the short check of the written files. */
+/**
+ * The masked verify: the written folder's report measured on the run's open session, then the short check of the
+ * written files. The session is released before the check opens the written model: two sessions would hold every
+ * weight twice.
+ */
 async function verifyOnSession(run: PruneRun, opened: OpenedModel, folder: ModelFolder, written: SimulatedPruning): Promise<BiasReport> {
   const options = { ...run.given, tokenActivations: false } as const;
   const onnxPath = requireOnnxPath(folder);
   // The written folder's own checks (what a fresh analysis would record), without loading its weights.
   const { validation, inputChecks } = checkBeforeLoading(folder, onnxPath, options);
   const { capture } = opened;
+  const prompt = folder.tokenizer.encode(run.options.pairs[0]!.a).slice(0, CHECK_TOKENS);
   capture.simulatePruning(written);
-  try {
-    const report = (await analyzeBias({ folder, onnxPath, model: validation.model, capture, inputChecks }, options)).report;
-    const prompt = folder.tokenizer.encode(run.options.pairs[0]!.a).slice(0, CHECK_TOKENS);
-    await run.time('checkWritten', () => checkWrittenModel(capture, onnxPath, prompt, capture.map.activationDtype, run.options));
-    return report;
-  } finally {
-    capture.simulatePruning(undefined);
-  }
+  const report = (await analyzeBias({ folder, onnxPath, model: validation.model, capture, inputChecks }, options)).report;
+  const expected = (await capture.forward([prompt])).logits;
+  await capture.release();
+  await run.time('checkWritten', () => checkWrittenModel(expected, onnxPath, prompt, capture.map.activationDtype, run.options));
+  return report;
 }
 
 /** Tokens of the written-model check's forward: enough to pass every layer's attention over a few positions, cheap. */
@@ -340,11 +341,11 @@ export const WRITTEN_LOGITS_TOLERANCE: Readonly<Record<WeightDType, number>> = {
 
 /**
  * The end-to-end check of the written files: opens the written ONNX model, runs one short forward of `prompt`, and
- * compares its logits with `expected`'s (the masked session simulating the same pruning).
+ * compares its logits with `expected` (the masked session's for the same prompt, simulating the same pruning).
  * @throws naming the written file, the largest difference and the tolerance, when they disagree (a wrong write).
  */
 export async function checkWrittenModel(
-  expected: LogitsModel,
+  expected: Float32Array,
   onnxPath: string,
   prompt: readonly number[],
   dtype: WeightDType,
@@ -363,13 +364,12 @@ export async function checkWrittenModel(
   } finally {
     await session.release();
   }
-  const want = (await expected.forward([prompt])).logits;
-  if (got.length !== want.length) throw new Error(`${onnxPath}: the written model gives ${got.length} logits for ${prompt.length} tokens, the pruned model simulated on the open session ${want.length}`);
+  if (got.length !== expected.length) throw new Error(`${onnxPath}: the written model gives ${got.length} logits for ${prompt.length} tokens, the pruned model simulated on the open session ${expected.length}`);
   let maxDiff = 0;
   let scale = 1;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
   }
   const tolerance = WRITTEN_LOGITS_TOLERANCE[dtype] * scale;
   // NaN differences fail too: `!(a <= b)`.
