@@ -24,12 +24,17 @@ function safetensorsParameters(path: string): number {
   return Object.entries(header).reduce((n, [k, v]) => (k === '__metadata__' ? n : n + v.shape!.reduce((a, b) => a * b, 1)), 0);
 }
 
+/** The mini-LAMBADA passages. */
+function lambadaTexts(): string[] {
+  return readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+}
+
 /** Mini-LAMBADA greedy accuracy, computed directly (lm-evaluation-harness protocol: no BOS, joint encoding split,
  *  every target token must be the argmax). Not @fairprune/eval. */
 async function lambadaGreedyAccuracy(dir: string): Promise<number> {
   const tokenizer = loadTokenizer(dir);
   const session = await ModelSession.create(join(dir, 'onnx/model.onnx'));
-  const docs = readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+  const docs = lambadaTexts();
   let correct = 0;
   for (const text of docs) {
     const cut = text.lastIndexOf(' ');
@@ -189,7 +194,7 @@ const verifyCases = [
 describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equals a fresh analysis of the written folder', (arch, form, mode, compensate) => {
   test('every field, the after-report on the open session vs a new session over the written files', async () => {
     const held = (await loadPairs(join(FIXTURES, 'data/behaviour.json')))[1]!;
-    const calibrationTexts = readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').slice(0, 3).map((l) => (JSON.parse(l) as { text: string }).text);
+    const calibrationTexts = lambadaTexts().slice(0, 3);
     const analysis = { onnxFile: form, evalPairs: [held], evalPairsSource: 'behaviour.json#1', tokenActivations: false } as const;
     const result = await runFairnessPruning(join(FIXTURES, arch), {
       ...analysis,
