@@ -192,7 +192,7 @@ const verifyCases = [
 ] as const;
 
 describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equals a fresh analysis of the written folder', (arch, form, mode, compensate) => {
-  test('every field, the after-report on the open session vs a new session over the written files', async () => {
+  test('every field, the after-report on the open session vs a new session over the written files; the before-report unchanged by the masks', async () => {
     const held = (await loadPairs(join(FIXTURES, 'data/behaviour.json')))[1]!;
     const calibrationTexts = lambadaTexts().slice(0, 3);
     const analysis = { onnxFile: form, evalPairs: [held], evalPairsSource: 'behaviour.json#1', tokenActivations: false } as const;
@@ -214,6 +214,8 @@ describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equ
     expect(written.model.intermediateSizes).toEqual(result.plan.intermediateSizes);
     expect(written.eval!.behaviour[0]!.gap).not.toBe(result.before.eval!.behaviour[0]!.gap);
     expect(result.timings['checkWritten']).toBeGreaterThan(0);
+    // The mask inputs, all ones while the original is measured, change nothing: the before-report is exactly a plain analysis's.
+    expectSameReport(result.before, (await analyzeBias(join(FIXTURES, arch), analysis)).report, 0);
   });
 });
 
