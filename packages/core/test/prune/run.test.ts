@@ -55,6 +55,12 @@ async function lambadaGreedyAccuracy(dir: string): Promise<number> {
   return correct / docs.length;
 }
 
+/** Selection on behaviour.json's pair 0, measurement on its held-out pair 1, as prune and analyze options. */
+async function heldOutPairs() {
+  const pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
+  return { pairs: [pairs[0]!], pairsSource: 'behaviour.json#0', evalPairs: [pairs[1]!], evalPairsSource: 'behaviour.json#1' };
+}
+
 /** Two bias reports agree: the same fields and model, every number within `tolerance` (relative above 1); timings aside. */
 function expectSameReport(got: BiasReport, want: BiasReport, tolerance: number): void {
   expect(got.model).toEqual(want.model);
@@ -77,10 +83,7 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
     result = await runFairnessPruning(llama, {
       outDir: join(tmp, 'fair'),
-      pairs: [pairs[0]!],
-      pairsSource: 'behaviour.json#0',
-      evalPairs: [pairs[1]!],
-      evalPairsSource: 'behaviour.json#1',
+      ...(await heldOutPairs()),
       importance: 'ppm',
       biasWeight: 0.5,
       fraction: 0.1,
@@ -108,7 +111,7 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
   test('bias-report.after.json equals a fresh analysis of the written folder (within 1e-5)', async () => {
     const written = JSON.parse(readFileSync(join(result.outDir, 'bias-report.after.json'), 'utf8')) as BiasReport;
     const fresh = (
-      await analyzeBias(result.outDir, { pairs: [pairs[0]!], pairsSource: 'behaviour.json#0', evalPairs: [pairs[1]!], evalPairsSource: 'behaviour.json#1', tokenActivations: false })
+      await analyzeBias(result.outDir, { ...(await heldOutPairs()), tokenActivations: false })
     ).report;
     expectSameReport(written, fresh, 1e-5);
     expect(written.metric!.overall.mean_difference).toBeGreaterThan(0);
@@ -193,9 +196,9 @@ const verifyCases = [
 
 describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equals a fresh analysis of the written folder', (arch, form, mode, compensate) => {
   test('every field, the after-report on the open session vs a new session over the written files; the before-report unchanged by the masks', async () => {
-    const held = (await loadPairs(join(FIXTURES, 'data/behaviour.json')))[1]!;
+    const { evalPairs, evalPairsSource } = await heldOutPairs();
     const calibrationTexts = lambadaTexts().slice(0, 3);
-    const analysis = { onnxFile: form, evalPairs: [held], evalPairsSource: 'behaviour.json#1', tokenActivations: false } as const;
+    const analysis = { onnxFile: form, evalPairs, evalPairsSource, tokenActivations: false } as const;
     const result = await runFairnessPruning(join(FIXTURES, arch), {
       ...analysis,
       outDir: join(tmp, `verify-${arch}-${form.replace(/\W/g, '_')}-${mode}-${compensate}`),
@@ -222,14 +225,12 @@ describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equ
 
 describe('the model card of the pruned folder', () => {
   let result: PruneResult;
-  let pairs: PromptPair[];
   const EVAL_START = '<!-- fairprune:eval:start -->';
   const EVAL_END = '<!-- fairprune:eval:end -->';
   /** The card without its evaluation section. */
   const outside = (card: string) => card.slice(0, card.indexOf(EVAL_START)) + card.slice(card.indexOf(EVAL_END));
   const frontMatter = (card: string) => parseYaml(/^---\n([\s\S]*?)\n---\n/.exec(card)![1]!) as Record<string, unknown>;
   beforeAll(async () => {
-    pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
     // A base folder with a card and a hub name, as a download from the hub has them.
     const base = join(tmp, 'card-base');
     mkdirSync(join(base, 'onnx'), { recursive: true });
@@ -239,10 +240,7 @@ describe('the model card of the pruned folder', () => {
     writeFileSync(join(base, 'README.md'), '---\nlicense: llama3.2\nlanguage:\n- en\n---\n# tiny llama\n');
     result = await runFairnessPruning(base, {
       outDir: join(tmp, 'fair-card'),
-      pairs: [pairs[0]!],
-      pairsSource: 'behaviour.json#0',
-      evalPairs: [pairs[1]!],
-      evalPairsSource: 'behaviour.json#1',
+      ...(await heldOutPairs()),
       importance: 'ppm',
       fraction: 0.05,
     });
