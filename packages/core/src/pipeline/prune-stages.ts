@@ -239,16 +239,7 @@ export async function write(run: PruneRun, work: string, { selection, plan }: Se
     }),
   );
   // What the written model computes, for verify: the compensation replaces each removed neuron by its mean.
-  const replacements = means ? means.map((mean, layer) => replacementRow(mean, selection.get(layer))) : undefined;
-  return { selection, mode: plan.mode, ...(replacements ? { replacements } : {}) };
-}
-
-/** A layer's replacement values: the neuron's mean where it is pruned, 0 elsewhere; undefined for an untouched layer. */
-function replacementRow(mean: Float32Array, pruned: readonly number[] | undefined): Float32Array | undefined {
-  if (!pruned || pruned.length === 0) return undefined;
-  const row = new Float32Array(mean.length);
-  for (const n of pruned) row[n] = mean[n]!;
-  return row;
+  return { selection, mode: plan.mode, ...(means ? { means } : {}) };
 }
 
 /** `neuron-scores.json`: per layer, each neuron's bias, importance, prunability and whether the plan prunes it. */

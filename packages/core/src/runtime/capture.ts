@@ -7,7 +7,8 @@ import type * as ort from 'onnxruntime-node';
 import type { NeuronSelection } from '../model/neurons.js';
 import type { PruneMode } from '../prune/plan.js';
 import { requireFinite } from './finite.js';
-import { addNeuronMaskInputs, neuronMaskFeeds, zeroMasks, type LayerRows, type NeuronMaskInputs } from './neuron-masks.js';
+import { PRUNED_HOOK_TYPES, parseActivationKey } from '../bias/metrics.js';
+import { addNeuronMaskInputs, neuronMaskFeeds, pruningMasks, type NeuronMaskInputs } from './neuron-masks.js';
 import { ModelSession, tensorToFloat32, type ForwardResult, type ModelSessionOptions } from './session.js';
 
 /** One captured activation of one prompt. */
@@ -45,12 +46,34 @@ export interface SimulatedPruning {
   selection: NeuronSelection;
   /** `remove` drops the neurons' columns from the captured MLP-width tensors; `zero` sets them to 0. */
   mode: PruneMode;
-  /** Per layer, the value each pruned neuron's GLU product is replaced by (mean compensation); absent: none. */
-  replacements?: LayerRows;
+  /** With mean compensation: each layer's mean GLU product per neuron, replacing the pruned neurons' product. */
+  means?: readonly Float32Array[];
 }
 
-/** Captured tensors that are MLP-width (one column per neuron): a pruned model has its pruned neurons' columns removed or zero. */
-const NEURON_WIDTH_KEYS: readonly ActivationKey[] = ['gate_proj', 'up_proj', 'glu_product'];
+/** Captured types with one value per MLP neuron: pruning removes or zeroes the pruned neurons' columns there. */
+const NEURON_TYPES: ReadonlySet<string> = new Set([...PRUNED_HOOK_TYPES, 'glu_product']);
+
+/**
+ * One prompt's captures as the written pruned model gives them: in the tensors with one value per MLP neuron (gate
+ * and up projections, GLU product), the pruned neurons' columns dropped (`remove`) or zeroed (`zero`). Mutates `set`.
+ */
+export function asWritten(set: CapturedActivations, selection: NeuronSelection, mode: PruneMode): void {
+  for (const [key, { data, shape }] of set) {
+    const { type, layer } = parseActivationKey(key);
+    const pruned = selection.get(layer);
+    if (!pruned || pruned.length === 0 || !NEURON_TYPES.has(type)) continue;
+    const [rows, width] = shape;
+    if (mode === 'zero') {
+      for (let r = 0; r < rows; r++) for (const n of pruned) data[r * width + n] = 0;
+      continue;
+    }
+    const gone = new Set(pruned);
+    const kept = Array.from({ length: width }, (_, n) => n).filter((n) => !gone.has(n));
+    const out = new Float32Array(rows * kept.length);
+    for (let r = 0; r < rows; r++) kept.forEach((n, k) => (out[r * kept.length + k] = data[r * width + n]!));
+    set.set(key, { data: out, shape: [rows, kept.length] });
+  }
+}
 
 /**
  * A session over a copy of the model whose mapped tensors are extra graph outputs (through Cast to float32 for
@@ -73,7 +96,7 @@ export class ActivationCapture {
   /** The mask (and replacement) feeds every run gets: all ones (and zeros) until {@link simulatePruning}. */
   private maskFeeds: Record<string, ort.Tensor>;
   /** The pruning simulated, if any. */
-  private simulated: { pruned: ReadonlyMap<number, ReadonlySet<number>>; mode: PruneMode } | undefined;
+  private simulated: SimulatedPruning | undefined;
 
   /**
    * Maps the graph at `onnxPath`, adds the requested tensors as outputs and opens a session over the result.
@@ -105,18 +128,15 @@ export class ActivationCapture {
    */
   simulatePruning(pruning: SimulatedPruning | undefined): void {
     if (!this.maskInputs) throw new Error('This capture session was opened without neuron mask inputs (neuronMasks), so it cannot simulate a pruning');
-    if (!pruning) {
-      this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1);
-      this.simulated = undefined;
-      return;
-    }
-    this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1, zeroMasks(this.map.layers.map((l) => l.intermediateSize), pruning.selection), pruning.replacements);
-    this.simulated = { pruned: new Map([...pruning.selection].map(([layer, neurons]) => [layer, new Set(neurons)])), mode: pruning.mode };
+    const { masks, replacements } = pruning ? pruningMasks(this.map.layers.map((l) => l.intermediateSize), pruning.selection, pruning.means) : { masks: [] };
+    this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1, masks, replacements);
+    this.simulated = pruning;
   }
 
   /** MLP width per layer, as the captures present it: the pruned widths while a removal is simulated. */
   get widths(): number[] {
-    return this.map.layers.map((l) => l.intermediateSize - (this.simulated?.mode === 'remove' ? (this.simulated.pruned.get(l.index)?.size ?? 0) : 0));
+    const removed = this.simulated?.mode === 'remove' ? this.simulated.selection : undefined;
+    return this.map.layers.map((l) => l.intermediateSize - (removed?.get(l.index)?.length ?? 0));
   }
 
   /** Full forward of equal-length sequences → float32 logits [B, T, V], of the pruned model while one is simulated. */
@@ -151,28 +171,13 @@ export class ActivationCapture {
           const all = tensorToFloat32(tensor);
           const data = all.slice(b * t * width, (b + 1) * t * width);
           if (!this.session.allowNonfinite) checkCapture(data, width, key, output, promptIndex);
-          captured.set(key, this.asPruned(key, { data, shape: [t, width] }));
+          captured.set(key, { data, shape: [t, width] });
         }
+        if (this.simulated) asWritten(captured, this.simulated.selection, this.simulated.mode);
         results[promptIndex] = captured;
       });
     }
     return results;
-  }
-
-  /** A captured tensor as the simulated pruned model gives it: pruned neurons' columns dropped or zero. */
-  private asPruned(key: string, tensor: CapturedTensor): CapturedTensor {
-    const [, component, layer] = /^(.*)_layer_(\d+)$/.exec(key)!;
-    const pruned = this.simulated?.pruned.get(Number(layer));
-    if (!pruned || pruned.size === 0 || !NEURON_WIDTH_KEYS.includes(component as ActivationKey)) return tensor;
-    const [t, width] = tensor.shape;
-    if (this.simulated!.mode === 'zero') {
-      for (let p = 0; p < t; p++) for (const n of pruned) tensor.data[p * width + n] = 0;
-      return tensor;
-    }
-    const kept = Int32Array.from({ length: width }, (_, n) => n).filter((n) => !pruned.has(n));
-    const data = new Float32Array(t * kept.length);
-    for (let p = 0; p < t; p++) for (let k = 0; k < kept.length; k++) data[p * kept.length + k] = tensor.data[p * width + kept[k]!]!;
-    return { data, shape: [t, kept.length] };
   }
 
   /** Frees the session (once: a second call does nothing). */

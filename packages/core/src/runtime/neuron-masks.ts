@@ -129,7 +129,7 @@ export class NeuronMaskedModel {
   }
 
   /**
-   * The mask (and replacement) feeds for a batch of `batchRows` rows ({@link neuronMaskFeeds}).
+   * The mask (and replacement) feeds for a batch of `batchRows` rows.
    * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a model opened without them.
    */
   feeds(batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
@@ -147,6 +147,25 @@ export class NeuronMaskedModel {
   }
 }
 
+/**
+ * A pruning as mask feeds: per layer, one-row masks (0 at the pruned neurons) and, with `means` (mean compensation),
+ * the replacements (the neuron's mean where it is pruned, 0 elsewhere); untouched layers are left out.
+ * @throws when `means` covers another number of layers.
+ */
+export function pruningMasks(widths: readonly number[], selection: NeuronSelection, means?: readonly Float32Array[]): { masks: LayerRows; replacements?: LayerRows } {
+  const masks = zeroMasks(widths, selection);
+  if (!means) return { masks };
+  if (means.length !== widths.length) throw new Error(`${means.length} layers of calibration means for a model of ${widths.length} layers`);
+  const replacements = widths.map((width, layer) => {
+    const neurons = selection.get(layer);
+    if (!neurons || neurons.length === 0) return undefined;
+    const values = new Float32Array(width);
+    for (const n of neurons) values[n] = means[layer]![n]!;
+    return values;
+  });
+  return { masks, replacements };
+}
+
 /** Per-layer one-row masks with the given neurons zeroed (layer → neuron indices); untouched layers stay all ones. */
 export function zeroMasks(widths: readonly number[], selection: NeuronSelection): (Float32Array | undefined)[] {
   return widths.map((width, layer) => {
@@ -159,8 +178,7 @@ export function zeroMasks(widths: readonly number[], selection: NeuronSelection)
 }
 
 /**
- * The feeds of the inputs {@link addNeuronMaskInputs} added, for a batch of `batchRows` rows: each layer's mask (all
- * ones where not given) and, when the graph has them, replacements (zeros where not given).
+ * The feeds of the inputs {@link addNeuronMaskInputs} added, for a batch of `batchRows` rows (see {@link LayerRows}).
  * @throws when a layer's values are neither I nor batchRows × I long, or replacements are given to a graph without them.
  */
 export function neuronMaskFeeds(map: GraphMap, inputs: NeuronMaskInputs, batchRows: number, masks: LayerRows = [], replacements?: LayerRows): Record<string, ort.Tensor> {
