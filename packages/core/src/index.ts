@@ -44,7 +44,7 @@ export { segmentGraph, type GraphSegment, type GraphSegments } from './model/seg
 export { ModelSession, tensorToFloat32, SESSION_DEVICES, type ModelSessionOptions, type SessionDevice, type KvLayout, type ForwardResult } from './runtime/session.js';
 export { NonFiniteError, firstNonFinite, requireFinite } from './runtime/finite.js';
 export { NeuronMaskedModel, addNeuronMaskInputs, zeroMasks, type NeuronMaskedModelOptions, type NeuronMaskInputs, type LayerRows } from './runtime/neuron-masks.js';
-export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations } from './runtime/capture.js';
+export { ActivationCapture, type ActivationCaptureOptions, type CapturedTensor, type CapturedActivations, type SimulatedPruning } from './runtime/capture.js';
 export { SegmentedModel, type SegmentedModelOptions, type SegmentHandlers } from './runtime/segmented-model.js';
 export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './runtime/kv-cache.js';
 export { generate, checkGenerationInputs, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
@@ -88,7 +88,8 @@ export { modelImportance, scanModelImportance, IMPORTANCE_METHODS, type ModelWei
 export { selectNeurons, SCORE_METHODS, type ScoreMethod, type SelectionOptions, type LayerSelection } from './prune/select.js';
 export { readPlan, validatePlan, PRUNE_MODES, type PruneMode, type PruningPlan, type PlanModelIdentity } from './prune/plan.js';
 export { writePrunedFolder, type WritePrunedFolderOptions, type PrunedFolderResult } from './prune/apply.js';
-export { SurgeryError, type NeuronSelection } from './prune/surgery.js';
+export { SurgeryError } from './prune/surgery.js';
+export type { NeuronSelection } from './model/neurons.js';
 export {
   renderModelCard,
   renderCardEvalSection,

@@ -3,7 +3,7 @@ import type { ModelProto } from 'onnx-buf';
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { ActivationKey, GraphMap } from '../model/graph-map.js';
 import { requireConsistentModel, validateModel, type InputChecks, type ModelValidation } from '../model/validate.js';
-import { ActivationCapture } from '../runtime/capture.js';
+import { ActivationCapture, type ActivationCaptureOptions } from '../runtime/capture.js';
 import type { SessionDevice } from '../runtime/session.js';
 import { measureBehaviour, type BehaviourResult } from './behaviour.js';
 import { comparePairs, type ActivationSet } from './compare.js';
@@ -253,9 +253,14 @@ export function checkBeforeLoading(folder: ModelFolder, onnxPath: string, option
 /**
  * Opens a model folder for analysis, capturing only the tensors the options need. Before the weights load, the folder
  * is validated ({@link validateModel}; disagreements refused unless `allowMismatch`) and the pairs are checked: token
- * counts, and no prompt (with its continuations) longer than the model's context.
+ * counts, and no prompt (with its continuations) longer than the model's context. With `neuronMasks`, the session
+ * can also measure pruned variants of the model ({@link ActivationCapture.simulatePruning}).
  */
-export async function openForAnalysis(target: string | ModelFolder, options: AnalyzeOptions): Promise<OpenedModel> {
+export async function openForAnalysis(
+  target: string | ModelFolder,
+  options: AnalyzeOptions,
+  neuronMasks?: ActivationCaptureOptions['neuronMasks'],
+): Promise<OpenedModel> {
   const folder = typeof target === 'string' ? openModelFolder(target, options.onnxFile !== undefined ? { onnxFile: options.onnxFile } : {}) : target;
   const onnxPath = requireOnnxPath(folder);
   const { validation, inputChecks } = checkBeforeLoading(folder, onnxPath, options);
@@ -265,6 +270,7 @@ export async function openForAnalysis(target: string | ModelFolder, options: Ana
     keys: captureKeys(options),
     // A handful of forwards per pair: opening fast matters more than forward speed.
     prepackWeights: false,
+    ...(neuronMasks ? { neuronMasks } : {}),
     ...(options.sessionDevice ? { device: options.sessionDevice } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
@@ -369,14 +375,15 @@ async function analyzeOpenedModel(opened: OpenedModel, options: ResolvedAnalyzeO
     const t2 = performance.now();
     const withContinuations = set.filter((p) => p.negative && p.positive);
     if (withContinuations.length > 0) progress(`behaviour: ${withContinuations.length} pairs of ${setSource}`);
-    const behaviour = await measureBehaviour(capture.session, folder.tokenizer, withContinuations);
+    // The capture's forward: a simulated pruning's masks apply to the behaviour as well.
+    const behaviour = await measureBehaviour(capture, folder.tokenizer, withContinuations);
     timings['behaviour']! += performance.now() - t2;
     return pairSetMeasurement(set, setSource, differences, behaviour);
   };
 
   const main = await measureSet(checked, source, true);
   const evalMeasurement = evalChecked ? await measureSet(evalChecked, options.evalPairsSource ?? 'eval pairs', false) : undefined;
-  const report = biasReport(opened, capture.map, options, main, evalMeasurement, timings);
+  const report = biasReport(opened, { layers: capture.widths.map((intermediateSize) => ({ intermediateSize })) }, options, main, evalMeasurement, timings);
   return { report, neuronBias: aggregator.result(), ...(tokenActivations ? { tokenActivations } : {}) };
 }
 
@@ -408,7 +415,7 @@ export function pairSetMeasurement(
 /** `bias-report.json` of a model's measured pair sets. */
 export function biasReport(
   model: Pick<OpenedModel, 'folder' | 'onnxPath' | 'inputChecks'>,
-  map: GraphMap,
+  map: { readonly layers: readonly { readonly intermediateSize: number }[] },
   options: AnalyzeOptions,
   main: PairSetMeasurement,
   evalMeasurement: PairSetMeasurement | undefined,

@@ -7,6 +7,12 @@ import type { MatrixEdit } from '../prune/surgery-matrix.js';
 import type { PruneMode } from '../prune/plan.js';
 import type { WeightLayout } from './graph-map.js';
 
+/**
+ * The neurons a pruning removes or zeroes: layer index → neuron indices. The one in-memory form from selection to
+ * the written model and its verification; a plan file stores it as `layers` (see `selectionOfPlan` / `buildPlan`).
+ */
+export type NeuronSelection = ReadonlyMap<number, readonly number[]>;
+
 /** Axis of a stored 2-D weight: its first (`rows`) or second (`cols`) dimension. */
 export type NeuronAxis = 'rows' | 'cols';
 

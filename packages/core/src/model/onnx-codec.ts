@@ -220,7 +220,9 @@ export function checkExternalData(model: ModelProto, modelPath: string): void {
 
 /**
  * Streams bytes into one external data file at running, aligned offsets, so models past protobuf's 2 GiB limit can
- * be written tensor by tensor. Creates `path` (fails if it exists); call close().
+ * be written tensor by tensor. Creates `path` (fails if it exists); call close(). The default 4096-byte alignment is
+ * the page size: onnxruntime maps page-aligned external initializers into memory instead of reading them into its
+ * own buffers, so a session over the written model opens without copying every weight.
  */
 export class ExternalDataWriter {
   private readonly fd: number;
@@ -231,7 +233,7 @@ export class ExternalDataWriter {
     readonly path: string,
     /** The `location` recorded in the model (relative to the .onnx). */
     readonly location: string,
-    private readonly alignment = 64,
+    private readonly alignment = 4096,
   ) {
     this.fd = openSync(path, 'wx');
   }

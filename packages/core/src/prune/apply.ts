@@ -14,8 +14,8 @@ import {
   onnxWeightEdits,
   pruneSafetensorsFile,
   writeOnnxModelStreamed,
-  type NeuronSelection,
 } from './surgery.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import type { PruneMode } from './plan.js';
 import { MLP_BIAS_MODEL_TYPES, addOnnxMlpBiases } from './compensate.js';
 

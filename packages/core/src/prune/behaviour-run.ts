@@ -1,6 +1,7 @@
 /** The prune pipeline's side of `--method behaviour` and `--compensate mean`: options, defaults, and the model work. */
 import type { PromptPair } from '../bias/pairs.js';
 import type { ModelFolder } from '../model/folder.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import { OnnxWeights } from '../model/weights.js';
 import { ActivationCapture } from '../runtime/capture.js';
 import { NeuronMaskedModel } from '../runtime/neuron-masks.js';
@@ -180,7 +181,7 @@ export async function chooseByBehaviour(
 }
 
 /** The compensation biases for a selection, from the calibration means and the model's down projections. */
-export function meanCompensation(onnxPath: string, means: readonly Float32Array[], selection: ReadonlyMap<number, readonly number[]>): Map<number, Float32Array> {
+export function meanCompensation(onnxPath: string, means: readonly Float32Array[], selection: NeuronSelection): Map<number, Float32Array> {
   const weights = new OnnxWeights(onnxPath);
   try {
     return compensationBiases(weights, means, selection);

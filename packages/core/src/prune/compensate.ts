@@ -7,6 +7,7 @@ import { create } from '@bufbuild/protobuf';
 import { NodeProtoSchema, TensorProtoSchema, type ModelProto } from 'onnx-buf';
 import { decodeToFloat32, encodeFromFloat32, onnxFromDtype } from '../model/dtype.js';
 import type { GraphMap } from '../model/graph-map.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import type { ContinuationTokenizer } from '../bias/behaviour.js';
 import type { OnnxWeights } from '../model/weights.js';
 import type { ActivationCapture } from '../runtime/capture.js';
@@ -38,7 +39,7 @@ export async function meanActivations(capture: ActivationCapture, tokenizer: Con
  * The MLP-output bias of each layer with removed neurons: b_h = Σ_{n ∈ removed} mean_n · W_down[h, n]. Layers without
  * removed neurons are left out.
  */
-export function compensationBiases(weights: OnnxWeights, means: readonly Float32Array[], selection: ReadonlyMap<number, readonly number[]>): Map<number, Float32Array> {
+export function compensationBiases(weights: OnnxWeights, means: readonly Float32Array[], selection: NeuronSelection): Map<number, Float32Array> {
   const biases = new Map<number, Float32Array>();
   for (const [layer, neurons] of selection) {
     if (neurons.length === 0) continue;

@@ -1,4 +1,5 @@
 import { asJsonObject, describeJson, jsonField, readJsonFile, type JsonObject } from '../io/read-json.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import type { BehaviourPlanRecord } from './behaviour-run.js';
 
 /** `remove` slices gate/up outputs and down inputs (smaller model); `zero` keeps the shapes and zeroes them. */
@@ -69,7 +70,8 @@ export interface BuildPlanInput {
   model: PlanModelIdentity;
   options: Record<string, unknown>;
   mode: PruneMode;
-  layers: readonly (readonly number[])[];
+  /** The neurons pruned; the plan lists every layer of `model` (empty when untouched). */
+  selection: NeuronSelection;
   parametersBefore: number;
   /** Parameters tied to one expansion neuron: gate row + up row + down column (+ gate/up biases). */
   parametersPerNeuron: number;
@@ -81,8 +83,10 @@ export interface BuildPlanInput {
 }
 
 export function buildPlan(input: BuildPlanInput): PruningPlan {
+  const outside = [...input.selection.keys()].filter((layer) => !(layer >= 0 && layer < input.model.intermediateSizes.length));
+  if (outside.length > 0) throw new Error(`Pruning plan: the selection names layers ${outside.join(', ')}, the model has layers 0..${input.model.intermediateSizes.length - 1}`);
   const layers: Record<string, number[]> = {};
-  input.layers.forEach((pruned, layer) => (layers[String(layer)] = [...pruned].sort((a, b) => a - b)));
+  input.model.intermediateSizes.forEach((_, layer) => (layers[String(layer)] = [...(input.selection.get(layer) ?? [])].sort((a, b) => a - b)));
   const plan: PruningPlan = {
     format: PLAN_FORMAT,
     version: PLAN_VERSION,
@@ -97,18 +101,18 @@ export function buildPlan(input: BuildPlanInput): PruningPlan {
     ...(input.origin ? { origin: input.origin } : {}),
     ...(input.behaviour ? { behaviour: input.behaviour } : {}),
   };
-  const affected = input.layers.reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
+  const affected = Object.values(layers).reduce((sum, pruned) => sum + pruned.length, 0) * input.parametersPerNeuron;
   plan.parameters.affected = affected;
   plan.parameters.after = input.mode === 'remove' ? input.parametersBefore - affected : input.parametersBefore;
   plan.intermediateSizes = input.model.intermediateSizes.map((width, layer) =>
-    input.mode === 'remove' ? width - (input.layers[layer]?.length ?? 0) : width,
+    input.mode === 'remove' ? width - layers[String(layer)]!.length : width,
   );
   validatePlan(plan, 'the new plan');
   return plan;
 }
 
-/** Pruned indices as the model layer's writer takes them: `{ layer: [indices] }`, empty layers left out. */
-export function planLayerMap(plan: PruningPlan): Map<number, number[]> {
+/** A plan's pruned neurons in memory (the plan file's `layers`, empty layers left out). */
+export function planSelection(plan: PruningPlan): NeuronSelection {
   const map = new Map<number, number[]>();
   for (const [layer, indices] of Object.entries(plan.layers)) if (indices.length > 0) map.set(Number(layer), indices);
   return map;

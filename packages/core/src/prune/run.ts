@@ -16,7 +16,7 @@ import { writeModelCard } from './model-card.js';
 import { IMPORTANCE_METHODS, type ImportanceMethod } from './importance.js';
 import { PRUNE_MODES, validatePlan, type PruneMode, type PruningPlan } from './plan.js';
 import { formatGb, planMeasure } from '../bias/measure-path.js';
-import { reuseAnalysis, type ModelAnalysis } from './model-analysis.js';
+import { reuseAnalysis, type ModelAnalysis, type ReusedAnalysis } from './model-analysis.js';
 import { SCORE_METHODS, validateSelectionOptions, type ScoreMethod, type SelectionOptions } from './select.js';
 import { BEHAVIOUR_DEFAULTS, type Compensation } from './behaviour-select.js';
 import { validateBehaviourOptions, type BehaviourPruneOptions } from './behaviour-run.js';
@@ -302,42 +302,54 @@ export async function runFairnessPruning(modelDir: string, options: PruneOptions
     // The whole model when it fits the memory budget, else one layer at a time (the analysis opens the model itself).
     const streamed = !reused && planMeasure(modelDir, resolved).path === 'streamed';
     const runOptions = streamed ? { ...resolved, streamed: true } : resolved;
-    const opened = streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, runOptions));
+    // With mask inputs (and the replacement ones for mean compensation), so verify measures the pruned model on it.
+    const masks = options.analyzeAfter === false ? undefined : { replacement: resolved.compensate === 'mean' };
+    const opened = streamed || reused ? undefined : await time('open', () => openForAnalysis(folder, runOptions, masks));
     const onnxPath = opened?.onnxPath ?? requireOnnxPath(folder);
     const calibrationMeans = stages.lazyCalibrationMeans(folder, onnxPath, runOptions);
     const run: PruneRun = { folder, onnxPath, opened, options: runOptions, given: options, progress, time, timings, calibrationMeans };
-
-    const measured = await stages.measure(run, reused, modelDir);
-    const scored = await stages.score(run, reused);
-    const selected = await time('select', () => stages.select(run, measured, scored, modelDir));
-    const { plan } = selected;
-    progress(`writing the pruned model to ${outDir}`);
-    await stages.write(run, work, plan, modelDir);
-    const neuronScores = stages.neuronScores(run, measured, scored, selected);
-    const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir, plan);
-
-    const { before } = measured;
-    writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
-    writeFileSync(join(work, ARTIFACTS.biasBefore), jsonText(before));
-    writeFileSync(join(work, ARTIFACTS.neuronScores), jsonText(neuronScores));
-    if (after) writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
-    writeModelCard(work, outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
-    return {
-      outDir,
-      plan,
-      before,
-      ...(after ? { after } : {}),
-      neuronScores,
-      timings,
-      files: {
-        plan: join(outDir, ARTIFACTS.plan),
-        before: join(outDir, ARTIFACTS.biasBefore),
-        neuronScores: join(outDir, ARTIFACTS.neuronScores),
-        ...(after ? { after: join(outDir, ARTIFACTS.biasAfter) } : {}),
-        card: join(outDir, ARTIFACTS.modelCard),
-      },
-    };
+    try {
+      return await stagesOf(run, reused, modelDir, work, outDir);
+    } finally {
+      await opened?.capture.release();
+    }
   });
+}
+
+/** measure → score → select → write → verify, then the run's files beside the model in `work`. */
+async function stagesOf(run: PruneRun, reused: ReusedAnalysis | undefined, modelDir: string, work: string, outDir: string): Promise<PruneResult> {
+  const { folder, timings, progress, given: options } = run;
+  const measured = await stages.measure(run, reused, modelDir);
+  // Without a verify the session is done: it holds a copy of every weight.
+  if (options.analyzeAfter === false) await run.opened?.capture.release();
+  const scored = await stages.score(run, reused);
+  const selected = await run.time('select', () => stages.select(run, measured, scored, modelDir));
+  const { plan } = selected;
+  progress(`writing the pruned model to ${outDir}`);
+  const written = await stages.write(run, work, selected, modelDir);
+  const neuronScores = stages.neuronScores(run, measured, scored, selected);
+  const after = options.analyzeAfter === false ? undefined : await stages.verify(run, work, outDir, written);
+  const { before } = measured;
+  writeFileSync(join(work, ARTIFACTS.plan), jsonText(plan));
+  writeFileSync(join(work, ARTIFACTS.biasBefore), jsonText(before));
+  writeFileSync(join(work, ARTIFACTS.neuronScores), jsonText(neuronScores));
+  if (after) writeFileSync(join(work, ARTIFACTS.biasAfter), jsonText(after));
+  writeModelCard(work, outDir, folder.dir, { plan, before, ...(after ? { after } : {}) });
+  return {
+    outDir,
+    plan,
+    before,
+    ...(after ? { after } : {}),
+    neuronScores,
+    timings,
+    files: {
+      plan: join(outDir, ARTIFACTS.plan),
+      before: join(outDir, ARTIFACTS.biasBefore),
+      neuronScores: join(outDir, ARTIFACTS.neuronScores),
+      ...(after ? { after: join(outDir, ARTIFACTS.biasAfter) } : {}),
+      card: join(outDir, ARTIFACTS.modelCard),
+    },
+  };
 }
 
 /**

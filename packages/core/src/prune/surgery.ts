@@ -4,7 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, TensorProto_DataLocation, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
 import { bytesPerElement, encodeFromFloat32, type WeightDType } from '../model/dtype.js';
 import type { GraphMap, LayerMap, WeightInfo } from '../model/graph-map.js';
-import { fusedGateUpIndices, neuronAxis, neuronEdit, parseHfMlpTensor, type NeuronRole } from '../model/neurons.js';
+import { fusedGateUpIndices, neuronAxis, neuronEdit, parseHfMlpTensor, type NeuronRole, type NeuronSelection } from '../model/neurons.js';
 import {
   ExternalDataWriter,
   OnnxFormatError,
@@ -19,8 +19,6 @@ import { ScratchBuffer } from '../model/scratch-buffer.js';
 import { editedShape, streamBytes, streamEditedMatrix, type MatrixEdit } from './surgery-matrix.js';
 
 
-/** Layer index → intermediate-neuron indices to prune. */
-export type NeuronSelection = Readonly<Record<number, readonly number[]>> | ReadonlyMap<number, readonly number[]>;
 
 /** A pruned folder cannot be written: invalid selection, output overlapping the input, unsupported weight sharing; names the file or layer. */
 export class SurgeryError extends Error {
@@ -30,12 +28,8 @@ export class SurgeryError extends Error {
 
 /** Validates a selection against the layer widths; returns sorted unique indices per layer (empty layers dropped). */
 export function normalizeSelection(selection: NeuronSelection, intermediateSizes: readonly number[], mode: PruneMode): Map<number, number[]> {
-  const entries: [number, readonly number[]][] =
-    selection instanceof Map
-      ? [...(selection as ReadonlyMap<number, readonly number[]>).entries()]
-      : Object.entries(selection as Readonly<Record<number, readonly number[]>>).map(([k, v]) => [Number(k), v]);
   const out = new Map<number, number[]>();
-  for (const [layer, neurons] of entries) {
+  for (const [layer, neurons] of selection) {
     const width = intermediateSizes[layer];
     if (!Number.isInteger(layer) || width === undefined) {
       throw new SurgeryError(`Selection names layer ${layer}, but the model has layers 0..${intermediateSizes.length - 1}`);

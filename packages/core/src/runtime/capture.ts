@@ -3,8 +3,13 @@ import { create } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { ACTIVATION_KEYS, mapGraph, type ActivationKey, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, graphCopy, readOnnxModel } from '../model/onnx-codec.js';
+import type * as ort from 'onnxruntime-node';
+import type { NeuronSelection } from '../model/neurons.js';
+import type { PruneMode } from '../prune/plan.js';
 import { requireFinite } from './finite.js';
-import { ModelSession, tensorToFloat32, type ModelSessionOptions } from './session.js';
+import { PRUNED_HOOK_TYPES, parseActivationKey } from '../bias/metrics.js';
+import { addNeuronMaskInputs, neuronMaskFeeds, pruningMasks, type NeuronMaskInputs } from './neuron-masks.js';
+import { ModelSession, tensorToFloat32, type ForwardResult, type ModelSessionOptions } from './session.js';
 
 /** One captured activation of one prompt. */
 export interface CapturedTensor {
@@ -25,6 +30,49 @@ export interface ActivationCaptureOptions extends ModelSessionOptions {
   keys?: readonly ActivationKey[];
   /** The model at `onnxPath` when the caller has decoded (and checked) it already; it is not modified. */
   model?: ModelProto;
+  /**
+   * Also add the per-layer neuron mask inputs ({@link addNeuronMaskInputs}; with `replacement`, the additive ones too),
+   * so {@link ActivationCapture.simulatePruning} can measure a pruned model on this session. Default: none.
+   */
+  neuronMasks?: {
+    /** Also the additive replacement inputs (mean compensation). */
+    replacement: boolean;
+  };
+}
+
+/** A pruning the capture session simulates ({@link ActivationCapture.simulatePruning}). */
+export interface SimulatedPruning {
+  /** Pruned neurons per layer. */
+  selection: NeuronSelection;
+  /** `remove` drops the neurons' columns from the captured MLP-width tensors; `zero` sets them to 0. */
+  mode: PruneMode;
+  /** With mean compensation: each layer's mean GLU product per neuron, replacing the pruned neurons' product. */
+  means?: readonly Float32Array[];
+}
+
+/** Captured types with one value per MLP neuron: pruning removes or zeroes the pruned neurons' columns there. */
+const NEURON_TYPES: ReadonlySet<string> = new Set([...PRUNED_HOOK_TYPES, 'glu_product']);
+
+/**
+ * One prompt's captures as the written pruned model gives them: in the tensors with one value per MLP neuron (gate
+ * and up projections, GLU product), the pruned neurons' columns dropped (`remove`) or zeroed (`zero`). Mutates `set`.
+ */
+export function asWritten(set: CapturedActivations, selection: NeuronSelection, mode: PruneMode): void {
+  for (const [key, { data, shape }] of set) {
+    const { type, layer } = parseActivationKey(key);
+    const pruned = selection.get(layer);
+    if (!pruned || pruned.length === 0 || !NEURON_TYPES.has(type)) continue;
+    const [rows, width] = shape;
+    if (mode === 'zero') {
+      for (let r = 0; r < rows; r++) for (const n of pruned) data[r * width + n] = 0;
+      continue;
+    }
+    const gone = new Set(pruned);
+    const kept = Array.from({ length: width }, (_, n) => n).filter((n) => !gone.has(n));
+    const out = new Float32Array(rows * kept.length);
+    for (let r = 0; r < rows; r++) kept.forEach((n, k) => (out[r * kept.length + k] = data[r * width + n]!));
+    set.set(key, { data: out, shape: [rows, kept.length] });
+  }
 }
 
 /**
@@ -39,7 +87,16 @@ export class ActivationCapture {
     readonly map: GraphMap,
     /** capture key → graph output name. */
     readonly outputs: ReadonlyMap<string, string>,
-  ) {}
+    /** The neuron mask inputs, when the session was opened with them. */
+    private readonly maskInputs: NeuronMaskInputs | undefined,
+  ) {
+    this.maskFeeds = maskInputs ? neuronMaskFeeds(map, maskInputs, 1) : {};
+  }
+
+  /** The mask (and replacement) feeds every run gets: all ones (and zeros) until {@link simulatePruning}. */
+  private maskFeeds: Record<string, ort.Tensor>;
+  /** The pruning simulated, if any. */
+  private simulated: SimulatedPruning | undefined;
 
   /**
    * Maps the graph at `onnxPath`, adds the requested tensors as outputs and opens a session over the result.
@@ -51,10 +108,40 @@ export class ActivationCapture {
     if (!options.model) checkExternalData(model, onnxPath);
     const map = mapGraph(model, onnxPath);
     const outputs = addCaptureOutputs(model, map, options.layers, options.keys ?? ACTIVATION_KEYS);
+    const masks = options.neuronMasks ? addNeuronMaskInputs(model, map, onnxPath, options.neuronMasks.replacement) : undefined;
     // Loaded from bytes, so ORT is told where the original external data lives.
-    const { model: _decoded, ...sessionOptions } = options;
-    const session = await ModelSession.create(encodeOnnxModel(model), { ...sessionOptions, externalDataDir: dirname(resolve(onnxPath)) });
-    return new ActivationCapture(session, map, outputs);
+    const { model: _decoded, neuronMasks: _masks, ...sessionOptions } = options;
+    const session = await ModelSession.create(encodeOnnxModel(model), {
+      ...sessionOptions,
+      externalDataDir: dirname(resolve(onnxPath)),
+      ...(masks ? { extraInputs: [...masks.masks, ...(masks.replacements ?? [])] } : {}),
+    });
+    return new ActivationCapture(session, map, outputs, masks);
+  }
+
+  /**
+   * From now on, captures and forwards are those of the model pruned by `pruning`, or of the unpruned model again
+   * (`undefined`): the pruned neurons' GLU products are masked to zero before the down projection (plus the
+   * replacement values, for mean compensation), and their columns of the MLP-width captures are dropped (`remove`)
+   * or zero (`zero`) — what the written model computes, without writing or loading it.
+   * @throws when the session was opened without `neuronMasks` (or without their replacement inputs, when given).
+   */
+  simulatePruning(pruning: SimulatedPruning | undefined): void {
+    if (!this.maskInputs) throw new Error('This capture session was opened without neuron mask inputs (neuronMasks), so it cannot simulate a pruning');
+    const { masks, replacements } = pruning ? pruningMasks(this.map.layers.map((l) => l.intermediateSize), pruning.selection, pruning.means) : { masks: [] };
+    this.maskFeeds = neuronMaskFeeds(this.map, this.maskInputs, 1, masks, replacements);
+    this.simulated = pruning;
+  }
+
+  /** MLP width per layer, as the captures present it: the pruned widths while a removal is simulated. */
+  get widths(): number[] {
+    const removed = this.simulated?.mode === 'remove' ? this.simulated.selection : undefined;
+    return this.map.layers.map((l) => l.intermediateSize - (removed?.get(l.index)?.length ?? 0));
+  }
+
+  /** Full forward of equal-length sequences → float32 logits [B, T, V], of the pruned model while one is simulated. */
+  async forward(batch: readonly (readonly number[])[]): Promise<ForwardResult> {
+    return this.session.forward(batch, this.maskFeeds);
   }
 
   /** Activations of one prompt (token ids, BOS included if the model expects it). */
@@ -73,7 +160,7 @@ export class ActivationCapture {
     });
     const fetches = [...new Set(this.outputs.values())];
     for (const indices of byLength.values()) {
-      const out = await this.session.run(this.session.initialFeeds(indices.map((i) => prompts[i]!)), fetches);
+      const out = await this.session.run({ ...this.session.initialFeeds(indices.map((i) => prompts[i]!)), ...this.maskFeeds }, fetches);
       indices.forEach((promptIndex, b) => {
         const captured: CapturedActivations = new Map();
         for (const [key, output] of this.outputs) {
@@ -86,16 +173,21 @@ export class ActivationCapture {
           if (!this.session.allowNonfinite) checkCapture(data, width, key, output, promptIndex);
           captured.set(key, { data, shape: [t, width] });
         }
+        if (this.simulated) asWritten(captured, this.simulated.selection, this.simulated.mode);
         results[promptIndex] = captured;
       });
     }
     return results;
   }
 
-  /** Frees the session. */
+  /** Frees the session (once: a second call does nothing). */
   async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
     await this.session.release();
   }
+
+  private released = false;
 }
 
 /** Refuses NaN/±Inf in one captured output, naming the layer, component and graph tensor. */

@@ -5,6 +5,7 @@ import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, Va
 import { ONNX_FLOAT, onnxFromDtype } from '../model/dtype.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
 import { checkExternalData, encodeOnnxModel, readOnnxModel } from '../model/onnx-codec.js';
+import type { NeuronSelection } from '../model/neurons.js';
 import { ModelSession, type ForwardResult, type ModelSessionOptions } from './session.js';
 
 /** Options of {@link NeuronMaskedModel.create}. */
@@ -29,7 +30,8 @@ export type LayerRows = readonly (Float32Array | undefined)[];
 
 /**
  * Adds to `model` one float32 input per layer, shape [rows, 1, I], that multiplies the GLU product (the down_proj
- * input) — through a Cast for f16/bf16 graphs — and, with `replacement`, a second one added after it. Mutates `model`.
+ * input) — through a Cast for f16/bf16 graphs — and, with `replacement`, a second one added after it. Mutates `model`'s
+ * graph lists only (nodes are replaced, not edited), so it may be a `graphCopy` of a decoded model.
  * @throws when a layer's down projection cannot be found by its output tensor (names the file and layer).
  */
 export function addNeuronMaskInputs(model: ModelProto, map: GraphMap, where: string, replacement: boolean): NeuronMaskInputs {
@@ -81,7 +83,8 @@ export function addNeuronMaskInputs(model: ModelProto, map: GraphMap, where: str
       added.push(node('Add', `fairprune_mask_add_${layer.index}`, [current, inCompute(add, added)], replaced));
       current = replaced;
     }
-    down.input[0] = current;
+    // Replaced, not edited: a graph copy ({@link graphCopy}) shares its nodes with the decoded original.
+    graph.node[downIndex] = { ...down, input: [current, ...down.input.slice(1)] };
     // Nodes stay in topological order: the new ones go right before the down projection.
     graph.node.splice(downIndex, 0, ...added);
   }
@@ -144,8 +147,27 @@ export class NeuronMaskedModel {
   }
 }
 
+/**
+ * A pruning as mask feeds: per layer, one-row masks (0 at the pruned neurons) and, with `means` (mean compensation),
+ * the replacements (the neuron's mean where it is pruned, 0 elsewhere); untouched layers are left out.
+ * @throws when `means` covers another number of layers.
+ */
+export function pruningMasks(widths: readonly number[], selection: NeuronSelection, means?: readonly Float32Array[]): { masks: LayerRows; replacements?: LayerRows } {
+  const masks = zeroMasks(widths, selection);
+  if (!means) return { masks };
+  if (means.length !== widths.length) throw new Error(`${means.length} layers of calibration means for a model of ${widths.length} layers`);
+  const replacements = widths.map((width, layer) => {
+    const neurons = selection.get(layer);
+    if (!neurons || neurons.length === 0) return undefined;
+    const values = new Float32Array(width);
+    for (const n of neurons) values[n] = means[layer]![n]!;
+    return values;
+  });
+  return { masks, replacements };
+}
+
 /** Per-layer one-row masks with the given neurons zeroed (layer → neuron indices); untouched layers stay all ones. */
-export function zeroMasks(widths: readonly number[], selection: ReadonlyMap<number, readonly number[]>): (Float32Array | undefined)[] {
+export function zeroMasks(widths: readonly number[], selection: NeuronSelection): (Float32Array | undefined)[] {
   return widths.map((width, layer) => {
     const neurons = selection.get(layer);
     if (!neurons || neurons.length === 0) return undefined;

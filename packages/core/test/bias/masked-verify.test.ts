@@ -7,7 +7,7 @@ import { analyzeBias, type BiasReport, type PairSetMeasurement } from '../../src
 import { loadPairs } from '../../src/bias/pairs.js';
 import { measurePrunedStreamed } from '../../src/bias/streamed-measure.js';
 import { runFairnessPruning, type PruneOptions } from '../../src/prune/run.js';
-import { planLayerMap } from '../../src/prune/plan.js';
+import { planSelection } from '../../src/prune/plan.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-masked-verify-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -68,7 +68,7 @@ describe('streamed prune: the after-report from masked segments of the original 
   test('a written folder that is not the plan applied is refused, naming the file and the difference', async () => {
     const outDir = join(tmp, 'mismatch');
     const result = await runFairnessPruning(fixtureDir('llama'), { pairs, fraction: 0.1, mode: 'zero', outDir, streamed: true, analyzeAfter: false });
-    const selection = planLayerMap(result.plan);
+    const selection = planSelection(result.plan);
     // Other neurons than the written ones: same widths (zero mode), another hidden state.
     const shifted = new Map([...selection].map(([layer, neurons]) => [layer, neurons.map((n) => (n + 1) % 256)]));
     const sourceOnnx = join(fixtureDir('llama'), 'onnx/model.onnx');

@@ -26,7 +26,7 @@ function folderWith(name: string, onnxFiles: string[]): string {
   return dir;
 }
 
-const selection = { 0: [1], 1: [1], 2: [1], 3: [1] };
+const selection = new Map([[0, [1]], [1, [1]], [2, [1]], [3, [1]]]);
 
 test('truncated .onnx: clear error naming the file, no output written', async () => {
   const dir = folderWith('truncated', []);

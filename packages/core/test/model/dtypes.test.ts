@@ -118,7 +118,7 @@ describe('fp16 (llama/onnx/model_fp16.onnx)', () => {
   });
 
   test('remove and zero give the same fp16 logits', async () => {
-    const selection = { 0: [3, 9, 200], 1: [0, 1, 2], 2: [100, 101, 255], 3: [7, 8, 9] };
+    const selection = new Map([[0, [3, 9, 200]], [1, [0, 1, 2]], [2, [100, 101, 255]], [3, [7, 8, 9]]]);
     const removed = join(root, 'fp16-removed');
     const zeroed = join(root, 'fp16-zeroed');
     writePrunedFolder(fixtureDir('llama'), removed, { selection, mode: 'remove', onnxFiles: ['onnx/model_fp16.onnx'], safetensors: false });
@@ -158,7 +158,7 @@ describe('bf16 weights (converted in a helper, Cast to float after each)', () =>
   test('removal slices bf16 columns bit-exactly and capture still matches the refs closely', async () => {
     const out = join(root, 'bf16-removed');
     const drop = [0, 17, 255];
-    writePrunedFolder(dir, out, { selection: { 1: drop, 0: drop, 2: drop, 3: drop }, mode: 'remove' });
+    writePrunedFolder(dir, out, { selection: new Map([[1, drop], [0, drop], [2, drop], [3, drop]]), mode: 'remove' });
     const before = readOnnxModel(path);
     const after = readOnnxModel(join(out, 'onnx/model.onnx'));
     const gateName = mapGraph(before, path).layers[1]!.gate.name;

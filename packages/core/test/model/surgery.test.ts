@@ -14,7 +14,7 @@ const root = mkdtempSync(join(tmpdir(), 'fp-surgery-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Deterministic neuron choice (mulberry32) so failures reproduce; `count` neurons in every layer. */
-function randomSelection(seed: number, layers: number, width: number, count: number): Record<number, number[]> {
+function randomSelection(seed: number, layers: number, width: number, count: number): Map<number, number[]> {
   let state = seed;
   const next = () => {
     state = (state + 0x6d2b79f5) | 0;
@@ -22,11 +22,11 @@ function randomSelection(seed: number, layers: number, width: number, count: num
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const selection: Record<number, number[]> = {};
+  const selection = new Map<number, number[]>();
   for (let layer = 0; layer < layers; layer++) {
     const chosen = new Set<number>();
     while (chosen.size < count) chosen.add(Math.floor(next() * width));
-    selection[layer] = [...chosen];
+    selection.set(layer, [...chosen]);
   }
   return selection;
 }
@@ -118,7 +118,7 @@ describe.each(cases)('%s %s: remove vs zero', (arch, form) => {
     const zeroed = new SafetensorsFile(join(zeroedDir, 'model.safetensors'));
     try {
       for (let layer = 0; layer < 4; layer++) {
-        const drop = new Set(selection[layer]);
+        const drop = new Set(selection.get(layer));
         const kept = Array.from({ length: 256 }, (_, i) => i).filter((i) => !drop.has(i));
         const read = (file: SafetensorsFile, name: string) => {
           const entry = file.entry(name);
@@ -160,7 +160,7 @@ describe.each(cases)('%s %s: remove vs zero', (arch, form) => {
 });
 
 describe('writing rules', () => {
-  const selection = { 0: [1, 2, 3], 2: [5] };
+  const selection = new Map([[0, [1, 2, 3]], [2, [5]]]);
   test('output equal to input is refused and nothing is written', () => {
     const before = readdirSync(fixtureDir('llama')).join();
     expect(() => writePrunedFolder(fixtureDir('llama'), fixtureDir('llama'), { selection, mode: 'zero' })).toThrow(/is the input folder or inside it/);
@@ -175,7 +175,7 @@ describe('writing rules', () => {
     expect(readdirSync(out)).toContain('config.json');
     expect(JSON.parse(readFileSync(join(out, '.fairprune-output.json'), 'utf8'))).toMatchObject({ format: 'fairprune.output', command: 'writePrunedFolder' });
     expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection, mode: 'zero' })).toThrow(/already holds the output of `fairprune writePrunedFolder`.*--force/);
-    writePrunedFolder(fixtureDir('llama'), out, { selection: { 1: [7] }, mode: 'zero', force: true });
+    writePrunedFolder(fixtureDir('llama'), out, { selection: new Map([[1, [7]]]), mode: 'zero', force: true });
     expect(readdirSync(out)).toContain('config.json');
     const foreign = join(root, 'foreign');
     mkdirSync(foreign);
@@ -200,8 +200,8 @@ describe('writing rules', () => {
 
   test('bad selections name the layer and neuron', () => {
     const out = join(root, 'bad-selection');
-    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection: { 7: [1] }, mode: 'zero' })).toThrow(/layer 7.*layers 0\.\.3/);
-    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection: { 1: [256] }, mode: 'zero' })).toThrow(/Layer 1: neuron index 256 is outside 0\.\.255/);
+    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection: new Map([[7, [1]]]), mode: 'zero' })).toThrow(/layer 7.*layers 0\.\.3/);
+    expect(() => writePrunedFolder(fixtureDir('llama'), out, { selection: new Map([[1, [256]]]), mode: 'zero' })).toThrow(/Layer 1: neuron index 256 is outside 0\.\.255/);
     expect(existsSync(out)).toBe(false);
   });
 });
@@ -213,17 +213,17 @@ test('input folder files are byte-identical after pruning', () => {
   for (const f of ['model_external.onnx', 'model_external.onnx_data']) copyFileSync(join(fixtureDir('llama'), 'onnx', f), join(src, 'onnx', f));
   const snapshot = () => readdirSync(src, { recursive: true }).map(String).sort().map((f) => (statSync(join(src, f)).isFile() ? `${f}:${readFileSync(join(src, f)).toString('base64')}` : f)).join('|');
   const before = snapshot();
-  writePrunedFolder(src, join(root, 'from-copy'), { selection: { 0: [0, 1], 1: [0, 1], 2: [0, 1], 3: [0, 1] }, mode: 'remove', onnxFiles: ['onnx/model_external.onnx'] });
+  writePrunedFolder(src, join(root, 'from-copy'), { selection: new Map([[0, [0, 1]], [1, [0, 1]], [2, [0, 1]], [3, [0, 1]]]), mode: 'remove', onnxFiles: ['onnx/model_external.onnx'] });
   expect(snapshot()).toBe(before);
 });
 
 test('pruning a pruned folder does not carry over the earlier run\'s plan, reports, scores or marker', () => {
   const first = join(root, 'pruned-once');
-  writePrunedFolder(fixtureDir('llama'), first, { selection: { 0: [1], 1: [1], 2: [1], 3: [1] }, mode: 'zero' });
+  writePrunedFolder(fixtureDir('llama'), first, { selection: new Map([[0, [1]], [1, [1]], [2, [1]], [3, [1]]]), mode: 'zero' });
   for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) writeFileSync(join(first, name), '{"stale": true}');
   writeFileSync(join(first, 'notes.txt'), 'user file');
   const second = join(root, 'pruned-twice');
-  writePrunedFolder(first, second, { selection: { 0: [2], 1: [2], 2: [2], 3: [2] }, mode: 'zero' });
+  writePrunedFolder(first, second, { selection: new Map([[0, [2]], [1, [2]], [2, [2]], [3, [2]]]), mode: 'zero' });
   const files = readdirSync(second);
   for (const name of ['pruning-plan.json', 'bias-report.before.json', 'bias-report.after.json', 'neuron-scores.json']) expect(files).not.toContain(name);
   expect(files).toContain('notes.txt');

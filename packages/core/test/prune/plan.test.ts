@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { buildPlan, planLayerMap, readPlan, type BuildPlanInput } from '../../src/prune/plan.js';
+import { buildPlan, planSelection, readPlan, type BuildPlanInput } from '../../src/prune/plan.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fairprune-plan-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -12,7 +12,7 @@ const input: BuildPlanInput = {
   model: { path: '/m', weightsFile: 'onnx/model.onnx', weightsHash: 'ab', numLayers: 16, hiddenSize: 2048, intermediateSizes: new Array(16).fill(8192) },
   options: { fraction: 0.002 },
   mode: 'remove',
-  layers: Array.from({ length: 16 }, (_, l) => Array.from({ length: 16 }, (_, i) => 8191 - i * 7 - l)),
+  selection: new Map(Array.from({ length: 16 }, (_, l) => [l, Array.from({ length: 16 }, (_, i) => 8191 - i * 7 - l)])),
   parametersBefore: 1_235_814_400,
   parametersPerNeuron: 3 * 2048,
   tool: 'fairprune test',
@@ -22,11 +22,14 @@ test('parameter counts and sizes reproduce the article (16 neurons per layer)', 
   const plan = buildPlan(input);
   expect(plan.parameters).toEqual({ before: 1_235_814_400, after: 1_234_241_536, affected: 1_572_864 });
   expect(plan.intermediateSizes).toEqual(new Array(16).fill(8176));
-  expect(plan.layers['3']).toEqual([...input.layers[3]!].sort((a, b) => a - b));
+  expect(plan.layers['3']).toEqual([...input.selection.get(3)!].sort((a, b) => a - b));
   const zero = buildPlan({ ...input, mode: 'zero' });
   expect(zero.parameters.after).toBe(1_235_814_400);
   expect(zero.intermediateSizes[0]).toBe(8192);
-  expect(planLayerMap(buildPlan({ ...input, layers: [[1, 2], []] , model: { ...input.model, intermediateSizes: [4, 4] } }))).toEqual(new Map([[0, [1, 2]]]));
+  const small = buildPlan({ ...input, selection: new Map([[0, [2, 1]]]), model: { ...input.model, intermediateSizes: [4, 4] } });
+  expect(small.layers).toEqual({ 0: [1, 2], 1: [] });
+  expect(planSelection(small)).toEqual(new Map([[0, [1, 2]]]));
+  expect(() => buildPlan({ ...input, selection: new Map([[2, [1]]]), model: { ...input.model, intermediateSizes: [4, 4] } })).toThrow(/names layers 2, the model has layers 0\.\.1/);
 });
 
 test('a saved plan reads back; bad plans fail naming the file and field', async () => {

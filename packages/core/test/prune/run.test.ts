@@ -24,12 +24,17 @@ function safetensorsParameters(path: string): number {
   return Object.entries(header).reduce((n, [k, v]) => (k === '__metadata__' ? n : n + v.shape!.reduce((a, b) => a * b, 1)), 0);
 }
 
+/** The mini-LAMBADA passages. */
+function lambadaTexts(): string[] {
+  return readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+}
+
 /** Mini-LAMBADA greedy accuracy, computed directly (lm-evaluation-harness protocol: no BOS, joint encoding split,
  *  every target token must be the argmax). Not @fairprune/eval. */
 async function lambadaGreedyAccuracy(dir: string): Promise<number> {
   const tokenizer = loadTokenizer(dir);
   const session = await ModelSession.create(join(dir, 'onnx/model.onnx'));
-  const docs = readFileSync(join(FIXTURES, 'data/lambada-mini.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+  const docs = lambadaTexts();
   let correct = 0;
   for (const text of docs) {
     const cut = text.lastIndexOf(' ');
@@ -50,6 +55,27 @@ async function lambadaGreedyAccuracy(dir: string): Promise<number> {
   return correct / docs.length;
 }
 
+/** Selection on behaviour.json's pair 0, measurement on its held-out pair 1, as prune and analyze options. */
+async function heldOutPairs() {
+  const pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
+  return { pairs: [pairs[0]!], pairsSource: 'behaviour.json#0', evalPairs: [pairs[1]!], evalPairsSource: 'behaviour.json#1' };
+}
+
+/** Two bias reports agree: the same fields and model, every number within `tolerance` (relative above 1); timings aside. */
+function expectSameReport(got: BiasReport, want: BiasReport, tolerance: number): void {
+  expect(got.model).toEqual(want.model);
+  const close = (a: unknown, b: unknown, path: string): void => {
+    if (typeof a === 'number' && typeof b === 'number') expect(Math.abs(a - b), path).toBeLessThanOrEqual(tolerance * Math.max(1, Math.abs(b)));
+    else if (a && typeof a === 'object' && b && typeof b === 'object') {
+      expect(Object.keys(a).sort(), path).toEqual(Object.keys(b).sort());
+      for (const key of Object.keys(a)) close((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`);
+    } else expect(a, path).toEqual(b);
+  };
+  const { timings: _g, ...gotRest } = got;
+  const { timings: _w, ...wantRest } = want;
+  close(gotRest, wantRest, 'report');
+}
+
 describe('Fairness Pruning on the llama fixture: select on pair 0, measure on held-out pair 1', () => {
   let pairs: PromptPair[];
   let result: PruneResult;
@@ -57,10 +83,7 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
     result = await runFairnessPruning(llama, {
       outDir: join(tmp, 'fair'),
-      pairs: [pairs[0]!],
-      pairsSource: 'behaviour.json#0',
-      evalPairs: [pairs[1]!],
-      evalPairsSource: 'behaviour.json#1',
+      ...(await heldOutPairs()),
       importance: 'ppm',
       biasWeight: 0.5,
       fraction: 0.1,
@@ -88,19 +111,9 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
   test('bias-report.after.json equals a fresh analysis of the written folder (within 1e-5)', async () => {
     const written = JSON.parse(readFileSync(join(result.outDir, 'bias-report.after.json'), 'utf8')) as BiasReport;
     const fresh = (
-      await analyzeBias(result.outDir, { pairs: [pairs[0]!], pairsSource: 'behaviour.json#0', evalPairs: [pairs[1]!], evalPairsSource: 'behaviour.json#1', tokenActivations: false })
+      await analyzeBias(result.outDir, { ...(await heldOutPairs()), tokenActivations: false })
     ).report;
-    expect(written.model).toEqual(fresh.model);
-    const close = (a: unknown, b: unknown, path: string): void => {
-      if (typeof a === 'number' && typeof b === 'number') expect(Math.abs(a - b), path).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b)));
-      else if (a && typeof a === 'object' && b && typeof b === 'object') {
-        expect(Object.keys(a).sort(), path).toEqual(Object.keys(b).sort());
-        for (const key of Object.keys(a)) close((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`);
-      } else expect(a, path).toEqual(b);
-    };
-    const { timings: _w, ...writtenRest } = written;
-    const { timings: _f, ...freshRest } = fresh;
-    close(writtenRest, freshRest, 'report');
+    expectSameReport(written, fresh, 1e-5);
     expect(written.metric!.overall.mean_difference).toBeGreaterThan(0);
   });
 
@@ -118,11 +131,11 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
     // Deterministic LCG so the test is reproducible.
     let seed = 12345;
     const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    const selection: Record<number, number[]> = {};
+    const selection = new Map<number, number[]>();
     for (let layer = 0; layer < 4; layer++) {
       const chosen = new Set<number>();
       while (chosen.size < 25) chosen.add(Math.floor(next() * 256));
-      selection[layer] = [...chosen];
+      selection.set(layer, [...chosen]);
     }
     const out = join(tmp, 'random');
     writePrunedFolder(llama, out, { selection, mode: 'remove' });
@@ -168,16 +181,56 @@ describe('Fairness Pruning on the llama fixture: select on pair 0, measure on he
   });
 });
 
+/** Architectures, ONNX forms and modes the masked verify must reproduce: fused gate_up (phi3), KV export, external data, dynamo, fp16. */
+const verifyCases = [
+  ['llama', 'onnx/model.onnx', 'zero', 'none'],
+  ['llama', 'onnx/model.onnx', 'remove', 'mean'],
+  ['llama', 'onnx/model_kv.onnx', 'remove', 'none'],
+  ['llama', 'onnx/model_fp16.onnx', 'remove', 'mean'],
+  ['phi3', 'onnx/model.onnx', 'remove', 'none'],
+  ['phi3', 'onnx/model_dynamo.onnx', 'zero', 'mean'],
+  ['qwen2', 'onnx/model_external.onnx', 'remove', 'none'],
+  ['gemma', 'onnx/model.onnx', 'remove', 'mean'],
+  ['gemma3', 'onnx/model_kv.onnx', 'zero', 'none'],
+] as const;
+
+describe.each(verifyCases)('%s %s, %s, compensate %s: bias-report.after.json equals a fresh analysis of the written folder', (arch, form, mode, compensate) => {
+  test('every field, the after-report on the open session vs a new session over the written files; the before-report unchanged by the masks', async () => {
+    const { evalPairs, evalPairsSource } = await heldOutPairs();
+    const calibrationTexts = lambadaTexts().slice(0, 3);
+    const analysis = { onnxFile: form, evalPairs, evalPairsSource, tokenActivations: false } as const;
+    const result = await runFairnessPruning(join(FIXTURES, arch), {
+      ...analysis,
+      outDir: join(tmp, `verify-${arch}-${form.replace(/\W/g, '_')}-${mode}-${compensate}`),
+      mode,
+      compensate,
+      calibrationTexts,
+      fraction: 0.1,
+      safetensors: false,
+    });
+    const fresh = (await analyzeBias(result.outDir, analysis)).report;
+    const written = JSON.parse(readFileSync(result.files.after!, 'utf8')) as BiasReport;
+    // fp16 rounds every intermediate (~5e-4 relative): the written model sums fewer columns and a stored fp16 bias
+    // where the session sums masked columns plus the cast means, a few roundings apart.
+    expectSameReport(written, fresh, form.includes('fp16') ? 5e-3 : 1e-5);
+    // The pruning is seen: removed widths in the report, and the held-out behaviour moved.
+    expect(written.model.intermediateSizes).toEqual(result.plan.intermediateSizes);
+    expect(written.eval!.behaviour[0]!.gap).not.toBe(result.before.eval!.behaviour[0]!.gap);
+    expect(result.timings['checkWritten']).toBeGreaterThan(0);
+    // The mask inputs, all ones while the original is measured, change nothing: the before-report is exactly a plain analysis's.
+    expectSameReport(result.before, (await analyzeBias(join(FIXTURES, arch), analysis)).report, 0);
+  });
+});
+
+
 describe('the model card of the pruned folder', () => {
   let result: PruneResult;
-  let pairs: PromptPair[];
   const EVAL_START = '<!-- fairprune:eval:start -->';
   const EVAL_END = '<!-- fairprune:eval:end -->';
   /** The card without its evaluation section. */
   const outside = (card: string) => card.slice(0, card.indexOf(EVAL_START)) + card.slice(card.indexOf(EVAL_END));
   const frontMatter = (card: string) => parseYaml(/^---\n([\s\S]*?)\n---\n/.exec(card)![1]!) as Record<string, unknown>;
   beforeAll(async () => {
-    pairs = await loadPairs(join(FIXTURES, 'data/behaviour.json'));
     // A base folder with a card and a hub name, as a download from the hub has them.
     const base = join(tmp, 'card-base');
     mkdirSync(join(base, 'onnx'), { recursive: true });
@@ -187,10 +240,7 @@ describe('the model card of the pruned folder', () => {
     writeFileSync(join(base, 'README.md'), '---\nlicense: llama3.2\nlanguage:\n- en\n---\n# tiny llama\n');
     result = await runFairnessPruning(base, {
       outDir: join(tmp, 'fair-card'),
-      pairs: [pairs[0]!],
-      pairsSource: 'behaviour.json#0',
-      evalPairs: [pairs[1]!],
-      evalPairsSource: 'behaviour.json#1',
+      ...(await heldOutPairs()),
       importance: 'ppm',
       fraction: 0.05,
     });
