@@ -58,7 +58,7 @@ describe('behaviour selection on the llama fixture (4 selection pairs, layer 3)'
   beforeAll(async () => {
     pairs = (await readPairsFile(DATA.behaviourSelection)).slice(0, 4);
     model = await NeuronMaskedModel.create(join(llama, 'onnx/model.onnx'), { threads: 1 });
-    probe = new BehaviourProbe(model, tokenizer, pairs, calibration);
+    probe = new BehaviourProbe(model, tokenizer, pairs, { texts: calibration });
     result = await selectByBehaviour(probe, model.widths, options);
   }, 600_000);
   afterAll(async () => model?.release());
