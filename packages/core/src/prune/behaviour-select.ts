@@ -58,7 +58,7 @@ export const BEHAVIOUR_DEFAULTS = {
   /** The calibration NLL may rise at most this much (nats per token). */
   maxNllIncrease: 0.02,
   /** The answer margin on the calibration choice items (bundled: BoolQ-format, disjoint from the evaluated set) may fall at most this much (nats). */
-  maxMarginDrop: 0.5,
+  maxMarginDrop: 0.2,
   /** Rank once (prefixes measured exactly) rather than greedy re-measurement. */
   greedy: false,
   /** Candidates re-measured per greedy step. */
@@ -399,8 +399,8 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
       pool = pool.filter(({ e }) => !rejected.has(e));
     }
   } else {
-    // Prefixes of the ranking measured a window at a time; a neuron whose prefix breaks a limit is dropped and the
-    // prefixes after it measured again. Once a limit binds, most candidates are rejected: the window shrinks so that
+    // Prefixes of the ranking measured a window at a time; a neuron whose prefix breaks a limit or does not narrow the
+    // gap is dropped and the prefixes after it measured again. Once a limit binds, most candidates are rejected: the window shrinks so that
     // each rejection wastes few measured prefixes (the choice does not depend on the window).
     let ranked = admissible;
     let settled = 0;
@@ -412,7 +412,8 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
       const scores = await probe.score(prefixes, { a: true, b: true, nll: true });
       let next = end;
       for (let k = 0; k < scores.length; k++) {
-        if (!fits(scores[k]!)) {
+        // A neuron that breaks a limit, or no longer narrows the gap together with the ones before it, is skipped.
+        if (!fits(scores[k]!) || meanGap(scores[k]!) >= meanGap(current)) {
           ranked = [...ranked.slice(0, settled + k), ...ranked.slice(settled + k + 1)];
           next = settled + k;
           window = Math.max(1, window >> 1);
