@@ -58,7 +58,7 @@ export const BEHAVIOUR_DEFAULTS = {
   /** The calibration NLL may rise at most this much (nats per token). */
   maxNllIncrease: 0.02,
   /** The answer margin on the calibration choice items (bundled: BoolQ-format, disjoint from the evaluated set) may fall at most this much (nats). */
-  maxMarginDrop: 0.2,
+  maxMarginDrop: 0.15,
   /** Rank once (prefixes measured exactly) rather than greedy re-measurement. */
   greedy: false,
   /** Candidates re-measured per greedy step. */
