@@ -117,6 +117,7 @@ describe('behaviour selection with mean replacement and the answer-margin guard 
 
   test('with a margin limit of 0 the chosen set keeps the reference margin and each neuron alone did too', () => {
     const base = referenceScore(pairs, new Map());
+    expect(tight.chosen.length).toBeGreaterThan(0);
     const after = referenceScore(pairs, editOf(tight.chosen, refMeans));
     expect(after.margin).toBeGreaterThanOrEqual(base.margin - 1e-4);
     for (const e of tight.chosen) expect(e.deltaMargin).toBeGreaterThanOrEqual(0);
