@@ -120,7 +120,7 @@ export {
   type ChoiceItem,
   type CalibrationData,
 } from './prune/behaviour-select.js';
-export { type BehaviourPruneOptions, type BehaviourPlanRecord, type BehaviourSettings, type AbilityGuard, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
+export { type BehaviourPruneOptions, type BehaviourPlanRecord, type BehaviourSettings, type AbilityGuard, type AbilityGuardRecord, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
 export { meanActivations, compensationBiases, addOnnxMlpBiases, MLP_BIAS_MODEL_TYPES } from './prune/compensate.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,

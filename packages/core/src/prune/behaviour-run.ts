@@ -49,8 +49,19 @@ export interface AbilityGuard {
   source: string;
 }
 
-/** Selection settings and the margin guard's items, as {@link behaviourSettings} resolves them. */
-export type BehaviourSettings = BehaviourSelectionOptions & { ability?: AbilityGuard };
+/** What the plan keeps of the answer-margin guard. */
+export interface AbilityGuardRecord {
+  /** Where the items came from. */
+  source: string;
+  /** How many items. */
+  items: number;
+}
+
+/** Selection settings and the margin guard's items, as the prune pipeline resolves them. */
+export interface BehaviourSettings extends BehaviourSelectionOptions {
+  /** The answer-margin guard's items (none: no margin guard). */
+  ability?: AbilityGuard;
+}
 
 /** What the plan records of a behaviour selection: the objective, the limits, and what was measured. */
 export interface BehaviourPlanRecord {
@@ -61,7 +72,7 @@ export interface BehaviourPlanRecord {
   /** Where the calibration texts came from. */
   calibration: string;
   /** Where the answer-margin guard's items came from, and how many (absent: no margin guard). */
-  ability?: { source: string; items: number };
+  ability?: AbilityGuardRecord;
   /** Mean L_A, L_B, gap and calibration NLL on the selection pairs before pruning. */
   before: ScoreSummary;
   /** The same with every chosen neuron removed at once. */
