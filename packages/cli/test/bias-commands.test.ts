@@ -122,9 +122,19 @@ test('prune --method behaviour: chooses on the selection pairs, states which sid
     mode: string;
     layers: Record<string, number[]>;
     options: Record<string, unknown>;
-    behaviour: { chosen: { layer: number; neuron: number; deltaA: number }[]; before: { gap: number }; after: { gap: number } };
+    behaviour: {
+      chosen: { layer: number; neuron: number; deltaA: number }[];
+      before: { gap: number; margin: number };
+      after: { gap: number; margin: number };
+      ability: { source: string; items: number };
+      settings: { maxMarginDrop: number };
+    };
   };
   expect(plan.mode).toBe('zero');
+  // Without --ability-guard: the bundled BoolQ guard set, its answer margin within the default limit.
+  expect(plan.behaviour.ability).toEqual({ source: 'builtin:boolq-calibration', items: 76 });
+  expect(plan.behaviour.before.margin - plan.behaviour.after.margin).toBeLessThanOrEqual(plan.behaviour.settings.maxMarginDrop + 1e-9);
+  expect(stdout).toMatch(/answer margin \d\.\d{3} → \d\.\d{3}/);
   expect(plan.options).toMatchObject({ method: 'behaviour', calibration: DATA.lambadaMini });
   expect(plan.layers['3']!.length).toBeGreaterThan(0);
   expect(plan.layers['3']!.length).toBeLessThanOrEqual(4);
@@ -135,6 +145,19 @@ test('prune --method behaviour: chooses on the selection pairs, states which sid
   expect(stdout.match(/^ {4}(Black \/ white|An Asian \/ A white): gap -?\d+\.\d{3} → -?\d+\.\d{3}, side A [+-]\d+\.\d{3}, side B [+-]\d+\.\d{3}/gm)).toHaveLength(24);
 }, 300_000);
 
+test('prune --method behaviour --no-ability-guard: the calibration-NLL guard only, and the plan says so', async () => {
+  const out = join(tmp, 'behaviour-no-guard');
+  const { code, stdout } = await run(
+    'prune', llama, '--out', out, '--method', 'behaviour', '--layers', '3', '--max-neurons', '2', '--no-ability-guard',
+    '--pairs', DATA.behaviourSelection, '--calibration', DATA.lambadaMini, '--threads', '1',
+  );
+  expect(code).toBe(0);
+  const plan = JSON.parse(readFileSync(join(out, 'pruning-plan.json'), 'utf8')) as { behaviour: { ability?: unknown; after: { margin: number | null } } };
+  expect(plan.behaviour.ability).toBeUndefined();
+  expect(plan.behaviour.after.margin).toBeNull();
+  expect(stdout).not.toContain('answer margin');
+}, 300_000);
+
 test('prune --method behaviour: bad settings fail before any model work, naming the flag', async () => {
   const out = join(tmp, 'behaviour-bad');
   // Bad flag values are usage errors (exit 2, the flag as typed); a setting the method cannot honour is a failure (1).
@@ -143,6 +166,8 @@ test('prune --method behaviour: bad settings fail before any model work, naming 
     [['--max-neurons', '2.5'], /option '--max-neurons <n>' argument '2.5' is invalid. expected an integer ≥ 1/, 2],
     [['--target-gap', 'x'], /option '--target-gap <nats>' argument 'x' is invalid. expected a number/, 2],
     [['--global-top-k', '5'], /--method behaviour chooses its own per-layer counts/, 1],
+    [['--max-margin-drop', '-1'], /option '--max-margin-drop <nats>' argument '-1' is invalid. expected a number ≥ 0/, 2],
+    [['--ability-guard', join(tmp, 'missing-guard.jsonl')], /missing-guard\.jsonl/, 1],
   ] as const) {
     const { code, stderr } = await run('prune', llama, '--out', out, '--method', 'behaviour', '--pairs', DATA.behaviourSelection, ...args);
     expect(code, stderr).toBe(exit);

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { fixtureDir } from '@fairprune/fixtures';
+import { DATA, fixtureDir } from '@fairprune/fixtures';
 import { demoSettings, runDemo, type DemoSummary } from '../src/demo/run-demo.js';
 import { formatDemoSummary } from '../src/commands/demo.js';
 
@@ -98,13 +98,21 @@ describe('fairprune demo --compare-methods', () => {
     expect(article!.heldOut!.levellingDown).toBe(true);
     const shift = behaviour!.heldOut!;
     expect(shift.perPair).toHaveLength(24);
-    // The targets of issue 13 that hold with the defaults (BoolQ does not: 0.891 → 0.734); the README's table has the figures.
+    // The targets of issue 13, with the defaults; the README's table has the figures.
     expect(shift.levellingDown).toBe(false);
     expect(narrowing(shift)).toBeGreaterThanOrEqual(0.7);
     expect(narrowing(shift)).toBeGreaterThan(narrowing(article!.heldOut));
-    expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
     expect(shift.shareFromA).toBeGreaterThanOrEqual(0.8);
     expect(shift.meanShiftB).toBeLessThan(0.2);
+    expect(behaviour!.evaluation['lambada_openai']!.after).toBeGreaterThanOrEqual(0.95);
+    // BoolQ within 0.05 of the base, although selection never saw boolq-mini (its guard is the disjoint boolq-calibration).
+    const boolq = behaviour!.evaluation['boolq']!;
+    expect(boolq.after).toBeGreaterThanOrEqual(boolq.before - 0.05);
+    // The seed pair's beam search is no longer one of its hostile continuations.
+    const seedPair = (JSON.parse(readFileSync(DATA.behaviour, 'utf8')) as Array<{ a: string; negative: string[]; positive: string[] }>)[0]!;
+    const seedAfter = behaviour!.generations.find((g) => g.prompt === seedPair.a)!.after;
+    expect(seedPair.negative).not.toContain(seedAfter);
+    expect(seedPair.positive).toContain(seedAfter);
     expect(existsSync(summary.files.behaviourReport!)).toBe(true);
     expect(formatDemoSummary(summary)).toContain('Side by side on 24 held-out pairs');
   });

@@ -118,8 +118,10 @@ export {
   type VariantScore,
   type BehaviourSelection,
   type BehaviourSelectionOptions,
+  type ChoiceItem,
+  type CalibrationData,
 } from './prune/behaviour-select.js';
-export { type BehaviourPruneOptions, type BehaviourPlanRecord, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
+export { type BehaviourPruneOptions, type BehaviourPlanRecord, type BehaviourSettings, type AbilityGuard, type AbilityGuardRecord, type ScoreSummary, type SelectionCost } from './prune/behaviour-run.js';
 export { meanActivations, compensationBiases, addOnnxMlpBiases, MLP_BIAS_MODEL_TYPES } from './prune/compensate.js';
 
 // Outputs: the names of the files fairprune writes, and the protocol every command writes through (lock, temp sibling,

@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ARTIFACTS, BEHAVIOUR_DEFAULTS, COMPENSATIONS, IMPORTANCE_METHODS, PRUNE_DEFAULTS, PRUNE_METHODS, PRUNE_MODES, readPlan, runFairnessPruning, type PruneOptions } from '@fairprune/core';
 import { Command, Option } from 'commander';
-import { demoRoot } from '../demo/run-demo.js';
+import { DEFAULT_ABILITY_GUARD, DEFAULT_CALIBRATION, readAbilityGuard, readCalibration } from '../calibration.js';
 import { integerFlag, integerListFlag, layerFractionsFlag, numberFlag } from '../flags.js';
 import { MODEL_ARGUMENT, resolveModelArgument } from '../model-source.js';
 import { behaviourShift } from '../report/index.js';
@@ -18,6 +16,8 @@ interface PruneFlags extends CommonBiasFlags {
   maxNeurons?: number;
   targetGap?: number;
   maxNllIncrease?: number;
+  maxMarginDrop?: number;
+  abilityGuard?: string | false;
   greedy?: boolean;
   calibration?: string;
   compensate?: 'none' | 'mean';
@@ -35,19 +35,6 @@ interface PruneFlags extends CommonBiasFlags {
 /** A pruning fraction: strictly between 0 and 1. */
 const fraction = numberFlag({ min: 0, max: 1, exclusive: true });
 
-/** The default calibration texts: the bundled mini-LAMBADA documents. */
-const DEFAULT_CALIBRATION = join(demoRoot, 'data', 'lambada-mini.jsonl');
-
-/** Calibration texts of a file: the `text` field of each JSON line of a .jsonl, else one text per non-empty line. */
-function readCalibration(file: string): string[] {
-  const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '');
-  if (!file.endsWith('.jsonl')) return lines;
-  return lines.map((line, i) => {
-    const record = JSON.parse(line) as { text?: unknown };
-    if (typeof record.text !== 'string') throw new Error(`--calibration ${file}: line ${i + 1} has no "text" string`);
-    return record.text;
-  });
-}
 
 function signedFixed(v: number): string {
   return `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
@@ -73,6 +60,9 @@ export function registerPrune(program: Command): void {
     .option('--max-neurons <n>', 'behaviour: most neurons removed in all (default: --fraction of all neurons)', integerFlag(1))
     .option('--target-gap <nats>', 'behaviour: stop once the selection pairs\' mean gap is at or below this (default 0)', numberFlag())
     .option('--max-nll-increase <nats>', 'behaviour: largest rise of the calibration next-token NLL (default 0.02)', numberFlag({ min: 0 }))
+    .option('--max-margin-drop <nats>', `behaviour: largest fall of the answer margin on the --ability-guard items (default ${BEHAVIOUR_DEFAULTS.maxMarginDrop})`, numberFlag({ min: 0 }))
+    .option('--ability-guard <file>', 'behaviour: BoolQ-format documents (.jsonl/.parquet: passage, question, label) whose answer margin guards the selection; never the documents you evaluate (default: the bundled boolq-calibration, disjoint from the bundled boolq-mini)')
+    .option('--no-ability-guard', 'behaviour: no answer-margin guard (the calibration-NLL guard only)')
     .option('--greedy', 'behaviour: re-measure the best candidates with the chosen set after each choice (slower)')
     .option('--calibration <file>', 'calibration texts (.jsonl with "text", or one per line) for the NLL guard and --compensate mean (default: the bundled mini-LAMBADA)')
     .addOption(new Option('--compensate <how>', 'mean: removed neurons\' mean contribution becomes an MLP-output bias (default none; mean with --method behaviour)').choices(COMPENSATIONS))
@@ -96,7 +86,7 @@ export function registerPrune(program: Command): void {
         ...(flags.mode !== undefined ? { mode: flags.mode } : {}),
         ...(flags.compensate !== undefined ? { compensate: flags.compensate } : {}),
         ...(flags.method === 'behaviour' || flags.compensate === 'mean'
-          ? { calibrationTexts: readCalibration(flags.calibration ?? DEFAULT_CALIBRATION), calibrationSource: flags.calibration ?? 'builtin:lambada-mini' }
+          ? { calibrationTexts: readCalibration(flags.calibration ?? DEFAULT_CALIBRATION.file), calibrationSource: flags.calibration ?? DEFAULT_CALIBRATION.source }
           : {}),
         ...(flags.method === 'behaviour'
           ? {
@@ -105,6 +95,10 @@ export function registerPrune(program: Command): void {
                 ...(flags.maxNeurons !== undefined ? { maxNeurons: flags.maxNeurons } : {}),
                 ...(flags.targetGap !== undefined ? { targetGap: flags.targetGap } : {}),
                 ...(flags.maxNllIncrease !== undefined ? { maxNllIncrease: flags.maxNllIncrease } : {}),
+                ...(flags.maxMarginDrop !== undefined ? { maxMarginDrop: flags.maxMarginDrop } : {}),
+                ...(flags.abilityGuard === false
+                  ? {}
+                  : { ability: await (flags.abilityGuard === undefined ? readAbilityGuard(DEFAULT_ABILITY_GUARD.file, DEFAULT_ABILITY_GUARD.source) : readAbilityGuard(flags.abilityGuard)) }),
                 ...(flags.greedy ? { greedy: true } : {}),
               },
             }
@@ -148,7 +142,9 @@ export function registerPrune(program: Command): void {
         lines.push(
           `  behaviour selection on ${result.plan.options['pairs']}: gap ${f(selected.before.gap)} → ${f(selected.after.gap)} nats ` +
             `(side A ${f(selected.before.meanA)} → ${f(selected.after.meanA)}, side B ${f(selected.before.meanB)} → ${f(selected.after.meanB)}; ` +
-            `calibration NLL ${f(selected.before.nll)} → ${f(selected.after.nll)}), ${selected.cost.forwards} forwards, ${selected.cost.tokens.toLocaleString('en-US')} tokens`,
+            `calibration NLL ${f(selected.before.nll)} → ${f(selected.after.nll)}` +
+            (selected.before.margin !== null && selected.after.margin !== null ? `, answer margin ${f(selected.before.margin)} → ${f(selected.after.margin)}` : '') +
+            `), ${selected.cost.forwards} forwards, ${selected.cost.tokens.toLocaleString('en-US')} tokens`,
         );
       }
       lines.push(summariseReport(before, 'before'));

@@ -1,6 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import {
   ARTIFACTS,
   ModelSession,
@@ -19,10 +18,11 @@ import {
   type PromptPair,
 } from '@fairprune/core';
 import { evaluate, type EvalResults, type TaskName } from '@fairprune/eval';
+import { readAbilityGuard, readCalibration } from '../calibration.js';
 import { behaviourShift, loadReportData, renderReport, type BehaviourShift } from '../report/index.js';
+import { demoRoot } from './root.js';
 
-/** The bundled model and data, shipped inside this package (packages/cli/demo). */
-export const demoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../demo');
+export { demoRoot };
 
 /**
  * The settings the demo prunes with, and why. The article's fraction (0.002) would prune nothing here: the tiny model
@@ -53,7 +53,13 @@ const evalTasks: ReadonlyArray<{ task: TaskName; file: string }> = [
 ];
 
 /** `--method behaviour` in the demo: chosen on the selection pairs, measured on the disjoint held-out set; defaults otherwise. */
-const behaviourFiles = { selection: 'behaviour-selection.json', heldOut: 'behaviour-heldout.json', calibration: 'lambada-mini.jsonl' } as const;
+const behaviourFiles = {
+  selection: 'behaviour-selection.json',
+  heldOut: 'behaviour-heldout.json',
+  calibration: 'lambada-mini.jsonl',
+  // BoolQ-format, disjoint from boolq-mini.jsonl (the evaluated set): the answer-margin guard.
+  abilityGuard: 'boolq-calibration.jsonl',
+} as const;
 
 export interface DemoOptions {
   /** Output folder; replaced if it holds an earlier demo's output (without `force`); a folder fairprune did not write is refused. */
@@ -199,10 +205,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         const behaviourDir = join(work, 'behaviour-model');
         const selectionPairs = await loadPairs(join(demoRoot, 'data', behaviourFiles.selection));
         const heldOutSet = await loadPairs(join(demoRoot, 'data', behaviourFiles.heldOut));
-        const calibrationTexts = readFileSync(join(demoRoot, 'data', behaviourFiles.calibration), 'utf8')
-          .split('\n')
-          .filter((line) => line.trim() !== '')
-          .map((line) => (JSON.parse(line) as { text: string }).text);
+        const calibrationTexts = readCalibration(join(demoRoot, 'data', behaviourFiles.calibration));
+        const ability = await readAbilityGuard(join(demoRoot, 'data', behaviourFiles.abilityGuard), `demo/data/${behaviourFiles.abilityGuard}`);
         const byBehaviour = await runFairnessPruning(modelDir, {
           outDir: behaviourDir,
           pairs: selectionPairs,
@@ -210,6 +214,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
           evalPairs: heldOutSet,
           evalPairsSource: `demo/data/${behaviourFiles.heldOut} (held out)`,
           method: 'behaviour',
+          behaviour: { ability },
           calibrationTexts,
           calibrationSource: `demo/data/${behaviourFiles.calibration}`,
           tokenActivations: false,

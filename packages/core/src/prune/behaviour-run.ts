@@ -14,6 +14,7 @@ import {
   selectByBehaviour,
   type BehaviourSelection,
   type BehaviourSelectionOptions,
+  type ChoiceItem,
   type Compensation,
   type NeuronEffect,
   type ProbeCost,
@@ -31,10 +32,36 @@ export interface BehaviourPruneOptions {
   sideBTolerance?: number;
   /** Largest allowed rise of the calibration NLL, per neuron and for the set (nats per token). */
   maxNllIncrease?: number;
+  /** Largest allowed fall of the answer margin on `ability`'s items, per neuron and for the set (nats). */
+  maxMarginDrop?: number;
+  /** Multiple-choice items guarding an ability (e.g. BoolQ-format documents disjoint from any evaluated set); none: no margin guard. */
+  ability?: AbilityGuard;
   /** Re-measure the best candidates with the chosen set after each choice. */
   greedy?: boolean;
   /** Ablate blocks of this many adjacent neurons before single neurons (1 = every neuron alone). */
   blockSize?: number;
+}
+
+/** The items of the answer-margin guard and where they came from. */
+export interface AbilityGuard {
+  /** The items. */
+  items: readonly ChoiceItem[];
+  /** Their source, for the plan. */
+  source: string;
+}
+
+/** What the plan keeps of the answer-margin guard. */
+export interface AbilityGuardRecord {
+  /** Where the items came from. */
+  source: string;
+  /** How many items. */
+  items: number;
+}
+
+/** Selection settings and the margin guard's items, as the prune pipeline resolves them. */
+export interface BehaviourSettings extends BehaviourSelectionOptions {
+  /** The answer-margin guard's items (none: no margin guard). */
+  ability?: AbilityGuard;
 }
 
 /** What the plan records of a behaviour selection: the objective, the limits, and what was measured. */
@@ -45,6 +72,8 @@ export interface BehaviourPlanRecord {
   settings: Omit<BehaviourSelectionOptions, 'layers'>;
   /** Where the calibration texts came from. */
   calibration: string;
+  /** Where the answer-margin guard's items came from, and how many (absent: no margin guard). */
+  ability?: AbilityGuardRecord;
   /** Mean L_A, L_B, gap and calibration NLL on the selection pairs before pruning. */
   before: ScoreSummary;
   /** The same with every chosen neuron removed at once. */
@@ -71,29 +100,33 @@ export interface ScoreSummary {
   gap: number;
   /** Mean next-token NLL on the calibration texts (nats per token). */
   nll: number;
+  /** Mean answer margin on the guard's items (nats; null without items). */
+  margin: number | null;
 }
 
 function summary(score: VariantScore): ScoreSummary {
-  return { meanA: score.meanA, meanB: score.meanB, gap: meanGap(score), nll: score.nll };
+  return { meanA: score.meanA, meanB: score.meanB, gap: meanGap(score), nll: score.nll, margin: Number.isNaN(score.margin) ? null : score.margin };
 }
 
 /** Full selection settings from the prune options; `numNeurons` is the model's total MLP width. */
 export function behaviourSettings(
   options: { behaviour?: BehaviourPruneOptions; fraction?: number; layers?: readonly number[]; compensate?: Compensation },
   numNeurons: number,
-): BehaviourSelectionOptions {
+): BehaviourSettings {
   const b = options.behaviour ?? {};
   return {
     maxNeurons: b.maxNeurons ?? Math.floor((options.fraction ?? BEHAVIOUR_DEFAULTS.maxNeuronsFraction) * numNeurons),
     targetGap: b.targetGap ?? BEHAVIOUR_DEFAULTS.targetGap,
     sideBTolerance: b.sideBTolerance ?? BEHAVIOUR_DEFAULTS.sideBTolerance,
     maxNllIncrease: b.maxNllIncrease ?? BEHAVIOUR_DEFAULTS.maxNllIncrease,
+    maxMarginDrop: b.maxMarginDrop ?? BEHAVIOUR_DEFAULTS.maxMarginDrop,
     greedy: b.greedy ?? BEHAVIOUR_DEFAULTS.greedy,
     greedyCandidates: BEHAVIOUR_DEFAULTS.greedyCandidates,
     blockSize: b.blockSize ?? BEHAVIOUR_DEFAULTS.blockSize,
     refineFactor: BEHAVIOUR_DEFAULTS.refineFactor,
     compensate: options.compensate ?? BEHAVIOUR_DEFAULTS.compensate,
     ...(options.layers !== undefined ? { layers: options.layers } : {}),
+    ...(b.ability ? { ability: b.ability } : {}),
   };
 }
 
@@ -110,6 +143,8 @@ export function validateBehaviourOptions(options: {
   };
   nonNegative(b.sideBTolerance, '--side-b-tolerance');
   nonNegative(b.maxNllIncrease, '--max-nll-increase');
+  nonNegative(b.maxMarginDrop, '--max-margin-drop');
+  if (b.ability && b.ability.items.length === 0) throw new Error(`--ability-guard ${b.ability.source}: no items`);
   if (b.targetGap !== undefined && !Number.isFinite(b.targetGap)) throw new Error(`--target-gap must be a number, got ${String(b.targetGap)}`);
   if (b.maxNeurons !== undefined && !(Number.isInteger(b.maxNeurons) && b.maxNeurons >= 1)) throw new Error(`--max-neurons must be a positive integer, got ${String(b.maxNeurons)}`);
   if (b.blockSize !== undefined && !(Number.isInteger(b.blockSize) && b.blockSize >= 1)) throw new Error(`The block size must be a positive integer, got ${String(b.blockSize)}`);
@@ -150,7 +185,7 @@ export async function calibrationMeans(inputs: BehaviourModelInputs): Promise<Fl
  */
 export async function chooseByBehaviour(
   inputs: BehaviourModelInputs & { pairs: readonly PromptPair[]; calibrationSource: string; means?: readonly Float32Array[] },
-  settings: BehaviourSelectionOptions,
+  settings: BehaviourSettings,
   onProgress: (message: string) => void,
 ): Promise<{ selection: BehaviourSelection; record: BehaviourPlanRecord }> {
   const model = await NeuronMaskedModel.create(inputs.onnxPath, {
@@ -159,16 +194,18 @@ export async function chooseByBehaviour(
     ...(inputs.threads !== undefined ? { threads: inputs.threads } : {}),
   });
   try {
-    const probe = new BehaviourProbe(model, inputs.folder.tokenizer, inputs.pairs, inputs.calibrationTexts, inputs.means);
+    const { layers: _layers, ability, ...recorded } = settings;
+    const calibration = { texts: inputs.calibrationTexts, ...(ability ? { choices: ability.items } : {}) };
+    const probe = new BehaviourProbe(model, inputs.folder.tokenizer, inputs.pairs, calibration, inputs.means);
     onProgress(`behaviour: measuring the effect of every candidate neuron on ${inputs.pairs.length} pairs`);
     const selection = await selectByBehaviour(probe, model.widths, settings);
-    const { layers: _layers, ...recorded } = settings;
     return {
       selection,
       record: {
         objective: 'per prompt L = log Σ p(negative continuations) − log Σ p(positive continuations); side A = each pair\'s "a"; gap = mean L_A − mean L_B',
         settings: recorded,
         calibration: inputs.calibrationSource,
+        ...(ability ? { ability: { source: ability.source, items: ability.items.length } } : {}),
         before: summary(selection.before),
         after: summary(selection.after),
         chosen: selection.chosen,

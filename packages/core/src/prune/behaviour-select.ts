@@ -31,6 +31,8 @@ export interface BehaviourSelectionOptions {
   sideBTolerance: number;
   /** A neuron, and the chosen set, may raise the mean next-token NLL on the calibration texts by at most this (nats). */
   maxNllIncrease: number;
+  /** A neuron, and the chosen set, may lower the mean answer margin on the calibration choice items by at most this (nats). */
+  maxMarginDrop: number;
   /** Re-measure the best remaining candidates after each choice instead of ranking once. */
   greedy: boolean;
   /** Candidates re-measured per greedy step. */
@@ -55,6 +57,8 @@ export const BEHAVIOUR_DEFAULTS = {
   sideBTolerance: 0.1,
   /** The calibration NLL may rise at most this much (nats per token). */
   maxNllIncrease: 0.02,
+  /** The answer margin on the calibration choice items (bundled: BoolQ-format, disjoint from the evaluated set) may fall at most this much (nats). */
+  maxMarginDrop: 0.15,
   /** Rank once (prefixes measured exactly) rather than greedy re-measurement. */
   greedy: false,
   /** Candidates re-measured per greedy step. */
@@ -87,6 +91,12 @@ export interface VariantScore {
   meanB: number;
   /** Mean next-token NLL per token on the calibration texts (NaN when not measured). */
   nll: number;
+  /**
+   * Mean answer margin on the calibration choice items, log p(right) − log Σ p(wrong), averaged within each right
+   * answer and then over the answers, so a variant that merely shifts every answer towards one choice does not gain
+   * (NaN when not measured or without items).
+   */
+  margin: number;
 }
 
 /** The measured effect of removing one neuron (alone, from the base model) on the selection pairs. */
@@ -97,6 +107,8 @@ export interface NeuronEffect extends NeuronRef {
   deltaB: number;
   /** Change of the calibration NLL (NaN when not measured). */
   deltaNll: number;
+  /** Change of the calibration answer margin (NaN when not measured or without choice items). */
+  deltaMargin: number;
 }
 
 /** What {@link selectByBehaviour} chose and measured. */
@@ -126,6 +138,32 @@ interface Sequence {
   negative: boolean;
 }
 
+/** A multiple-choice ability item (e.g. a BoolQ document): after `context`, `choices[label]` should be the likelier. */
+export interface ChoiceItem {
+  /** The prompt. */
+  context: string;
+  /** The continuations to choose from (e.g. " no", " yes"). */
+  choices: readonly string[];
+  /** Index of the right choice. */
+  label: number;
+}
+
+/** What the ability guard measures: next-token NLL on texts, and the answer margin on choice items. */
+export interface CalibrationData {
+  /** Texts whose mean next-token NLL may rise by at most `maxNllIncrease`. */
+  texts: readonly string[];
+  /** Items whose mean answer margin may fall by at most `maxMarginDrop` (none: no margin guard). */
+  choices?: readonly ChoiceItem[];
+}
+
+interface ChoiceSequence {
+  ids: number[];
+  promptLength: number;
+  continuation: number[];
+  item: number;
+  choice: number;
+}
+
 /**
  * Measures variants of one model (sets of removed neurons) on the selection pairs' continuations and calibration
  * texts, many variants per forward: each batch row carries its own mask.
@@ -135,19 +173,21 @@ export class BehaviourProbe {
   readonly cost: ProbeCost = { forwards: 0, tokens: 0 };
   private readonly sequences: Sequence[];
   private readonly calibration: number[][];
+  private readonly choiceSequences: ChoiceSequence[];
+  private readonly choiceLabels: number[];
   private readonly pairCount: number;
 
   /**
    * @param model  The masked model (opened with replacement inputs when `means` is given).
    * @param means  Per layer, each neuron's mean activation: removed neurons are replaced by it instead of zeroed.
    * @param maxRows  Batch rows per forward.
-   * @throws when no pair has both `negative` and `positive` continuations.
+   * @throws when no pair has both `negative` and `positive` continuations, or a choice item's label is not one of its choices.
    */
   constructor(
     private readonly model: NeuronMaskedModel,
     tokenizer: ContinuationTokenizer,
     pairs: readonly PromptPair[],
-    calibrationTexts: readonly string[],
+    calibration: CalibrationData,
     private readonly means?: readonly Float32Array[],
     private readonly maxRows = 256,
   ) {
@@ -162,14 +202,28 @@ export class BehaviourProbe {
         }),
       ),
     );
-    this.calibration = calibrationTexts.map((text) => tokenizer.encode(text)).filter((ids) => ids.length > 1);
+    this.calibration = calibration.texts.map((text) => tokenizer.encode(text)).filter((ids) => ids.length > 1);
+    const items = calibration.choices ?? [];
+    items.forEach((item, i) => {
+      if (!(Number.isInteger(item.label) && item.label >= 0 && item.label < item.choices.length) || item.choices.length < 2) {
+        throw new Error(`Calibration choice item ${i}: label ${item.label} is not one of its ${item.choices.length} choices (need at least 2)`);
+      }
+    });
+    this.choiceLabels = items.map((item) => item.label);
+    this.choiceSequences = items.flatMap((item, index) =>
+      item.choices.map((text, choice) => {
+        const { prompt, continuation } = continuationIds(tokenizer, item.context, text);
+        return { ids: [...prompt, ...continuation], promptLength: prompt.length, continuation, item: index, choice };
+      }),
+    );
   }
 
-  /** Scores each variant (a set of removed neurons) on the asked parts: side A, side B, calibration NLL. */
+  /** Scores each variant (a set of removed neurons) on the asked parts: side A, side B, the ability guard (`nll`: calibration NLL and answer margin). */
   async score(variants: readonly (readonly NeuronRef[])[], parts: { a?: boolean; b?: boolean; nll?: boolean }): Promise<VariantScore[]> {
-    const items: { ids: number[]; behaviour?: Sequence }[] = [
+    const items: { ids: number[]; behaviour?: Sequence; choice?: ChoiceSequence }[] = [
       ...this.sequences.filter((s) => (s.side === 'a' ? parts.a : parts.b)).map((s) => ({ ids: s.ids, behaviour: s })),
       ...(parts.nll ? this.calibration.map((ids) => ({ ids })) : []),
+      ...(parts.nll ? this.choiceSequences.map((c) => ({ ids: c.ids, choice: c })) : []),
     ];
     // Per variant and item: the log-probability of the continuation (behaviour) or of every next token (calibration).
     const logProbs = variants.map(() => new Float64Array(items.length));
@@ -204,8 +258,9 @@ export class BehaviourProbe {
             piece.forEach((itemIndex, r) => {
               const item = items[itemIndex]!;
               const row = v * piece.length + r;
-              logProbs[v0 + v]![itemIndex] = item.behaviour
-                ? sequenceLogProb(logits, dims[1], dims[2], row, item.behaviour.promptLength, item.behaviour.continuation)
+              const scored = item.behaviour ?? item.choice;
+              logProbs[v0 + v]![itemIndex] = scored
+                ? sequenceLogProb(logits, dims[1], dims[2], row, scored.promptLength, scored.continuation)
                 : sequenceLogProb(logits, dims[1], dims[2], row, 1, item.ids.slice(1));
             }),
           );
@@ -227,8 +282,10 @@ export class BehaviourProbe {
       const logOddsA = side('a');
       const logOddsB = side('b');
       let nllSum = 0;
+      const choiceLogProbs = this.choiceLabels.map(() => [] as number[]);
       items.forEach((item, i) => {
-        if (!item.behaviour) nllSum -= values[i]!;
+        if (item.choice) choiceLogProbs[item.choice.item]![item.choice.choice] = values[i]!;
+        else if (!item.behaviour) nllSum -= values[i]!;
       });
       return {
         logOddsA,
@@ -236,16 +293,27 @@ export class BehaviourProbe {
         meanA: mean(logOddsA),
         meanB: mean(logOddsB),
         nll: parts.nll && calibrationTokens > 0 ? nllSum / calibrationTokens : Number.NaN,
+        margin: parts.nll ? balancedMargin(choiceLogProbs, this.choiceLabels) : Number.NaN,
       };
     });
   }
 }
 
-/** Prefix sets measured per forward batch in the non-greedy walk. */
+/** Most prefix sets measured per batch in the non-greedy walk (the window halves after a rejection, doubles after a clean pass). */
 const PREFIX_WINDOW = 32;
 
 function mean(values: readonly number[]): number {
   return values.length === 0 ? Number.NaN : values.reduce((s, v) => s + v, 0) / values.length;
+}
+
+/** Mean over the right answers of the mean margin log p(right) − log Σ p(wrong) of their items; NaN without items. */
+function balancedMargin(logProbs: readonly number[][], labels: readonly number[]): number {
+  const byLabel = new Map<number, number[]>();
+  labels.forEach((label, i) => {
+    const wrong = logProbs[i]!.filter((_, c) => c !== label);
+    byLabel.set(label, [...(byLabel.get(label) ?? []), logProbs[i]![label]! - logSumExp(wrong)]);
+  });
+  return mean([...byLabel.values()].map(mean));
 }
 
 /** Mean gap L_A − L_B over the pairs. */
@@ -257,7 +325,7 @@ export function meanGap(score: VariantScore): number {
 async function sideAEffects(probe: BehaviourProbe, candidates: NeuronRef[], base: VariantScore, options: BehaviourSelectionOptions): Promise<NeuronEffect[]> {
   const single = async (neurons: NeuronRef[]): Promise<NeuronEffect[]> => {
     const scores = await probe.score(neurons.map((n) => [n]), { a: true });
-    return neurons.map((n, i) => ({ ...n, deltaA: scores[i]!.meanA - base.meanA, deltaB: Number.NaN, deltaNll: Number.NaN }));
+    return neurons.map((n, i) => ({ ...n, deltaA: scores[i]!.meanA - base.meanA, deltaB: Number.NaN, deltaNll: Number.NaN, deltaMargin: Number.NaN }));
   };
   if (options.blockSize <= 1) return single(candidates);
   const blocks: NeuronRef[][] = [];
@@ -286,8 +354,9 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
   const layers = options.layers ?? widths.map((_, i) => i);
   const candidates = layers.flatMap((layer) => Array.from({ length: widths[layer]! }, (_, neuron) => ({ layer, neuron })));
   const [base] = await probe.score([[]], { a: true, b: true, nll: true });
+  // A NaN margin (no choice items) passes: the comparison below is false, not a violation.
   const fits = (score: VariantScore): boolean =>
-    score.meanB - base!.meanB <= options.sideBTolerance && score.nll - base!.nll <= options.maxNllIncrease;
+    score.meanB - base!.meanB <= options.sideBTolerance && score.nll - base!.nll <= options.maxNllIncrease && !(base!.margin - score.margin > options.maxMarginDrop);
 
   // Candidates that lower L_A, best first; their side-B and ability effects measured alone.
   const measured = await sideAEffects(probe, candidates, base!, options);
@@ -295,8 +364,8 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
   const shortlist = effectsA.slice(0, options.refineFactor * options.maxNeurons);
   const alone = await probe.score(shortlist.map((e) => [e]), { b: true, nll: true });
   const admissible = shortlist
-    .map((e, i) => ({ ...e, deltaB: alone[i]!.meanB - base!.meanB, deltaNll: alone[i]!.nll - base!.nll }))
-    .filter((e) => e.deltaB <= options.sideBTolerance && e.deltaNll <= options.maxNllIncrease)
+    .map((e, i) => ({ ...e, deltaB: alone[i]!.meanB - base!.meanB, deltaNll: alone[i]!.nll - base!.nll, deltaMargin: alone[i]!.margin - base!.margin }))
+    .filter((e, i) => fits(alone[i]!))
     // Among the neurons that lower L_A most, those that narrow the gap most first: a neuron that lowers both sides alike narrows nothing.
     .sort((x, y) => x.deltaA - x.deltaB - (y.deltaA - y.deltaB) || x.layer - y.layer || x.neuron - y.neuron);
 
@@ -330,20 +399,24 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
       pool = pool.filter(({ e }) => !rejected.has(e));
     }
   } else {
-    // Prefixes of the ranking measured a window at a time; a neuron whose prefix breaks a limit is dropped and the
-    // prefixes after it measured again.
+    // Prefixes of the ranking measured a window at a time; a neuron whose prefix breaks a limit or does not narrow the
+    // gap is dropped and the prefixes after it measured again. Once a limit binds, most candidates are rejected: the window shrinks so that
+    // each rejection wastes few measured prefixes (the choice does not depend on the window).
     let ranked = admissible;
     let settled = 0;
     let done = false;
+    let window = PREFIX_WINDOW;
     while (!done && settled < Math.min(options.maxNeurons, ranked.length)) {
-      const end = Math.min(options.maxNeurons, ranked.length, settled + PREFIX_WINDOW);
+      const end = Math.min(options.maxNeurons, ranked.length, settled + window);
       const prefixes = Array.from({ length: end - settled }, (_, k) => ranked.slice(0, settled + k + 1));
       const scores = await probe.score(prefixes, { a: true, b: true, nll: true });
       let next = end;
       for (let k = 0; k < scores.length; k++) {
-        if (!fits(scores[k]!)) {
+        // A neuron that breaks a limit, or no longer narrows the gap together with the ones before it, is skipped.
+        if (!fits(scores[k]!) || meanGap(scores[k]!) >= meanGap(current)) {
           ranked = [...ranked.slice(0, settled + k), ...ranked.slice(settled + k + 1)];
           next = settled + k;
+          window = Math.max(1, window >> 1);
           break;
         }
         current = scores[k]!;
@@ -353,6 +426,7 @@ export async function selectByBehaviour(probe: BehaviourProbe, widths: readonly 
           break;
         }
       }
+      if (next === end) window = Math.min(PREFIX_WINDOW, window * 2);
       settled = next;
     }
     chosen.push(...ranked.slice(0, settled));

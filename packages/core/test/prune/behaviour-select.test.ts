@@ -49,6 +49,12 @@ async function measureRemoved(neurons: Map<number, number[]>): Promise<{ a: numb
 }
 
 const avg = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
+const guardItems = readFileSync(DATA.boolqCalibration, 'utf8')
+  .trim()
+  .split('\n')
+  .slice(0, 6)
+  .map((l) => JSON.parse(l) as { question: string; passage: string; label: number })
+  .map((d) => ({ context: `${d.passage}\nQuestion: ${d.question}?\nAnswer:`, choices: [' no', ' yes'], label: d.label }));
 
 describe('behaviour selection on the llama fixture (4 selection pairs, layer 3)', () => {
   let model: NeuronMaskedModel;
@@ -58,7 +64,7 @@ describe('behaviour selection on the llama fixture (4 selection pairs, layer 3)'
   beforeAll(async () => {
     pairs = (await readPairsFile(DATA.behaviourSelection)).slice(0, 4);
     model = await NeuronMaskedModel.create(join(llama, 'onnx/model.onnx'), { threads: 1 });
-    probe = new BehaviourProbe(model, tokenizer, pairs, calibration);
+    probe = new BehaviourProbe(model, tokenizer, pairs, { texts: calibration });
     result = await selectByBehaviour(probe, model.widths, options);
   }, 600_000);
   afterAll(async () => model?.release());
@@ -124,7 +130,7 @@ test('prune --method behaviour end to end: defaults mode zero and mean compensat
     pairs: selection,
     pairsSource: 'behaviour-selection.json[0:2]',
     method: 'behaviour',
-    behaviour: { maxNeurons: 3 },
+    behaviour: { maxNeurons: 3, ability: { items: guardItems, source: 'boolq-calibration[0:6]' } },
     layers: [2],
     calibrationTexts: calibration,
     calibrationSource: 'lambada-mini[0:8]',
@@ -140,6 +146,11 @@ test('prune --method behaviour end to end: defaults mode zero and mean compensat
   expect(record.settings.compensate).toBe('mean');
   expect(record.chosen.map((c) => c.neuron).sort((a, b) => a - b)).toEqual(result.plan.layers['2']);
   expect(record.after.gap).toBeLessThan(record.before.gap);
+  // The answer-margin guard: its source and size, and the margin before and after within the default limit.
+  expect(record.ability).toEqual({ source: 'boolq-calibration[0:6]', items: 6 });
+  expect(record.settings.maxMarginDrop).toBe(BEHAVIOUR_DEFAULTS.maxMarginDrop);
+  expect(record.before.margin).toEqual(expect.any(Number));
+  expect(record.before.margin! - record.after.margin!).toBeLessThanOrEqual(BEHAVIOUR_DEFAULTS.maxMarginDrop + 1e-6);
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
   expect(config['mlp_bias']).toBe(true);
   expect(existsSync(join(out, 'onnx/model.onnx'))).toBe(true);
