@@ -1,10 +1,9 @@
 import { openModelFolder, requireOnnxPath, type ModelFolder } from '../model/folder.js';
 import type { WeightDType } from '../model/dtype.js';
 import { mapGraph, type GraphMap } from '../model/graph-map.js';
-import type { PruneMode } from '../prune/plan.js';
-import { zeroMasks } from '../runtime/neuron-masks.js';
+import { pruningMasks } from '../runtime/neuron-masks.js';
 import { SegmentedModel, type SegmentedModelOptions } from '../runtime/segmented-model.js';
-import type { CapturedActivations } from '../runtime/capture.js';
+import { asWritten, type SimulatedPruning } from '../runtime/capture.js';
 import {
   analysisSettings,
   biasReport,
@@ -20,7 +19,7 @@ import {
 } from './analyze.js';
 import { continuationIds, measureBehaviour, type LogitsModel } from './behaviour.js';
 import { comparePairs, type ActivationSet } from './compare.js';
-import { activationKey, parseActivationKey, PRUNED_HOOK_TYPES } from './metrics.js';
+import { activationKey, parseActivationKey } from './metrics.js';
 import { NeuronBiasAggregator } from './neuron-scores.js';
 import { checkPairs, SEED_PAIRS, type CheckedPair } from './pairs.js';
 
@@ -51,15 +50,9 @@ export async function analyzeStreamed(modelDir: string, options: AnalyzeOptions 
 }
 
 /** A pruned model as the original model's weights and the plan's neurons: what {@link measurePrunedStreamed} runs. */
-export interface MaskedPruning {
+export interface MaskedPruning extends SimulatedPruning {
   /** The original model's ONNX file (its segments run, masked). */
   sourceOnnx: string;
-  /** Layer → the neurons pruned. */
-  selection: ReadonlyMap<number, readonly number[]>;
-  /** `remove` drops their columns from the captures, `zero` zeroes them, as the written weights do. */
-  mode: PruneMode;
-  /** With mean compensation: each layer's mean GLU activation, replacing the pruned neurons' product. */
-  means?: readonly Float32Array[];
 }
 
 /**
@@ -100,7 +93,7 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
   const model = SegmentedModel.open(pruning?.sourceOnnx ?? onnxPath, {
     ...segmentOptions,
     keys: captureKeys(options),
-    ...(pruning ? { neuronMasks: (map: GraphMap) => neuronMasksOf(pruning, map) } : {}),
+    ...(pruning ? { neuronMasks: (map: GraphMap) => pruningMasks(map.layers.map((l) => l.intermediateSize), pruning.selection, pruning.means) } : {}),
   });
   try {
     const numLayers = model.map.layers.length;
@@ -146,7 +139,7 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
         progress(`layer ${layer + 1} of ${numLayers}: reducing ${streamed.length} pairs`);
         const t0 = performance.now();
         const pruned = pruning?.selection.get(layer);
-        if (pruned && pruned.length > 0) for (const set of captured) asWritten(set, pruned, pruning!.mode);
+        if (pruned && pruned.length > 0) for (const set of captured) asWritten(set, pruning!.selection, pruning!.mode);
         // Selection pairs feed this layer's aggregator; held-out pairs only the metric.
         for (const scoring of [true, false]) {
           const entries = streamed.filter((entry) => entry.scoring === scoring);
@@ -211,42 +204,6 @@ async function measureStreamed(target: string | ModelFolder, options: AnalyzeOpt
 
 /** Written-vs-masked agreement allowed, relative to the largest |value|: summation order in float32, rounding in fp16/bf16. */
 const WRITTEN_TOLERANCE = { float32: 1e-4, reduced: 2e-2 } as const;
-
-/** One-row masks (0 at the pruned neurons) and, with means, the replacements (the mean there, 0 elsewhere). */
-function neuronMasksOf(pruning: MaskedPruning, map: GraphMap) {
-  const widths = map.layers.map((l) => l.intermediateSize);
-  const masks = zeroMasks(widths, pruning.selection);
-  if (!pruning.means) return { masks };
-  if (pruning.means.length !== widths.length) throw new Error(`${pruning.sourceOnnx}: ${pruning.means.length} layers of calibration means for ${widths.length} layers`);
-  const replacements = widths.map((width, layer) => {
-    const neurons = pruning.selection.get(layer);
-    if (!neurons || neurons.length === 0) return undefined;
-    const values = new Float32Array(width);
-    for (const n of neurons) values[n] = pruning.means![layer]![n]!;
-    return values;
-  });
-  return { masks, replacements };
-}
-
-/** Captured types with one value per MLP neuron: pruning removes or zeroes the pruned neurons' columns there. */
-const NEURON_TYPES = new Set([...PRUNED_HOOK_TYPES, 'glu_product']);
-
-/** One sequence's captures of a layer as the written weights give them: the pruned columns dropped or zeroed. */
-function asWritten(set: CapturedActivations, pruned: readonly number[], mode: PruneMode): void {
-  for (const [key, { data, shape }] of set) {
-    if (!NEURON_TYPES.has(parseActivationKey(key).type)) continue;
-    const [rows, width] = shape;
-    if (mode === 'zero') {
-      for (let r = 0; r < rows; r++) for (const n of pruned) data[r * width + n] = 0;
-      continue;
-    }
-    const gone = new Set(pruned);
-    const kept = Array.from({ length: width }, (_, n) => n).filter((n) => !gone.has(n));
-    const out = new Float32Array(rows * kept.length);
-    for (let r = 0; r < rows; r++) kept.forEach((n, k) => (out[r * kept.length + k] = data[r * width + n]!));
-    set.set(key, { data: out, shape: [rows, kept.length] });
-  }
-}
 
 /** The written graph's MLP widths are the original's, less the removed neurons (`remove`) or unchanged (`zero`). */
 function requirePrunedWidths(original: readonly number[], written: readonly number[], pruning: MaskedPruning, onnxPath: string): void {
