@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import {
   analyzeModel,
   jsonText,
-  loadPairs,
+  loadPairSets,
   readJsonFile,
   runFairnessPruning,
   writeOutput,
@@ -95,12 +95,8 @@ const kernelDevice = (device: string) => (device.startsWith('cuda') ? ('auto' as
 
 /** Analysis options of a task's settings: pair files read, devices set. */
 async function analyzeOptionsOf(settings: ModelAnalysis['analyzeOptions'], model: PlannedModel, placement: WorkerPlacement) {
-  const pairs = await loadPairs(settings.pairs);
-  const evalPairs = settings.evalPairs !== undefined ? await loadPairs(settings.evalPairs) : undefined;
   return {
-    pairs,
-    pairsSource: settings.pairs,
-    ...(evalPairs ? { evalPairs, evalPairsSource: settings.evalPairs! } : {}),
+    ...(await loadPairSets(settings.pairs, settings.evalPairs)),
     estimator: settings.estimator,
     aggregation: settings.aggregation,
     ...(settings.components ? { components: settings.components } : {}),

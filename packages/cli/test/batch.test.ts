@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { paretoFront } from '../src/report/sweep.js';
-import { launchChromium } from './report-browser.js';
+import { launchChromium, pageProblems } from './report-browser.js';
 import { fixtureDir } from '@fairprune/fixtures';
 import { runCli } from './run-cli.js';
 
@@ -62,11 +62,7 @@ describe('fairprune batch', () => {
     const browser = await launchChromium(join(tmp, 'profile'));
     try {
       const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on('console', (message) => {
-        if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-      });
-      page.on('pageerror', (error) => problems.push(error.message));
+      const problems = pageProblems(page);
       await page.route(/^(?!file:)/, (route) => {
         problems.push(`network request ${route.request().url()}`);
         return route.abort();

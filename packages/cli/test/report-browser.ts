@@ -1,6 +1,6 @@
 /** Headless Debian Chromium for report tests and screenshots: no network, no GPU, a fresh profile every time. */
 import { existsSync } from 'node:fs';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const chromiumPath = process.env.FAIRPRUNE_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -21,4 +21,14 @@ export async function launchChromium(profileDir: string, viewport = { width: 136
       '--disable-sync',
     ],
   });
+}
+
+/** Collects what a page reports as wrong — console errors and warnings, uncaught exceptions — into the returned list. */
+export function pageProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (error) => problems.push(error.message));
+  return problems;
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runFairnessPruning } from '@fairprune/core';
 import { runCli } from './run-cli.js';
 import { buildReportData, loadReportData, renderReport } from '../src/report/index.js';
-import { launchChromium } from './report-browser.js';
+import { launchChromium, pageProblems } from './report-browser.js';
 import { biasAfter, components, evalAfter, evalBefore, fixturesDir, layerCount, neuronLayers, readActivation, refs, tokenLabels } from './report-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fairprune-report-cmd-'));
@@ -215,11 +215,7 @@ describe('fairprune report on the real pipeline', () => {
     const browser = await launchChromium(join(e2e, 'profile'));
     try {
       const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on('console', (message) => {
-        if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-      });
-      page.on('pageerror', (error) => problems.push(error.message));
+      const problems = pageProblems(page);
       await page.goto(pathToFileURL(out).href, { waitUntil: 'load' });
       expect(problems).toEqual([]);
       expect(await page.locator('svg.chart').count()).toBe(6 + 1 + 4 + 1 + 1);

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { behaviourShift, renderReport, type ReportData } from '../src/report/index.js';
-import { launchChromium } from './report-browser.js';
+import { launchChromium, pageProblems } from './report-browser.js';
 import { components, fullReportData, layerCount, prunedPerLayer } from './report-fixtures.js';
 
 const workDir = mkdtempSync(join(tmpdir(), 'fairprune-report-'));
@@ -81,7 +81,7 @@ describe('behavioural shift reading', () => {
 describe('report in headless Chromium', () => {
   let browser: BrowserContext;
   let page: Page;
-  const consoleErrors: string[] = [];
+  let consoleErrors: string[] = [];
   const requests: string[] = [];
   const reportFile = join(workDir, 'report.html');
 
@@ -89,10 +89,7 @@ describe('report in headless Chromium', () => {
     writeFileSync(reportFile, html);
     browser = await launchChromium(join(workDir, 'profile'));
     page = await browser.newPage();
-    page.on('console', (message) => {
-      if (message.type() === 'error' || message.type() === 'warning') consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
+    consoleErrors = pageProblems(page);
     page.on('request', (request) => requests.push(request.url()));
     await page.goto(pathToFileURL(reportFile).href, { waitUntil: 'load' });
   });

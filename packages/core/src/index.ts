@@ -50,7 +50,7 @@ export { openDecoder, KvCacheDecoder, RecomputeDecoder, type Decoder } from './r
 export { generate, checkGenerationInputs, greedySearch, beamSearch, readGenerationDefaults, type GenerationOptions, type GeneratedSequence } from './runtime/generate.js';
 
 // Bias: prompt pairs, the optiPfair activation metric, per-neuron bias scores, behavioural log-odds, the analysis entry point.
-export { loadPairs, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';
+export { loadPairs, loadPairSets, type LoadedPairSets, BIAS_ESTIMATORS, type PromptPair, type BiasEstimator } from './bias/pairs.js';
 export { HOOK_TYPES, type HookType, type BiasMetrics, type ComponentMetrics, type DifferenceStats, type LayerMetrics, type ProgressionMetrics } from './bias/metrics.js';
 export { PAIR_AGGREGATIONS, type PairAggregation, type NeuronBiasScores } from './bias/neuron-scores.js';
 export { measureBehaviour, type BehaviourResult, type ContinuationLogProbs, type ContinuationTokenizer, type LogitsModel } from './bias/behaviour.js';

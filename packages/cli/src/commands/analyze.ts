@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, DEFAULT_BUDGET_FRACTION, loadPairs, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
+import { analyzeBias, ARTIFACTS, BIAS_ESTIMATORS, DEFAULT_BUDGET_FRACTION, loadPairSets, METRIC_COMPONENTS, PAIR_AGGREGATIONS, produceJsonOutput, PRUNE_DEFAULTS, SESSION_DEVICES, type BiasReport } from '@fairprune/core';
 import { DEVICES } from '@fairprune/native-cuda';
 import { Command, Option } from 'commander';
 import { choiceListFlag, integerFlag, numberFlag } from '../flags.js';
@@ -44,12 +44,8 @@ export function addBiasOptions(command: Command): Command {
 
 /** Reads the pair files and turns flags into analysis options (before any model work). */
 export async function biasOptionsFromFlags(flags: CommonBiasFlags, progress: (message: string) => void) {
-  const pairs = await loadPairs(flags.pairs);
-  const evalPairs = flags.evalPairs !== undefined ? await loadPairs(flags.evalPairs) : undefined;
   return {
-    pairs,
-    pairsSource: flags.pairs,
-    ...(evalPairs ? { evalPairs, evalPairsSource: flags.evalPairs! } : {}),
+    ...(await loadPairSets(flags.pairs, flags.evalPairs)),
     ...(flags.components ? { components: flags.components } : {}),
     ...(flags.onnxFile !== undefined ? { onnxFile: flags.onnxFile } : {}),
     estimator: flags.biasEstimator,

@@ -129,6 +129,28 @@ export async function loadPairs(spec: string): Promise<PromptPair[]> {
   return readPairsFile(spec);
 }
 
+/** The selection pairs and the optional held-out pairs of an analysis, read, with the specs they came from. */
+export interface LoadedPairSets {
+  /** Selection pairs. */
+  pairs: PromptPair[];
+  /** Their spec (a file or `builtin:…`), as reports record it. */
+  pairsSource: string;
+  /** Held-out pairs, when given. */
+  evalPairs?: PromptPair[];
+  /** Their spec. */
+  evalPairsSource?: string;
+}
+
+/**
+ * {@link loadPairs} for an analysis' two pair specs: the selection pairs and, when given, the held-out ones.
+ * @throws as {@link loadPairs}, naming the file.
+ */
+export async function loadPairSets(pairsSpec: string, evalPairsSpec?: string): Promise<LoadedPairSets> {
+  const pairs = await loadPairs(pairsSpec);
+  if (evalPairsSpec === undefined) return { pairs, pairsSource: pairsSpec };
+  return { pairs, pairsSource: pairsSpec, evalPairs: await loadPairs(evalPairsSpec), evalPairsSource: evalPairsSpec };
+}
+
 /**
  * Reads `[{a, b, ...}]`, `{ pairs: [...] }` or JSON Lines (one pair per line; a single line is a one-pair file).
  * @throws naming the file (and line or pair index) when it is unreadable, empty or holds an invalid record.
