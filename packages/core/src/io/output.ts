@@ -106,15 +106,20 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Field 22 of /proc/PID/stat (start time after boot), or undefined where there is no /proc. */
-function processStart(pid: number): string | undefined {
+/** Fields 3 onwards of /proc/PID/stat (state, …, start time after boot at index 19), or undefined where there is no /proc. */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** Field 22 of /proc/PID/stat (start time after boot), or undefined where there is no /proc. */
+function processStart(pid: number): string | undefined {
+  return procStat(pid)?.[19];
 }
 
 /**
@@ -128,6 +133,9 @@ export function lockHolderAlive(lock: OutputLock): boolean | undefined {
 /** Whether the process that wrote `lock` (on this host) is still running: its pid is alive and, where known, started when it did. */
 function holderAlive(lock: OutputLock): boolean {
   if (!pidAlive(lock.pid)) return false;
+  // A SIGKILLed writer stays a zombie (state Z) until its parent reaps it, which an init that does not reap never
+  // does: it answers kill(pid, 0) but holds nothing.
+  if (procStat(lock.pid)?.[0] === 'Z') return false;
   const now = lock.processStart === undefined ? undefined : processStart(lock.pid);
   return now === undefined || now === lock.processStart;
 }

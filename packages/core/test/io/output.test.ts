@@ -128,6 +128,24 @@ describe('what a killed run left behind', () => {
     }
   });
 
+  test('a killed writer that is not reaped yet (a zombie) holds no lock', async () => {
+    const dir = parent();
+    // `sleep 30` becomes the parent of `sleep 60` (exec) and never reaps it: killed, it stays a zombie.
+    const parentOfZombie = spawn('bash', ['-c', 'sleep 60 & echo $!; exec sleep 30']);
+    try {
+      const pid = Number(await new Promise<string>((done) => parentOfZombie.stdout.once('data', (d: Buffer) => done(d.toString()))));
+      const start = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[21];
+      writeFileSync(join(dir, '.out.fairprune-lock'), JSON.stringify({ pid, host: hostname(), command: 'prune', started: 'then', processStart: start }));
+      expect(() => openOutput(join(dir, 'out'), { kind: 'dir', command: 'test' })).toThrow(new RegExp(`pid ${pid} on `));
+      process.kill(pid, 'SIGKILL');
+      while (readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] !== 'Z') await new Promise((r) => setTimeout(r, 10));
+      await writeOutput(join(dir, 'out'), { kind: 'dir', command: 'test' }, () => {});
+      expect(readdirSync(dir)).toEqual(['out']);
+    } finally {
+      parentOfZombie.kill('SIGKILL');
+    }
+  });
+
   test('a lock of another host or a live process is never taken over', () => {
     const dir = parent();
     const lock = join(dir, '.out.fairprune-lock');
