@@ -38,6 +38,8 @@ export interface NativeAddon {
   columnMeans(data: ElementData, rows: number, cols: number, dtype: DType): Float32Array;
   /** Synchronous, CPU: folds [rows, cols] float32 terms into `totals` in place. */
   accumulateColumns(totals: Float64Array, terms: readonly Float32Array[], rows: number, cols: number, op: ColumnOp): void;
+  /** Synchronous, CPU: out[r, k] = data[r, kept[k]] over [rows, cols] elements of `dtype`'s size. */
+  gatherColumns(data: ElementData, rows: number, cols: number, dtype: DType, kept: Int32Array, out: ElementData): void;
   backendInfo(): NativeBackendInfo;
   /** Plain multithreaded one-pass read of the bytes (a sum of 64-bit words): the benchmarks' bandwidth baseline. */
   sumBytes(data: ElementData): bigint;

@@ -3,10 +3,10 @@
 import { loadNativeAddon, type NativeAddon } from './binding.js';
 import * as referenceKernels from './reference/index.js';
 import type {
-  ActivationDiff, ActivationDiffBatch, BackendInfo, ColumnOp, Device, MatrixView, ScanOptions, TensorView3, WeightStats,
+  ActivationDiff, ActivationDiffBatch, BackendInfo, ColumnOp, Device, ElementData, MatrixView, ScanOptions, TensorView3, WeightStats,
 } from './types.js';
 import {
-  checkAxis, checkColumnOp, checkDevice, checkMatrix, checkSameShape, checkTensor3, checkTerms, invalidArgument,
+  checkAxis, checkColumnOp, checkDevice, checkKeptColumns, checkMatrix, checkOutput, checkSameShape, checkTensor3, checkTerms, invalidArgument,
 } from './validate.js';
 
 export { DEVICES } from './validate.js';
@@ -124,4 +124,17 @@ export function accumulateColumns(totals: Float64Array, terms: readonly Float32A
   const addon = nativeOrAnnounce(fn, 'cpu');
   if (!addon) referenceKernels.accumulateColumns(totals, terms, shape.rows, shape.cols, op);
   else addon.accumulateColumns(totals, terms, shape.rows, shape.cols, op);
+}
+
+/** Copies the columns `kept` (strictly increasing indices) of every row of `matrix` into `out` [rows, kept.length],
+ *  element bytes unchanged: the gate/up weights of an ONNX [in, out] MLP without the removed neurons. Synchronous and
+ *  on the CPU (threaded): a copy is cheaper than a device round trip. */
+export function gatherColumns(matrix: MatrixView, kept: Int32Array, out: ElementData): void {
+  const fn = 'gatherColumns';
+  checkMatrix(fn, 'matrix', matrix);
+  checkKeptColumns(fn, 'kept', kept, matrix.cols);
+  checkOutput(fn, 'out', out, matrix.dtype, matrix.rows * kept.length, matrix.data);
+  const addon = nativeOrAnnounce(fn, 'cpu');
+  if (!addon) referenceKernels.gatherColumns(matrix, kept, out);
+  else addon.gatherColumns(matrix.data, matrix.rows, matrix.cols, matrix.dtype, kept, out);
 }

@@ -64,17 +64,17 @@ export function checkTerms(fn: string, totals: unknown, terms: unknown, shape: {
   });
 }
 
-/** data must suit dtype (Float32Array ↔ f32, Uint16Array ↔ f16/bf16, Uint8Array ↔ any) and hold exactly
- *  `elements` elements. */
-function checkData(fn: string, name: string, data: unknown, dtype: DType, elements: number, shape: string): asserts data is ElementData {
+/** data (the argument `label`) must suit dtype (Float32Array ↔ f32, Uint16Array ↔ f16/bf16, Uint8Array ↔ any) and
+ *  hold exactly `elements` elements. */
+function checkData(fn: string, label: string, data: unknown, dtype: DType, elements: number, shape: string): asserts data is ElementData {
   const suits = data instanceof Uint8Array || (dtype === 'f32' ? data instanceof Float32Array : data instanceof Uint16Array);
   if (!suits) {
     const expected = dtype === 'f32' ? 'a Float32Array or Uint8Array' : 'a Uint16Array or Uint8Array';
-    throw invalidArgument(fn, `${name}.data`, `${expected} (dtype ${dtype})`, data);
+    throw invalidArgument(fn, label, `${expected} (dtype ${dtype})`, data);
   }
   const needed = elements * bytesPerElement(dtype);
   if ((data as ElementData).byteLength !== needed) {
-    throw invalidArgument(fn, `${name}.data`, `${needed} bytes (shape ${shape} × ${dtype})`, data, 'range');
+    throw invalidArgument(fn, label, `${needed} bytes (shape ${shape} × ${dtype})`, data, 'range');
   }
 }
 
@@ -84,7 +84,7 @@ export function checkMatrix(fn: string, name: string, matrix: unknown): asserts 
   checkOneOf(fn, `${name}.dtype`, m['dtype'], dtypes);
   checkPositiveInteger(fn, `${name}.rows`, m['rows']);
   checkPositiveInteger(fn, `${name}.cols`, m['cols']);
-  checkData(fn, name, m['data'], m['dtype'], m['rows'] * m['cols'], `[${m['rows']}, ${m['cols']}]`);
+  checkData(fn, `${name}.data`, m['data'], m['dtype'], m['rows'] * m['cols'], `[${m['rows']}, ${m['cols']}]`);
 }
 
 export function checkTensor3(fn: string, name: string, tensor: unknown): asserts tensor is TensorView3 {
@@ -96,12 +96,31 @@ export function checkTensor3(fn: string, name: string, tensor: unknown): asserts
   checkPositiveInteger(fn, `${name}.pairs`, t['pairs']);
   checkPositiveInteger(fn, `${name}.tokens`, t['tokens']);
   checkPositiveInteger(fn, `${name}.width`, t['width']);
-  checkData(fn, name, t['data'], t['dtype'], t['pairs'] * t['tokens'] * t['width'], `[${t['pairs']}, ${t['tokens']}, ${t['width']}]`);
+  checkData(fn, `${name}.data`, t['data'], t['dtype'], t['pairs'] * t['tokens'] * t['width'], `[${t['pairs']}, ${t['tokens']}, ${t['width']}]`);
 }
 
 /** a and b of one activation difference must agree in shape and dtype. */
 export function checkSameShape(fn: string, a: Record<string, unknown>, b: Record<string, unknown>, keys: readonly string[]): void {
   for (const key of [...keys, 'dtype']) {
     if (a[key] !== b[key]) throw invalidArgument(fn, `b.${key}`, `${describe(a[key])} (same as a.${key})`, b[key], 'range');
+  }
+}
+
+/** kept: an Int32Array of strictly increasing column indices below `cols`. */
+export function checkKeptColumns(fn: string, name: string, kept: unknown, cols: number): asserts kept is Int32Array {
+  if (!(kept instanceof Int32Array)) throw invalidArgument(fn, name, 'an Int32Array of column indices', kept);
+  for (let k = 0; k < kept.length; k++) {
+    if (kept[k]! < 0 || kept[k]! >= cols || (k > 0 && kept[k]! <= kept[k - 1]!)) {
+      throw invalidArgument(fn, `${name}[${k}]`, `a column index below ${cols}, above ${name}[${k - 1}]`, kept[k], 'range');
+    }
+  }
+}
+
+/** out: element storage of exactly `elements` elements of `dtype`, not sharing bytes with `data`. */
+export function checkOutput(fn: string, name: string, out: unknown, dtype: DType, elements: number, data: ElementData): asserts out is ElementData {
+  checkData(fn, name, out, dtype, elements, `[${elements}]`);
+  const o = out as ElementData;
+  if (o.buffer === data.buffer && o.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < o.byteOffset + o.byteLength) {
+    throw invalidArgument(fn, name, 'storage not overlapping the input', out, 'range');
   }
 }

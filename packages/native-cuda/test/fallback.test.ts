@@ -31,5 +31,8 @@ test('a missing addon falls back to the reference, announces it once on stderr a
   const totals = new Float64Array(7);
   api.accumulateColumns(totals, [Float32Array.from({ length: 14 }, (_, i) => i)], { rows: 2, cols: 7 }, 'max');
   expect(Array.from(totals)).toEqual([7, 8, 9, 10, 11, 12, 13]);
+  const gathered = new Uint16Array(10);
+  api.gatherColumns(matrix, Int32Array.from([1, 6]), gathered);
+  expect(Array.from(gathered)).toEqual(Array.from({ length: 5 }, (_, r) => [matrix.data[r * 7 + 1]!, matrix.data[r * 7 + 6]!]).flat());
   expect(stderr).toHaveBeenCalledTimes(1);
 });

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import * as referenceKernels from '../src/reference/index.js';
 import type { DType, ElementData, WeightStats } from '../src/types.js';
-import { addonExists, addonsUnderTest, checkDiff, checkScan, expectSameNumbers, misaligned, pairOf, randomElements, referenceIntended } from './helpers.js';
+import { addonExists, addonsUnderTest, checkDiff, checkScan, expectSameNumbers, misaligned, pairOf, randomElements, referenceIntended, rng } from './helpers.js';
 
 type Api = typeof import('../src/index.js');
 const dtypes: DType[] = ['f32', 'f16', 'bf16'];
@@ -221,6 +221,40 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
       const data = Float32Array.from([1, NaN, Infinity, Infinity, 3, 2, 1, -Infinity]);
       expect(Array.from(api.columnMeans({ data, rows: 2, cols: 4, dtype: 'f32' }))).toEqual([2, NaN, Infinity, NaN]);
       expect(Array.from(api.columnMeans({ data, rows: 1, cols: 8, dtype: 'f32' }))).toEqual(Array.from(data));
+    });
+  });
+
+  describe('gatherColumns', () => {
+    /** Every `every`-th column dropped from a seeded shuffle: uneven runs, first and last columns among the cases. */
+    const keptColumns = (cols: number, dropShare: number, seed: number) => {
+      const random = rng(seed);
+      return Int32Array.from({ length: cols }, (_, c) => c).filter((c) => c === 0 || random() >= dropShare);
+    };
+    const bytesOf = (data: ElementData) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    for (const [rows, cols, dropShare] of [[1, 1, 0], [5, 37, 0.1], [64, 14336, 0.1], [3, 1031, 0.9], [700, 40, 0.5]] as const) {
+      for (const dtype of dtypes) {
+        test(`${rows}×${cols} ${dtype}, ${dropShare * 100}% dropped: the reference's bytes`, () => {
+          const matrix = { data: randomElements(dtype, rows * cols, rows + cols), rows, cols, dtype };
+          const kept = keptColumns(cols, dropShare, cols);
+          const [actual, expected] = [new Uint8Array(rows * kept.length * (dtype === 'f32' ? 4 : 2)), new Uint8Array(rows * kept.length * (dtype === 'f32' ? 4 : 2))];
+          api.gatherColumns(matrix, kept, actual);
+          referenceKernels.gatherColumns(matrix, kept, expected);
+          expect(Buffer.compare(actual, expected)).toBe(0);
+        });
+      }
+    }
+
+    test('misaligned input and output views (byteOffset 1 and 3) give the aligned bytes', () => {
+      for (const dtype of dtypes) {
+        const matrix = { data: randomElements(dtype, 9 * 131, 8), rows: 9, cols: 131, dtype };
+        const kept = keptColumns(131, 0.3, 2);
+        const expected = new Uint8Array(9 * kept.length * (dtype === 'f32' ? 4 : 2));
+        referenceKernels.gatherColumns(matrix, kept, expected);
+        const out = misaligned(new Uint8Array(expected.length), 3);
+        api.gatherColumns({ ...matrix, data: misaligned(matrix.data, 1) }, kept, out);
+        expect(Buffer.compare(out, expected)).toBe(0);
+        expect(Buffer.compare(bytesOf(matrix.data).subarray(0, 2), out.subarray(0, 2))).toBe(0);
+      }
     });
   });
 

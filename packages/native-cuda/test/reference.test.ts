@@ -106,4 +106,18 @@ describe('reference kernels vs naive loops', () => {
       expect(maxes[j]).toBe(Math.max(...perRow));
     }
   });
+
+  test('gatherColumns copies the kept columns of each row, bit patterns unchanged, aligned or not', () => {
+    // f16 bit patterns including a NaN payload and -0: a copy, never a conversion.
+    const data = Uint16Array.from([0x7e01, 0x8000, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    const kept = Int32Array.from([0, 1, 3]);
+    const out = new Uint16Array(9);
+    reference.gatherColumns({ data, rows: 3, cols: 4, dtype: 'f16' }, kept, out);
+    expect(Array.from(out)).toEqual([0x7e01, 0x8000, 4, 5, 6, 8, 9, 10, 12]);
+    const bytes = new Uint8Array(new ArrayBuffer(40), 1, 36);
+    bytes.set(new Uint8Array(Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]).buffer));
+    const odd = new Uint8Array(new ArrayBuffer(20), 3, 12);
+    reference.gatherColumns({ data: bytes, rows: 3, cols: 3, dtype: 'f32' }, Int32Array.from([2]), odd);
+    expect(Array.from(new Float32Array(odd.slice().buffer))).toEqual([3, 6, 9]);
+  });
 });

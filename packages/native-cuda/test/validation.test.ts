@@ -1,7 +1,7 @@
 // Bad arguments are rejected in TS with a message naming the argument, and the C++ checks behind them hold too.
 import { describe, expect, test } from 'vitest';
 import { loadNativeAddon } from '../src/binding.js';
-import { accumulateColumns, activationDiff, activationDiffBatched, columnMeans, scanWeights } from '../src/index.js';
+import { accumulateColumns, activationDiff, activationDiffBatched, columnMeans, gatherColumns, scanWeights } from '../src/index.js';
 import { referenceIntended } from './helpers.js';
 
 const f32 = (n: number) => new Float32Array(n);
@@ -44,6 +44,17 @@ describe('TS argument validation', () => {
     expect(() => accumulateColumns(totals, [new Float64Array(6) as never], { rows: 2, cols: 3 }, 'sum')).toThrow(/'terms\[0\]'.*Float32Array/);
     expect(() => accumulateColumns(totals, [f32(6)], { rows: 0, cols: 3 }, 'sum')).toThrow(/'shape\.rows'/);
   });
+
+  test('gatherColumns checks its matrix, the kept columns and the output', () => {
+    const m = { data: f32(6), rows: 2, cols: 3, dtype: 'f32' as const };
+    expect(() => gatherColumns(m, Int32Array.from([0, 2]), f32(3))).toThrow(/gatherColumns: argument 'out': expected 16 bytes/);
+    expect(() => gatherColumns(m, [0, 2] as never, f32(4))).toThrow(/argument 'kept': expected an Int32Array/);
+    expect(() => gatherColumns(m, Int32Array.from([2, 2]), f32(4))).toThrow(/argument 'kept\[1\]': expected a column index below 3, above kept\[0\] but received 2/);
+    expect(() => gatherColumns(m, Int32Array.from([-1]), f32(2))).toThrow(/argument 'kept\[0\]'.*received -1/);
+    expect(() => gatherColumns(m, Int32Array.from([0]), new Uint16Array(4))).toThrow(/argument 'out': expected a Float32Array or Uint8Array/);
+    const shared = f32(10);
+    expect(() => gatherColumns({ ...m, data: shared.subarray(0, 6) }, Int32Array.from([0, 2]), shared.subarray(4, 8))).toThrow(/'out': expected storage not overlapping the input/);
+  });
 });
 
 describe('C++ argument checks (direct addon calls)', () => {
@@ -66,5 +77,13 @@ describe('C++ argument checks (direct addon calls)', () => {
     expect(() => addon.accumulateColumns(new Float64Array(3), [new Uint16Array(6) as never], 2, 3, 'sum')).toThrow(TypeError);
     expect(() => addon.accumulateColumns(new Float64Array(3), [], 2, 3, 'sum')).toThrow(/argument 'terms' is empty/);
     expect(() => (addon.columnMeans as (...args: unknown[]) => unknown)(f32(6), 2, 3)).toThrow(/expected 4 arguments/);
+    const kept = Int32Array.from([0, 2]);
+    expect(() => addon.gatherColumns(f32(5), 2, 3, 'f32', kept, f32(4))).toThrow(/gatherColumns: argument 'data' has 20 bytes but its shape and dtype need 24/);
+    expect(() => addon.gatherColumns(f32(6), 2, 3, 'f32', Int32Array.from([2, 1]), f32(4))).toThrow(/argument 'kept' must be strictly increasing column indices below 3, got 1 at 1/);
+    expect(() => addon.gatherColumns(f32(6), 2, 3, 'f32', Int32Array.from([0, 3]), f32(4))).toThrow(/argument 'kept'.*got 3 at 1/);
+    expect(() => addon.gatherColumns(f32(6), 2, 3, 'f32', [0, 2] as never, f32(4))).toThrow(/argument 'kept' must be an Int32Array/);
+    expect(() => addon.gatherColumns(f32(6), 2, 3, 'f32', kept, f32(3))).toThrow(/argument 'out' has 12 bytes but its shape and dtype need 16/);
+    const shared = f32(10);
+    expect(() => addon.gatherColumns(shared.subarray(0, 6), 2, 3, 'f32', kept, shared.subarray(5, 9))).toThrow(/arguments 'data' and 'out' overlap/);
   });
 });

@@ -1,3 +1,4 @@
+import { gatherColumns, type DType } from '@fairprune/native-cuda';
 import { ScratchBuffer } from '../model/scratch-buffer.js';
 
 /**
@@ -17,12 +18,8 @@ export interface MatrixEdit {
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 
-/**
- * Kept runs shorter than this many elements on average are copied element by element: a block copy costs about as
- * much as 20 element copies (measured: a [4096, 14336] fp16 matrix less 10% of its columns, 457 ms by runs, 208 ms
- * by elements).
- */
-const GATHER_BELOW_RUN = 16;
+/** The native gather's element type for an element size: it moves bytes, so any 2-byte type goes as f16. */
+const GATHER_DTYPES: Readonly<Record<number, DType>> = { 2: 'f16', 4: 'f32' };
 
 export function editedShape(edit: MatrixEdit): [number, number] {
   return [edit.rows - (edit.dropRows?.length ?? 0), edit.cols - (edit.dropCols?.length ?? 0)];
@@ -31,8 +28,9 @@ export function editedShape(edit: MatrixEdit): [number, number] {
 /**
  * Yields the edited matrix's bytes in row order; `read(start, length)` returns bytes of the source.
  * Each yielded chunk is only valid until the next one is requested (`output` is reused).
- * Bytes move as block copies of contiguous runs (removing 16 of 8192 columns leaves ≤ 17 runs per row; consecutive
- * kept rows of an unchanged width are one copy), so the source needs no alignment; when only rows are removed, the
+ * Removed columns of 2- and 4-byte elements go through the native column gather (a pruned gate/up row keeps runs of
+ * ~9 elements: too short for block copies); other element sizes move as block copies of the kept runs. Consecutive
+ * kept rows of an unchanged width are one copy, so the source needs no alignment; when only rows are removed, the
  * runs of kept rows are yielded as views of the source chunk instead.
  */
 export function* streamEditedMatrix(
@@ -46,14 +44,15 @@ export function* streamEditedMatrix(
   const rowsPerChunk = Math.max(1, Math.floor(chunkBytes / Math.max(1, rowBytes)));
   const droppedRow = mask(rows, edit.dropRows);
   const zeroedRow = mask(rows, edit.zeroRows);
-  const keptCols = edit.dropCols && edit.dropCols.length > 0 ? byteRuns(keptRuns(edit.cols, edit.dropCols), elementBytes) : undefined;
-  // Short runs (10% of neurons dropped at random leaves runs of ~9 elements) go faster element by element.
-  const gather = keptCols && (edit.cols - edit.dropCols!.length) / (keptCols.length / 2) < GATHER_BELOW_RUN ? elementGather(edit.cols, edit.dropCols!, elementBytes) : undefined;
+  const dropsCols = edit.dropCols !== undefined && edit.dropCols.length > 0;
+  const gatherDtype = dropsCols ? GATHER_DTYPES[elementBytes] : undefined;
+  const keptIndices = gatherDtype ? keptColumnIndices(edit.cols, edit.dropCols!) : undefined;
+  const keptCols = dropsCols && !gatherDtype ? byteRuns(keptRuns(edit.cols, edit.dropCols!), elementBytes) : undefined;
   const outRowBytes = (edit.cols - (edit.dropCols?.length ?? 0)) * elementBytes;
   // zeroCols index the output row, as zeroing keeps the shape
   const zeroCols = edit.zeroCols && edit.zeroCols.length > 0 ? byteRuns(indexRuns(edit.zeroCols), elementBytes) : undefined;
   // Only whole rows removed (down_proj in the ONNX layout): the kept runs go out as views of the read buffer, no copy.
-  const onlyRowDrops = !keptCols && !zeroCols && !(edit.zeroRows && edit.zeroRows.length > 0);
+  const onlyRowDrops = !dropsCols && !zeroCols && !(edit.zeroRows && edit.zeroRows.length > 0);
   const buffer = output.get(onlyRowDrops ? 0 : Math.min(rows, rowsPerChunk) * outRowBytes);
   for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
     const r1 = Math.min(rows, r0 + rowsPerChunk);
@@ -82,13 +81,15 @@ export function* streamEditedMatrix(
         out.fill(0, outRow, outRow + outRowBytes);
         r++;
         o++;
+      } else if (keptIndices) {
+        let end = r + 1;
+        while (end < r1 && !droppedRow[end] && !zeroedRow[end]) end++;
+        const data = source.subarray((r - r0) * rowBytes, (end - r0) * rowBytes);
+        gatherColumns({ data, rows: end - r, cols: edit.cols, dtype: gatherDtype! }, keptIndices, out.subarray(outRow, outRow + (end - r) * outRowBytes));
+        o += end - r;
+        r = end;
       } else if (keptCols) {
         const sourceRow = (r - r0) * rowBytes;
-        if (gather?.(source, sourceRow, out, outRow)) {
-          r++;
-          o++;
-          continue;
-        }
         for (let k = 0, d = outRow; k < keptCols.length; k += 2) {
           out.set(source.subarray(sourceRow + keptCols[k]!, sourceRow + keptCols[k + 1]!), d);
           d += keptCols[k + 1]! - keptCols[k]!;
@@ -112,25 +113,6 @@ export function* streamEditedMatrix(
   }
 }
 
-/**
- * A row copier keeping the columns not in `drop` element by element, through 2- or 4-byte views; it returns false
- * (the caller copies by runs) for other element sizes or a source or output not aligned to the element size.
- */
-function elementGather(cols: number, drop: readonly number[], elementBytes: number): (source: Uint8Array, sourceRow: number, out: Uint8Array, outRow: number) => boolean {
-  const gone = mask(cols, drop);
-  const kept = new Int32Array(cols - drop.length);
-  for (let c = 0, k = 0; c < cols; c++) if (!gone[c]) kept[k++] = c;
-  const view = (bytes: Uint8Array, at: number, length: number) =>
-    elementBytes === 2 ? new Uint16Array(bytes.buffer, bytes.byteOffset + at, length) : new Uint32Array(bytes.buffer, bytes.byteOffset + at, length);
-  return (source, sourceRow, out, outRow) => {
-    if ((elementBytes !== 2 && elementBytes !== 4) || (source.byteOffset + sourceRow) % elementBytes !== 0 || (out.byteOffset + outRow) % elementBytes !== 0) return false;
-    const from = view(source, sourceRow, cols);
-    const to = view(out, outRow, kept.length);
-    for (let k = 0; k < kept.length; k++) to[k] = from[kept[k]!]!;
-    return true;
-  };
-}
-
 /** Yields a tensor's bytes unchanged, in chunks. */
 export function* streamBytes(read: (start: number, length: number) => Uint8Array, total: number, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<Uint8Array> {
   for (let start = 0; start < total; start += chunkBytes) yield read(start, Math.min(chunkBytes, total - start));
@@ -140,6 +122,14 @@ function mask(length: number, indices: readonly number[] | undefined): Uint8Arra
   const m = new Uint8Array(length);
   for (const i of indices ?? []) m[i] = 1;
   return m;
+}
+
+/** The indices 0..length-1 without the sorted, unique `drop`. */
+function keptColumnIndices(length: number, drop: readonly number[]): Int32Array {
+  const gone = mask(length, drop);
+  const kept = new Int32Array(length - drop.length);
+  for (let c = 0, k = 0; c < length; c++) if (!gone[c]) kept[k++] = c;
+  return kept;
 }
 
 /** [start, end) element runs of 0..length-1 without the sorted, unique `drop`, flattened. */

@@ -4,7 +4,7 @@
 
 namespace fairprune {
 
-// scanWeights, activationDiff, columnMeans, accumulateColumns, backendInfo.
+// scanWeights, activationDiff, columnMeans, accumulateColumns, gatherColumns, backendInfo.
 void exportKernels(Napi::Env env, Napi::Object exports);
 // sumBytes, cudaBenchmark.
 void exportBenchmarks(Napi::Env env, Napi::Object exports);

@@ -1,5 +1,5 @@
 // The kernel entries: argument parsing (args.h), then the kernel on the libuv pool (PromiseWorker), or inline for
-// the column reductions, whose microseconds of work cost less than a worker round trip.
+// the column reductions and the column gather, whose milliseconds of work cost less than a worker round trip.
 #include <memory>
 #include <string>
 #include <vector>
@@ -8,6 +8,7 @@
 #include "../common/parallel.h"
 #include "../kernels/activation_diff.h"
 #include "../kernels/column_reduce.h"
+#include "../kernels/gather_columns.h"
 #include "../kernels/weight_scan.h"
 #include "args.h"
 #include "entries.h"
@@ -113,6 +114,31 @@ Napi::Value AccumulateColumns(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gatherColumns(data, rows, cols, dtype, kept: Int32Array, out) → undefined (synchronous; out[r, k] = data[r, kept[k]])
+Napi::Value GatherColumns(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const std::string fn = "gatherColumns";
+  checkArgumentCount(info, 6, fn, "data, rows, cols, dtype, kept, out");
+  const ByteView data = byteViewArg(info, 0, fn, "data");
+  const size_t rows = sizeArg(info, 1, fn, "rows"), cols = sizeArg(info, 2, fn, "cols");
+  const size_t elementBytes = dtypeBytes(dtypeArg(info, 3, fn));
+  checkByteLength(env, data, rows * cols * elementBytes, fn, "data");
+  THROW_TYPE_IF(env, !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array,
+                fn + ": argument 'kept' must be an Int32Array");
+  const auto kept = info[4].As<Napi::Int32Array>();
+  for (size_t k = 0; k < kept.ElementLength(); ++k) {
+    THROW_RANGE_IF(env, kept[k] < 0 || static_cast<size_t>(kept[k]) >= cols || (k > 0 && kept[k] <= kept[k - 1]),
+                   fn + ": argument 'kept' must be strictly increasing column indices below " + std::to_string(cols) +
+                       ", got " + std::to_string(kept[k]) + " at " + std::to_string(k));
+  }
+  const ByteView out = byteViewArg(info, 5, fn, "out");
+  checkByteLength(env, out, rows * kept.ElementLength() * elementBytes, fn, "out");
+  THROW_RANGE_IF(env, out.data < data.data + data.length && data.data < out.data + out.length, fn + ": arguments 'data' and 'out' overlap");
+  const GatherColumnsInput input{data.data, rows, cols, elementBytes, kept.Data(), kept.ElementLength()};
+  gatherColumnsCpu(input, const_cast<uint8_t*>(out.data));
+  return env.Undefined();
+}
+
 // backendInfo() → {cuda: {compiled, available, deviceCount, deviceName?, reason?}, threads, autoPolicy?}
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -143,6 +169,7 @@ void exportKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("activationDiff", Napi::Function::New(env, ActivationDiff, "activationDiff"));
   exports.Set("columnMeans", Napi::Function::New(env, ColumnMeans, "columnMeans"));
   exports.Set("accumulateColumns", Napi::Function::New(env, AccumulateColumns, "accumulateColumns"));
+  exports.Set("gatherColumns", Napi::Function::New(env, GatherColumns, "gatherColumns"));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
 }
 

@@ -2,5 +2,5 @@
 // when the addon is missing.
 export { scanWeights } from './weightScan.js';
 export { activationDiff, activationDiffBatched } from './activationDiff.js';
-export { accumulateColumns, columnMeans } from './columns.js';
+export { accumulateColumns, columnMeans, gatherColumns } from './columns.js';
 export { bf16ToNumber, decodeElements, halfToNumber } from './elements.js';
