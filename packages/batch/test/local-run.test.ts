@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -242,6 +243,19 @@ describe('placement by memory', () => {
   });
 });
 
+/** Writes the heartbeat file argv[1] (the fields argv[2] and the time) every argv[3] ms for argv[4] ms, printing each beat's time. */
+const HEARTBEAT_WRITER = `
+const [path, fields, every, lasting] = process.argv.slice(1);
+const beat = () => {
+  const heartbeat = new Date().toISOString();
+  require('node:fs').writeFileSync(path, JSON.stringify({ ...JSON.parse(fields), heartbeat }));
+  process.stdout.write(heartbeat + '\\n');
+};
+beat();
+const timer = setInterval(beat, Number(every));
+setTimeout(() => clearInterval(timer), Number(lasting));
+`;
+
 describe('claims from another host', () => {
   test('a claim whose holder on another host keeps its heartbeat is left alone; once the heartbeat stops for claimTimeoutMs it is released and the task done once', async () => {
     const base = mkdtempSync(join(tmp, 'foreign-'));
@@ -255,16 +269,16 @@ describe('claims from another host', () => {
     mkdirSync(dirname(claimPath(out, run!)), { recursive: true });
     writeFileSync(claimPath(out, run!), `${JSON.stringify(lock)}\n`);
     mkdirSync(join(out, 'state', 'workers'), { recursive: true });
+    // The remote heartbeat comes from a process of its own, as another host's would: a stall of this test process
+    // (the coordinator runs here, on a shared 2-core machine) must not make it look silent.
+    const fields = { id: 'remote', pid: 4242, host: lock.host, device: 'cpu', task: run!.output, done: 0, exited: false };
+    const remote = spawn(process.execPath, ['-e', HEARTBEAT_WRITER, join(out, 'state', 'workers', 'remote.json'), JSON.stringify(fields), '200', '3000']);
     let lastBeat = '';
-    const beat = () => {
-      lastBeat = new Date().toISOString();
-      writeFileSync(join(out, 'state', 'workers', 'remote.json'), JSON.stringify({ id: 'remote', pid: 4242, host: lock.host, device: 'cpu', task: run!.output, heartbeat: lastBeat, done: 0, exited: false }));
-    };
-    beat();
-    const beating = setInterval(beat, 200);
-    setTimeout(() => clearInterval(beating), 3000);
+    remote.stdout.on('data', (chunk: Buffer) => (lastBeat = chunk.toString().trim().split('\n').at(-1)!));
+    const beating = new Promise((resolve) => remote.on('exit', resolve));
+    await new Promise((resolve) => remote.stdout.once('data', resolve));
     const result = await runBatch(file, { out, workers: 1, workerCommand: worker, pollMs: 200 });
-    clearInterval(beating);
+    await beating;
     expect(result.status.done).toBe(2);
     const events = readEvents(out).filter((e) => e.task === run!.output);
     expect(events.map((e) => e.event)).toEqual(['released', 'claimed', 'done']);
