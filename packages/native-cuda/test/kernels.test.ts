@@ -225,7 +225,7 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
   });
 
   describe('gatherColumns', () => {
-    /** Every `every`-th column dropped from a seeded shuffle: uneven runs, first and last columns among the cases. */
+    /** Columns kept at random (seeded), each dropped with probability `dropShare`; column 0 always kept: uneven runs. */
     const keptColumns = (cols: number, dropShare: number, seed: number) => {
       const random = rng(seed);
       return Int32Array.from({ length: cols }, (_, c) => c).filter((c) => c === 0 || random() >= dropShare);
@@ -236,7 +236,8 @@ describe.each(addonsUnderTest())('$label', ({ label, path }) => {
         test(`${rows}×${cols} ${dtype}, ${dropShare * 100}% dropped: the reference's bytes`, () => {
           const matrix = { data: randomElements(dtype, rows * cols, rows + cols), rows, cols, dtype };
           const kept = keptColumns(cols, dropShare, cols);
-          const [actual, expected] = [new Uint8Array(rows * kept.length * (dtype === 'f32' ? 4 : 2)), new Uint8Array(rows * kept.length * (dtype === 'f32' ? 4 : 2))];
+          const outBytes = rows * kept.length * (dtype === 'f32' ? 4 : 2);
+          const [actual, expected] = [new Uint8Array(outBytes), new Uint8Array(outBytes)];
           api.gatherColumns(matrix, kept, actual);
           referenceKernels.gatherColumns(matrix, kept, expected);
           expect(Buffer.compare(actual, expected)).toBe(0);

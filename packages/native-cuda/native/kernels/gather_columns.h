@@ -1,5 +1,5 @@
 // Column gather on the pruning write path: out[r, k] = in[r, kept[k]] for every row, moving element bytes unchanged
-// (any element size, any alignment). Removing neurons from an ONNX [in, out] gate/up weight keeps ~90% of each row in
+// (2- or 4-byte elements, any alignment). Removing neurons from an ONNX [in, out] gate/up weight keeps ~90% of each row in
 // runs of a few elements, too short for block copies and slow element by element in JavaScript.
 #pragma once
 #include <cstddef>
